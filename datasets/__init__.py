@@ -1,0 +1,1 @@
+"""TFDS builders for talking-head datasets; installed as talkjax_datasets."""

@@ -1,0 +1,1 @@
+"""SynthTalk: the built-in procedural talking-head dataset."""

@@ -1,0 +1,1 @@
+"""Launchers for multi-process and multi-host runs; installed as talkjax_launch."""

@@ -1,0 +1,1 @@
+"""Audio front-end: loading, frame-aligned features, encoders, emotion."""

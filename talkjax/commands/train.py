@@ -1,0 +1,49 @@
+"""Train a model from an experiment config.
+
+A config is a Python file under experiments/ (or its shipped name, e.g. testbed/tiny).
+`--set key=value` overrides any value with type checking; `--dry-run` prints the resolved
+config and the parameter count without training. Training in an existing --workdir resumes
+from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+from talkjax.commands import missing
+
+EXAMPLES = """\
+examples:
+  talkjax train --config testbed/tiny --dry-run
+  talkjax train --config experiments/testbed/tiny.py --set train.steps=200 optimizer.lr=1e-3 --workdir runs/tb
+  talkjax train --config testbed/tiny --set mesh.data=2 mesh.fsdp=2 mesh.tensor=2 --workdir runs/tb8
+"""
+
+
+def add_arguments(parser):
+  parser.add_argument("--config", required=True,
+                      help="config file (experiments/<family>/<name>.py[:arg]) or shipped name")
+  parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[],
+                      metavar="KEY=VALUE", help="override config values, e.g. train.steps=10")
+  parser.add_argument("--workdir", help="where checkpoints, metrics.jsonl and TensorBoard logs go")
+  parser.add_argument("--dry-run", action="store_true",
+                      help="print the resolved config and the parameter count, then exit")
+
+
+def count_parameters(config) -> int:
+  import jax
+  from talkjax.models import make_task
+
+  task = make_task(config)
+  shapes = jax.eval_shape(task.init, jax.random.key(0), task.example_batch(1))
+  return sum(int(x.size) for x in jax.tree.leaves(shapes))
+
+
+def run(args):
+  from talkjax.config import load_config, to_text
+
+  config = load_config(args.config, args.overrides)
+  if args.dry_run:
+    print(to_text(config))
+    n = count_parameters(config)
+    print(f"parameters: {n:,} ({n * 4 / 2**20:.2f} MiB as float32)")
+    return 0
+  raise missing("train", "the trainer", "the scale-out training work (talkjax/train/)")

@@ -1,0 +1,1 @@
+"""Grain input pipelines shared by every model family."""

@@ -1,0 +1,1 @@
+"""Shared Flax Linen blocks. Nothing here imports talkjax.models."""

@@ -1,0 +1,1 @@
+"""Train state, optimizer, sharded step, loop and Orbax checkpoints; knows no model family."""
