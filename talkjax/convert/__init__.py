@@ -1,0 +1,1 @@
+"""Weight import from public checkpoint files (safetensors first; .bin read without pickle)."""
