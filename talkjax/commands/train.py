@@ -8,7 +8,7 @@ from its latest checkpoint.
 
 from __future__ import annotations
 
-from talkjax.commands import missing
+from talkjax.errors import TalkjaxError
 
 EXAMPLES = """\
 examples:
@@ -46,4 +46,18 @@ def run(args):
     n = count_parameters(config)
     print(f"parameters: {n:,} ({n * 4 / 2**20:.2f} MiB as float32)")
     return 0
-  raise missing("train", "the trainer", "the scale-out training work (talkjax/train/)")
+  if not args.workdir:
+    raise TalkjaxError("--workdir is required to train (checkpoints and metrics go there)",
+                       fix="add --workdir runs/NAME; an existing workdir is resumed")
+  from talkjax import parallel
+  parallel.initialize_distributed()
+  from talkjax.models import make_task
+  from talkjax.train.loop import train
+
+  last = train(config, make_task(config), args.workdir)
+  import jax
+  if jax.process_index() == 0:
+    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                      for k, v in last.items() if k in ("step", "loss", "examples_per_s", "eval_loss"))
+    print(f"done: {shown}; checkpoints and metrics.jsonl in {args.workdir}")
+  return 0

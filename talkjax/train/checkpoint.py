@@ -1,0 +1,83 @@
+"""Orbax checkpoints: model state + Grain iterator state + the resolved config, as one.
+
+Saves are asynchronous and atomic (Orbax writes to a temporary folder and renames it when
+every process has finished), so an interrupted save never becomes the latest checkpoint.
+Restore places every array straight into the current mesh's layout, so a run saved on 8
+devices resumes on 4, 2 or 1.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import grain
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+from talkjax.errors import TalkjaxError
+
+ITEMS = ("state", "data", "meta")
+
+
+class Checkpointer:
+  def __init__(self, directory: str | pathlib.Path, checkpoint_config):
+    c = checkpoint_config
+    policies = [ocp.checkpoint_managers.LatestN(n=int(c.keep))]
+    if c.best_metric:
+      lower_is_better = not c.best_metric.endswith(("accuracy", "acc", "corr", "score"))
+      policies.append(ocp.checkpoint_managers.BestN(
+          get_metric_fn=lambda m: m[c.best_metric], reverse=lower_is_better, n=1,
+          keep_checkpoints_without_metrics=False))
+    options = ocp.CheckpointManagerOptions(
+        enable_async_checkpointing=bool(c.async_save), create=True,
+        cleanup_tmp_directories=True,
+        preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies))
+    self.directory = pathlib.Path(directory).absolute()
+    self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self.manager.all_steps())
+
+  def save(self, step: int, state, data_iterator, config: ml_collections.ConfigDict,
+           metrics: dict | None = None) -> None:
+    meta = {"config": json.loads(config.to_json_best_effort()),
+            "process_count": jax.process_count(), "device_count": jax.device_count(),
+            "step": int(step)}
+    args = ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=grain.checkpoint.CheckpointSave(data_iterator),
+        meta=ocp.args.JsonSave(meta))
+    self.manager.save(step, args=args, metrics=metrics, force=True)
+
+  def read_meta(self, step: int) -> dict:
+    return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+  def restore(self, step: int, abstract_state, data_iterator=None):
+    """Restores the state into `abstract_state`'s shardings (ShapeDtypeStructs with
+    .sharding), and the data iterator in place when the process count matches.
+
+    Returns (state, data_restored)."""
+    meta = self.read_meta(step)
+    restore_data = data_iterator is not None and meta["process_count"] == jax.process_count()
+    items = {"state": ocp.args.StandardRestore(abstract_state)}
+    if restore_data:
+      items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+    try:
+      restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+    except (ValueError, KeyError) as e:
+      raise TalkjaxError(f"checkpoint {step} does not match this model: {e}",
+                         path=self.directory / str(step),
+                         fix="resume with the config that wrote it, or use a new --workdir") from e
+    return restored["state"], restore_data
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()

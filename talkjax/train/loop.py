@@ -1,0 +1,179 @@
+"""The training loop, top to bottom: mesh -> state -> data -> resume -> steps -> checkpoints.
+
+Knows no model family: it is handed a Task (talkjax/task.py). Resumes automatically from
+WORKDIR/checkpoints; SIGTERM (preemption) saves a final checkpoint and exits cleanly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import signal
+import sys
+import time
+from typing import Callable
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from talkjax import parallel
+from talkjax.data.loader import make_loader
+from talkjax.errors import TalkjaxError
+from talkjax.train.checkpoint import Checkpointer
+from talkjax.train.metrics import MetricsWriter, to_python
+from talkjax.train.optimizer import make_optimizer
+from talkjax.train.state import abstract_params, state_layout
+from talkjax.train.step import make_train_step
+
+
+@dataclasses.dataclass
+class Hook:
+  """Called as fn(step, state) every `every` steps (evaluation, sampling previews...).
+
+  It may return a dict of metrics, which is logged and offered to best-checkpoint keeping.
+  """
+  every: int
+  fn: Callable
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop checks after each step."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread (e.g. inside a notebook worker)
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _trim_metrics(workdir: pathlib.Path, last_step: int) -> None:
+  """Drops metric rows logged after the checkpoint we resume from (a discarded timeline)."""
+  path = workdir / "metrics.jsonl"
+  if jax.process_index() != 0 or not path.exists():
+    return
+  import json
+  rows = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= last_step]
+  path.write_text("".join(r + "\n" for r in rows))
+
+
+def make_eval_hook(task, config, mesh, rules, batch_sh, every: int, batches: int = 4) -> Hook:
+  """Mean loss over a few batches of the task's eval split, logged as eval_loss."""
+  source = task.data_source("eval")
+  eval_loss = jax.jit(lambda p, b: task.loss(p, b, jax.random.PRNGKey(0))[0].mean())
+
+  def fn(step, state):
+    loader = make_loader(source, global_batch_size=config.data.batch_size, seed=0, shuffle=False,
+                         num_epochs=1)
+    losses = []
+    for i, local in enumerate(loader):
+      if i == batches:
+        break
+      losses.append(eval_loss(state.params, parallel.global_batch(local, batch_sh)))
+    return {"eval_loss": float(np.mean(jax.device_get(losses)))}
+  return Hook(every, fn)
+
+
+def train(config, task, workdir: str | pathlib.Path, *, hooks: list[Hook] = (),
+          progress: bool = True) -> dict:
+  """Trains to config.train.steps (resuming from `workdir`); returns the last logged metrics."""
+  workdir = pathlib.Path(workdir)
+  tc = config.train
+  rules = config.axis_rules
+  mesh = parallel.make_mesh(config.mesh)
+  is_main = jax.process_index() == 0
+
+  tx, schedule = make_optimizer(config.optimizer, tc.steps, abstract_params(task, config.seed))
+  init, rng, abstract_state, state_sh = state_layout(task, tx, mesh, rules, config.seed,
+                                                     ema=tc.ema_decay > 0)
+  batch_sh = parallel.batch_shardings(task.batch_axes(), mesh, rules)
+  if config.data.batch_size % tc.grad_accum:
+    raise TalkjaxError(f"data.batch_size {config.data.batch_size} is not a multiple of "
+                       f"train.grad_accum {tc.grad_accum}", fix="make it divisible")
+
+  loader = make_loader(task.data_source("train"), global_batch_size=config.data.batch_size,
+                       seed=config.seed, shuffle=config.data.shuffle,
+                       worker_count=config.data.worker_count)
+  data = iter(loader)
+  ckpt = Checkpointer(workdir / "checkpoints", config.checkpoint)
+  start = ckpt.latest_step()
+  if start is None:
+    start = 0
+    state, _ = parallel.shard_init(init, mesh, rules, rng)
+  else:
+    state, data_restored = ckpt.restore(start, abstract_state, data)
+    _trim_metrics(workdir, start)
+    if is_main:
+      print(f"resumed from {ckpt.directory / str(start)} (step {start})", file=sys.stderr)
+      if not data_restored:
+        print("note: the checkpoint was written by a different number of processes, so the "
+              "input pipeline restarts its order; parameters and optimizer are restored exactly",
+              file=sys.stderr)
+
+  step_fn = jax.jit(make_train_step(task, tx, schedule, tc, config.seed),
+                    in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
+                    donate_argnums=0)
+  if tc.eval_every > 0:
+    hooks = [make_eval_hook(task, config, mesh, rules, batch_sh, tc.eval_every), *hooks]
+  writer = MetricsWriter(workdir)
+  bar = tqdm(total=tc.steps, initial=start, disable=not (progress and is_main), unit="step",
+             dynamic_ncols=True)
+  last = {}
+  t0, examples = time.perf_counter(), 0
+  try:
+    with parallel.use_mesh(mesh, rules), _Preemption() as preemption:
+      for step in range(start, tc.steps):
+        batch = parallel.global_batch(next(data), batch_sh)
+        state, metrics = step_fn(state, batch)
+        done = step + 1
+        examples += config.data.batch_size
+        extra = {}
+        for hook in hooks:
+          if done % hook.every == 0 or done == tc.steps:
+            extra.update(hook.fn(done, state) or {})
+        if done % tc.log_every == 0 or done == tc.steps or extra or preemption.requested:
+          metrics, streak = jax.device_get((metrics, state.nonfinite_streak))
+          elapsed = time.perf_counter() - t0
+          last = {k: to_python(v) for k, v in {**metrics, **extra}.items()}
+          last["examples_per_s"] = examples / elapsed
+          last["steps_per_s"] = examples / config.data.batch_size / elapsed
+          writer.write(done, last)
+          bar.set_postfix(loss=f"{last['loss']:.4g}", ex_s=f"{last['examples_per_s']:.1f}")
+          t0, examples = time.perf_counter(), 0
+          if streak >= tc.max_nonfinite_steps:
+            ckpt.wait()
+            raise TalkjaxError(
+                f"the loss or gradients were NaN/Inf for {int(streak)} steps in a row "
+                f"(up to step {done}); updates were skipped",
+                path=workdir, fix="lower optimizer.lr, enable optimizer.clip_norm, or check the "
+                "data; the last good checkpoint is kept")
+        bar.update(1)
+        if done % config.checkpoint.every == 0 or done == tc.steps or preemption.requested:
+          ckpt.save(done, state, data, config,
+                    metrics={k: v for k, v in last.items() if isinstance(v, (int, float))})
+        if preemption.requested:
+          if is_main:
+            print(f"preempted (SIGTERM): saved step {done}; rerun the same command to resume",
+                  file=sys.stderr)
+          break
+  finally:
+    bar.close()
+    ckpt.close()
+    writer.close()
+  last["step"] = int(jax.device_get(state.step))
+  last["nonfinite_total"] = int(jax.device_get(state.nonfinite_total))
+  last["masked_total"] = int(jax.device_get(state.masked_total))
+  return last

@@ -1,0 +1,82 @@
+"""The optax optimizer a config describes: AdamW, warm-up + cosine/constant schedule,
+gradient clipping, and per-parameter freezing / learning-rate scales by path patterns
+(MEMO trains different module subsets per stage)."""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from talkjax.errors import ConfigError
+
+
+def learning_rate_schedule(opt, total_steps: int) -> optax.Schedule:
+  warmup = int(opt.warmup_steps)
+  if opt.schedule == "constant":
+    after = optax.constant_schedule(opt.lr)
+  elif opt.schedule == "cosine":
+    after = optax.cosine_decay_schedule(opt.lr, max(total_steps - warmup, 1), alpha=opt.min_lr_ratio)
+  else:
+    raise ConfigError(f"unknown optimizer.schedule {opt.schedule!r}", fix="use 'cosine' or 'constant'")
+  if warmup <= 0:
+    return after
+  return optax.join_schedules([optax.linear_schedule(0.0, opt.lr, warmup), after], [warmup])
+
+
+def path_name(path) -> str:
+  """'/'-joined parameter path, e.g. 'block_0/attn/to_q/kernel'."""
+  parts = []
+  for p in path:
+    parts.append(str(getattr(p, "key", getattr(p, "name", getattr(p, "idx", p)))))
+  return "/".join(parts)
+
+
+def update_scales(params, opt) -> object:
+  """Per-leaf multipliers for the final update: 0 for frozen paths, else the first matching
+  lr scale (1 when none matches)."""
+  freeze = [re.compile(p) for p in opt.freeze]
+  scales = [(re.compile(p), float(s)) for p, s in opt.lr_scales]
+
+  def scale(path, _):
+    name = path_name(path)
+    if any(p.search(name) for p in freeze):
+      return 0.0
+    for pattern, s in scales:
+      if pattern.search(name):
+        return s
+    return 1.0
+  return jax.tree_util.tree_map_with_path(scale, params)
+
+
+def scale_updates_by_path(scales) -> optax.GradientTransformation:
+  def init(params):
+    del params
+    return optax.EmptyState()
+
+  def update(updates, state, params=None):
+    del params
+    return jax.tree.map(lambda u, s: u if s == 1.0 else u * jnp.asarray(s, u.dtype),
+                        updates, scales), state
+  return optax.GradientTransformation(init, update)
+
+
+def make_optimizer(opt, total_steps: int, params_for_paths) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """`params_for_paths` is any tree with the parameters' structure (abstract is fine)."""
+  if opt.name != "adamw":
+    raise ConfigError(f"unknown optimizer.name {opt.name!r}", fix="use 'adamw'")
+  schedule = learning_rate_schedule(opt, total_steps)
+  parts = []
+  if opt.clip_norm > 0:
+    parts.append(optax.clip_by_global_norm(opt.clip_norm))
+  parts.append(optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps,
+                           weight_decay=opt.weight_decay))
+  if opt.freeze or opt.lr_scales:
+    scales = update_scales(params_for_paths, opt)
+    if not any(s != 0.0 for s in jax.tree.leaves(scales)):
+      raise ConfigError(f"optimizer.freeze {tuple(opt.freeze)} freezes every parameter",
+                        fix="freeze fewer paths (patterns are regexes over 'block_0/attn/...')")
+    parts.append(scale_updates_by_path(scales))
+  return optax.chain(*parts), schedule
