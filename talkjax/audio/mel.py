@@ -53,18 +53,43 @@ def num_mel_frames(num_samples: int, config: MelConfig = DEFAULT_MEL) -> int:
   return 1 + num_samples // config.hop_length
 
 
+def _hz_to_mel(f):
+  """Slaney's mel scale (librosa's default, htk=False): linear below 1 kHz, log above."""
+  f = np.asarray(f, np.float64)
+  log_region = f >= 1000.0
+  mel = f * 3.0 / 200.0
+  return np.where(log_region, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0),
+                  mel)
+
+
+def _mel_to_hz(m):
+  m = np.asarray(m, np.float64)
+  return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), m * 200.0 / 3.0)
+
+
 @functools.lru_cache(maxsize=16)
 def mel_filterbank(config: MelConfig) -> np.ndarray:
-  """(n_mels, n_fft // 2 + 1) Slaney-normalised filters, as librosa builds them (float64)."""
-  import librosa
-  return librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels,
-                             fmin=config.fmin, fmax=config.fmax, dtype=np.float64)
+  """(n_mels, n_fft // 2 + 1) Slaney-normalised triangular filters (float64).
+
+  The same construction as `librosa.filters.mel(htk=False, norm="slaney")`, written out so
+  the on-device path does not import librosa (whose import alone takes seconds).
+  """
+  fft_freqs = np.linspace(0.0, config.sample_rate / 2.0, 1 + config.n_fft // 2)
+  edges = _mel_to_hz(np.linspace(_hz_to_mel(config.fmin), _hz_to_mel(config.fmax),
+                                 config.n_mels + 2))
+  widths = np.diff(edges)
+  ramps = edges[:, None] - fft_freqs[None, :]
+  lower = -ramps[:-2] / widths[:-1, None]
+  upper = ramps[2:] / widths[1:, None]
+  weights = np.maximum(0.0, np.minimum(lower, upper))
+  return weights * (2.0 / (edges[2:] - edges[:-2]))[:, None]
 
 
 @functools.lru_cache(maxsize=16)
 def _window(config: MelConfig) -> np.ndarray:
-  import scipy.signal
-  win = scipy.signal.get_window("hann", config.win_length, fftbins=True)
+  """Periodic Hann of win_length, centred in n_fft (librosa's `pad_center`)."""
+  n = np.arange(config.win_length)
+  win = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / config.win_length)
   left = (config.n_fft - config.win_length) // 2
   return np.pad(win, (left, config.n_fft - config.win_length - left))
 

@@ -42,6 +42,18 @@ def test_log_mel_jax_matches_librosa(config, name):
   assert np.abs(mf - mf_ref).max() < 1e-4 * max(1.0, np.abs(mf_ref).max())
 
 
+@pytest.mark.parametrize("config", [mel.SYNCNET_MEL, mel.DEFAULT_MEL,
+                                    mel.MelConfig(sample_rate=22050, n_fft=1024, n_mels=128,
+                                                  fmin=20.0, fmax=11025.0)])
+def test_filterbank_and_window_equal_librosa(config):
+  ref = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels,
+                            fmin=config.fmin, fmax=config.fmax, dtype=np.float64)
+  np.testing.assert_allclose(mel.mel_filterbank(config), ref, rtol=1e-10, atol=1e-14)
+  win = librosa.filters.get_window("hann", config.win_length, fftbins=True)
+  np.testing.assert_allclose(mel._window(config),
+                             librosa.util.pad_center(win, size=config.n_fft), atol=1e-15)
+
+
 def test_reference_is_librosa_melspectrogram():
   x = SIGNALS["speechlike"].astype(np.float64)
   s = librosa.feature.melspectrogram(y=x, sr=16000, n_fft=400, hop_length=160, n_mels=80,
