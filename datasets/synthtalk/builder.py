@@ -57,7 +57,8 @@ class SynthTalk(tfds.core.GeneratorBasedBuilder):
     T = tfds.features.Tensor
     features = {
         "frames": T(shape=(t,), dtype=np.object_),  # encoded JPEG/PNG bytes per frame
-        "audio": T(shape=(s,), dtype=np.float32),
+        # Raw float32 bytes on disk: ~30x faster to serialise than a proto float list.
+        "audio": T(shape=(s,), dtype=np.float32, encoding=tfds.features.Encoding.BYTES),
         "mouth_open": T(shape=(t,), dtype=np.float32),
         "mouth_width": T(shape=(t,), dtype=np.float32),
         "emotion": T(shape=(t,), dtype=np.int32),
@@ -70,7 +71,8 @@ class SynthTalk(tfds.core.GeneratorBasedBuilder):
         "clip_index": np.int64,
     }
     if spec.dyadic:
-      features["partner_audio"] = T(shape=(s,), dtype=np.float32)
+      features["partner_audio"] = T(shape=(s,), dtype=np.float32,
+                                    encoding=tfds.features.Encoding.BYTES)
     return tfds.core.DatasetInfo(
         builder=self, description=__doc__, features=tfds.features.FeaturesDict(features),
         metadata=tfds.core.MetadataDict(

@@ -30,6 +30,11 @@ def _paint(img, alpha, color):
     plane += alpha * (np.float32(color[c]) - plane)
 
 
+def _blob(x, y, rx, ry):
+  """Cheap signed-distance estimate for an ellipse that is never thin (face, hair, iris)."""
+  return (np.hypot(x * (1.0 / rx), y * (1.0 / ry)) - 1.0) * np.minimum(rx, ry)
+
+
 def _ellipse(x, y, rx, ry):
   """Approximate signed distance to an ellipse: k0 (k0 - 1) / k1 stays accurate for thin
   ellipses (a closed mouth), where scaling by the short radius would smear a line sideways."""
@@ -97,17 +102,17 @@ def render_frames(ident, state, res):
 
   # Shoulders and neck move with the translation only.
   low = slice(int(res * (0.5 + 0.2 / ZOOM)), res)  # rows below the chin
-  _paint(img[:, :, low], _cover(_ellipse(gx - col(tx * 0.6), gy[:, low] - 1.25, 0.95, 0.5), px),
+  _paint(img[:, :, low], _cover(_blob(gx - col(tx * 0.6), gy[:, low] - 1.25, 0.95, 0.5), px),
          ident["shirt"])
   neck = np.maximum(np.abs(gx - col(tx * 0.8)) - fw * 0.45, np.abs(gy[:, low] - 0.75) - 0.3)
   _paint(img[:, :, low], _cover(neck, px), skin * 0.82)
   rows, cols = _window(cx, cy, fw * 1.45, fh * 1.35, res)
   head, hx, hy = img[:, :, rows, cols], fx[:, rows, cols], fy[:, rows, cols]
   if ident["hair_style"] == 1:  # long hair behind the head
-    _paint(head, _cover(_ellipse(hx, hy - 0.12 * fh, fw * 1.3, fh * 1.12), px), hair * 0.9)
+    _paint(head, _cover(_blob(hx, hy - 0.12 * fh, fw * 1.3, fh * 1.12), px), hair * 0.9)
   # Face: an ellipse whose lower half narrows toward the chin.
   taper = 1.0 - (ident["face_round"] - 2.0) * 0.3 * np.clip(hy / fh, 0, 1)
-  _paint(head, _cover(_ellipse(hx, hy, fw * taper, fh), px), skin)
+  _paint(head, _cover(_blob(hx, hy, fw * taper, fh), px), skin)
   _paint_hair(head, hx, hy, fw, fh, ident, px)
 
   # Features shift with yaw/pitch (a cheap 3/4 turn) in face coordinates.
@@ -126,10 +131,10 @@ def render_frames(ident, state, res):
     lx, ly = fx[:, rows, cols] - col(ex), fy[:, rows, cols] - col(eye_y)
     white = _ellipse(lx, ly, eye_w, col(eye_h))
     _paint(sub, _cover(white, px), EYE_WHITE)
-    iris = np.maximum(_ellipse(lx - col(gaze), ly, ident["eye_size"] * 0.75,
+    iris = np.maximum(_blob(lx - col(gaze), ly, ident["eye_size"] * 0.75,
                                ident["eye_size"] * 0.75), white)
     _paint(sub, _cover(iris, px), ident["iris"])
-    pupil = np.maximum(_ellipse(lx - col(gaze), ly, ident["eye_size"] * 0.35,
+    pupil = np.maximum(_blob(lx - col(gaze), ly, ident["eye_size"] * 0.35,
                                 ident["eye_size"] * 0.35), white)
     _paint(sub, _cover(pupil, px), (0.02, 0.02, 0.02))
     # Brow: inner end rises with `tilt`, the whole brow with `raise`.
@@ -143,7 +148,7 @@ def render_frames(ident, state, res):
   # Nose: a soft shadow.
   nose_y = 0.12 * fh + shift_y
   _paint_small(img, fx, fy, cx_img(shift_x * 1.2, nose_y), cy_img(shift_x * 1.2, nose_y),
-               lambda lx, ly: _ellipse(lx - col(shift_x * 1.2), ly - col(nose_y), 0.04, 0.065),
+               lambda lx, ly: _blob(lx - col(shift_x * 1.2), ly - col(nose_y), 0.04, 0.065),
                skin * 0.8, px, res, 0.1, 0.1)
   _paint_mouth(img, fx, fy, state, ident, emo, shift_x, shift_y, cx_img, cy_img, px, res)
   return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 3, 0)
@@ -152,13 +157,13 @@ def render_frames(ident, state, res):
 def _paint_hair(img, fx, fy, fw, fh, ident, px):
   style = ident["hair_style"]
   if style == 2:  # high top
-    cap = _ellipse(fx, fy + 0.25 * fh, fw * 1.06, fh * 1.05)
+    cap = _blob(fx, fy + 0.25 * fh, fw * 1.06, fh * 1.05)
     line = fy + 0.5 * fh
   elif style == 3:  # bald crown, hair on the sides only
-    cap = np.maximum(_ellipse(fx, fy, fw * 1.07, fh * 1.04), 0.62 * fw - np.abs(fx))
+    cap = np.maximum(_blob(fx, fy, fw * 1.07, fh * 1.04), 0.62 * fw - np.abs(fx))
     line = fy + 0.05 * fh
   else:
-    cap = _ellipse(fx, fy + 0.03, fw * 1.07, fh * 1.05)
+    cap = _blob(fx, fy + 0.03, fw * 1.07, fh * 1.05)
     line = fy + 0.42 * fh - 0.04 * np.cos(fx * 14.0)
   _paint(img, _cover(np.maximum(cap, line), px), ident["hair"])
 
@@ -181,7 +186,7 @@ def _paint_mouth(img, fx, fy, state, ident, emo, shift_x, shift_y, cx_img, cy_im
   # Corners bend up (happy) or down (sad); contempt lifts one corner only.
   bend = -0.07 * col(emo[:, 3]) * u * u - 0.07 * col(emo[:, 4]) * np.clip(u, 0, None) ** 2
   ly = ly - bend
-  lips = _ellipse(lx, ly, col(half_w * 1.08), col(open_h / 2 + ident["lip_h"]))
+  lips = _blob(lx, ly, col(half_w * 1.08), col(open_h / 2 + ident["lip_h"]))
   _paint(sub, _cover(lips, px), ident["lip"])
   inner = _ellipse(lx, ly, col(half_w * 0.92), col(open_h / 2))
   _paint(sub, _cover(inner, px), MOUTH_INTERIOR)

@@ -1,0 +1,164 @@
+"""Random-access windows of T frames with exactly aligned audio from a built SynthTalk set.
+
+`SynthTalkWindows(path, split, window=T)` is a Grain-compatible source: `len()`, and
+`source[i]` -> dict of numpy arrays with fixed shapes, deterministic in i, picklable (the
+array_record reader is reopened lazily in each worker process).
+
+Alignment rule: frame k of a clip starts at audio sample k * 16000 / fps. Window starts are
+multiples of `stride` frames, with stride a multiple of fps / gcd(16000, fps), so the start
+sample is an integer; T must make T * 16000 / fps an integer too (always true at 25 fps).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from talkjax.errors import TalkjaxError
+
+SAMPLE_RATE = 16000
+PER_FRAME_KEYS = ("mouth_open", "mouth_width", "emotion", "intensity", "head_pose", "blink",
+                  "speaking")
+
+
+def find_dataset_dir(path) -> Path:
+  """Accept the folder given to `talkjax data build --out` or the versioned dataset folder."""
+  path = Path(path)
+  if (path / "dataset_info.json").exists():
+    return path
+  found = sorted(path.glob("synthtalk/*/*/dataset_info.json"))
+  if len(found) == 1:
+    return found[0].parent
+  if not found:
+    raise TalkjaxError("no built SynthTalk dataset here", path=path,
+                       fix="build one: talkjax data build synthtalk --out " + str(path))
+  raise TalkjaxError(f"{len(found)} SynthTalk builds here; name one", path=path,
+                     fix="pass the folder of one of: " + ", ".join(str(f.parent) for f in found))
+
+
+def decode_frame(data: bytes, where) -> np.ndarray:
+  from PIL import Image, UnidentifiedImageError
+  try:
+    with Image.open(io.BytesIO(data)) as im:
+      return np.asarray(im.convert("RGB"))
+  except (UnidentifiedImageError, OSError) as e:
+    raise TalkjaxError(f"a stored frame cannot be decoded ({e})", path=where,
+                       fix="the dataset is corrupt; rebuild it with talkjax data build") from e
+
+
+class SynthTalkClips:
+  """Whole clips of one split, read lazily (also what the probe and the preview use)."""
+
+  def __init__(self, path, split: str = "train"):
+    self.path = find_dataset_dir(path)
+    self.split = split
+    self._source = None
+    import json
+    info = json.loads((self.path / "dataset_info.json").read_text())
+    splits = {s["name"]: s for s in info.get("splits", [])}
+    if split not in splits:
+      raise TalkjaxError(f"split {split!r} is not in this dataset (it has {sorted(splits)})",
+                         path=self.path, fix="use one of those splits")
+    self.meta = _metadata(self.path)
+    self.fps = int(self.meta["fps"])
+    self._length = sum(int(n) for n in splits[split].get("shardLengths", []))
+
+  def __len__(self):
+    return self._length
+
+  def __getstate__(self):
+    state = dict(self.__dict__)
+    state["_source"] = None  # reopened in the worker
+    return state
+
+  def _open(self):
+    if self._source is None:
+      import tensorflow_datasets as tfds
+      self._source = tfds.builder_from_directory(str(self.path)).as_data_source(self.split)
+    return self._source
+
+  def record(self, index: int) -> dict:
+    """The stored example: frames still encoded."""
+    try:
+      return self._open()[index]
+    except (ValueError, OSError, RuntimeError) as e:
+      raise TalkjaxError(f"example {index} of split {self.split!r} cannot be read ({e})",
+                         path=self.path, fix="the dataset is corrupt; rebuild it") from e
+
+  def clip(self, index: int) -> dict:
+    """The example with frames decoded to uint8 (T, H, W, 3)."""
+    rec = dict(self.record(index))
+    rec["frames"] = np.stack([decode_frame(b, self.path) for b in rec["frames"]])
+    return rec
+
+
+def _metadata(path: Path) -> dict:
+  import json
+  meta_file = path / "metadata.json"
+  if not meta_file.exists():
+    raise TalkjaxError("metadata.json is missing from the dataset", path=path,
+                       fix="rebuild it with talkjax data build synthtalk")
+  return json.loads(meta_file.read_text())
+
+
+class SynthTalkWindows:
+  """Windows of `window` frames + their audio samples; frames float32 in [-1, 1].
+
+  Output keys: frames (T, H, W, 3) float32, audio (T * 16000 / fps,) float32,
+  partner_audio (same; dyadic sets only), the per-frame ground truth of PER_FRAME_KEYS
+  sliced to the window, identity () int64, identity_params (P,), reference (H, W, 3) float32
+  (the clip's first frame: the identity image a generator conditions on).
+  """
+
+  def __init__(self, path, split: str = "train", *, window: int = 16, stride: int | None = None):
+    self.clips = SynthTalkClips(path, split)
+    fps = self.clips.fps
+    self.frames_per_clip = int(round(float(self.clips.meta["seconds"]) * fps))
+    step = fps // math.gcd(SAMPLE_RATE, fps)  # smallest frame step with integer samples
+    stride = stride or step
+    if window < 1 or window > self.frames_per_clip:
+      raise TalkjaxError(f"window {window} must be 1..{self.frames_per_clip} frames (clip length)",
+                         path=self.clips.path, fix="pick a shorter window or build longer clips")
+    if (window * SAMPLE_RATE) % fps or stride % step:
+      raise TalkjaxError(
+          f"at {fps} fps, window ({window}) and stride ({stride}) must be multiples of {step} "
+          "frames so audio samples align exactly", path=self.clips.path,
+          fix=f"use a window that is a multiple of {step}")
+    self.window, self.stride, self.fps = window, stride, fps
+    self.samples = window * SAMPLE_RATE // fps
+    self.starts_per_clip = (self.frames_per_clip - window) // stride + 1
+
+  def __len__(self):
+    return len(self.clips) * self.starts_per_clip
+
+  def __getitem__(self, index: int) -> dict:
+    index = int(index)
+    if not 0 <= index < len(self):
+      raise IndexError(index)
+    clip_index, k = divmod(index, self.starts_per_clip)
+    rec = self.clips.record(clip_index)
+    start = k * self.stride
+    a0 = start * SAMPLE_RATE // self.fps
+    frames = [decode_frame(b, self.clips.path) for b in rec["frames"][start:start + self.window]]
+    out = {
+        "frames": np.stack(frames).astype(np.float32) / 127.5 - 1.0,
+        "reference": decode_frame(rec["frames"][0], self.clips.path).astype(np.float32) / 127.5 - 1.0,
+        "audio": _audio_slice(rec["audio"], a0, self.samples),
+        "identity": np.asarray(rec["identity"], np.int64),
+        "identity_params": np.asarray(rec["identity_params"], np.float32),
+    }
+    if "partner_audio" in rec:
+      out["partner_audio"] = _audio_slice(rec["partner_audio"], a0, self.samples)
+    for key in PER_FRAME_KEYS:
+      out[key] = np.asarray(rec[key][start:start + self.window])
+    return out
+
+
+def _audio_slice(audio, start, length):
+  piece = np.asarray(audio[start:start + length], np.float32)
+  if len(piece) < length:  # only when a clip's audio was rounded short (fps not dividing 16k)
+    piece = np.pad(piece, (0, length - len(piece)))
+  return piece
