@@ -75,23 +75,21 @@ def train_emotion_classifier(features, labels, *, hidden: int = 64, steps: int =
   opt = optax.adamw(learning_rate, weight_decay=weight_decay)
   state = opt.init(params)
 
-  @jax.jit
-  def step(params, state, x, y):
+  def step(carry, idx):
+    params, state = carry
     def loss_fn(p):
-      logits = model.apply({"params": p}, x)
-      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+      logits = model.apply({"params": p}, features[idx])
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels[idx]).mean()
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, state = opt.update(grads, state, params)
-    return optax.apply_updates(params, updates), state, loss
+    return (optax.apply_updates(params, updates), state), loss
 
-  rng = np.random.default_rng(seed)
+  # all minibatch indices up front, then one compiled loop (no per-step dispatch)
   n = features.shape[0]
-  losses = []
-  for _ in range(steps):
-    idx = rng.integers(0, n, size=min(batch_size, n))
-    params, state, loss = step(params, state, features[idx], labels[idx])
-    losses.append(float(loss))
-  return model, params, losses
+  batches = np.random.default_rng(seed).integers(0, n, size=(steps, min(batch_size, n)))
+  (params, _), losses = jax.jit(lambda c, b: jax.lax.scan(step, c, b))((params, state),
+                                                                      jnp.asarray(batches))
+  return model, params, [float(v) for v in np.asarray(losses)]
 
 
 # --- labels for a video from windowed predictions (pure logic) ---------------------------
