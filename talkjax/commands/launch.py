@@ -1,24 +1,35 @@
 """Start multi-process and multi-host runs.
 
 `local` starts N JAX processes on this machine (CPU, fake devices, gloo collectives) to
-rehearse a pod or cluster run; each process gets its own log and the launch fails loudly if
-any process fails.
+rehearse a pod or cluster run: each process gets the coordinator address, the process
+count and its id, and its own log; the launch fails loudly if any process fails. On a real
+cluster, start one process per host with TALKJAX_COORDINATOR, TALKJAX_NUM_PROCESSES and
+TALKJAX_PROCESS_ID set (or TALKJAX_DISTRIBUTED=auto on TPU pods / SLURM).
 """
 
-from talkjax.commands import missing
+from __future__ import annotations
+
+import pathlib
+
+from talkjax.commands import add_subcommand
 
 EXAMPLES = """\
-examples:
   talkjax launch local --processes 2 --devices-per-process 2 -- talkjax train --config testbed/tiny --workdir /tmp/tb
+  talkjax launch local --processes 4 --log-dir logs/ -- python my_script.py
 """
 
 
 def add_arguments(parser):
-  parser.add_argument("target", choices=["local"], help="where to launch")
-  parser.add_argument("--processes", type=int, default=2)
-  parser.add_argument("--devices-per-process", type=int, default=1)
-  parser.add_argument("cmd", nargs="*", help="the command each process runs (after --)")
+  parser.epilog = "examples:\n" + EXAMPLES
+  targets = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
+  from talkjax_launch import local
+  sub = add_subcommand(targets, "local", help="N processes on this machine",
+                       description=local.__doc__.split("\n\n")[0], examples=EXAMPLES)
+  local.add_arguments(sub)
 
 
 def run(args):
-  raise missing("launch", "the multi-process launcher", "the scale-out training work (launch/local.py)")
+  from talkjax_launch import local
+  cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+  return local.launch(cmd, args.processes, args.devices_per_process, pathlib.Path(args.log_dir),
+                      args.timeout)

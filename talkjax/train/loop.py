@@ -88,12 +88,15 @@ def make_eval_hook(task, config, mesh, rules, batch_sh, every: int, batches: int
 
 
 def train(config, task, workdir: str | pathlib.Path, *, hooks: list[Hook] = (),
-          progress: bool = True) -> dict:
-  """Trains to config.train.steps (resuming from `workdir`); returns the last logged metrics."""
+          progress: bool = True, devices=None) -> dict:
+  """Trains to config.train.steps (resuming from `workdir`); returns the last logged metrics.
+
+  `devices` restricts the mesh to some devices (default: every device of every process).
+  """
   workdir = pathlib.Path(workdir)
   tc = config.train
   rules = config.axis_rules
-  mesh = parallel.make_mesh(config.mesh)
+  mesh = parallel.make_mesh(config.mesh, devices)
   is_main = jax.process_index() == 0
 
   tx, schedule = make_optimizer(config.optimizer, tc.steps, abstract_params(task, config.seed))
@@ -151,7 +154,7 @@ def train(config, task, workdir: str | pathlib.Path, *, hooks: list[Hook] = (),
           last["examples_per_s"] = examples / elapsed
           last["steps_per_s"] = examples / config.data.batch_size / elapsed
           writer.write(done, last)
-          bar.set_postfix(loss=f"{last['loss']:.4g}", ex_s=f"{last['examples_per_s']:.1f}")
+          bar.set_postfix(loss=f"{float(metrics['loss']):.4g}", ex_s=f"{last['examples_per_s']:.1f}")
           t0, examples = time.perf_counter(), 0
           if streak >= tc.max_nonfinite_steps:
             ckpt.wait()

@@ -1,0 +1,98 @@
+"""Exact resume after SIGKILL, clean exit on SIGTERM, and atomic checkpoints."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+
+from talkjax.train.checkpoint import Checkpointer
+from talkjax.train.metrics import read_metrics
+
+from train_helpers import SLOW_MODEL, restore_params, tiny_config
+
+# A constant schedule makes the total step count irrelevant to the first 20 steps, so a
+# long run that is killed and a 20-step run describe the same trajectory.
+COMMON = ["optimizer.schedule=constant", "checkpoint.every=10", *SLOW_MODEL]
+
+
+def start_training(workdir, steps, extra_env=None):
+  cmd = [sys.executable, "-m", "talkjax.cli", "train", "--config", "testbed/tiny", "--workdir",
+         str(workdir), "--set", f"train.steps={steps}", "optimizer.warmup_steps=0", *COMMON]
+  # One device per training process keeps compilation quick; restore below uses 8.
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", **(extra_env or {})}
+  return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_for_checkpoint(proc, workdir, step, timeout=240):
+  target = workdir / "checkpoints" / str(step)
+  deadline = time.monotonic() + timeout
+  while not target.exists():
+    assert proc.poll() is None, proc.communicate()
+    assert time.monotonic() < deadline, "no checkpoint appeared"
+    time.sleep(0.02)
+
+
+def run_to_end(workdir, steps):
+  proc = start_training(workdir, steps)
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err
+  return err
+
+
+def test_sigkill_then_resume_gives_identical_parameters(tmp_path):
+  config = tiny_config("train.steps=20", "optimizer.warmup_steps=0", *COMMON)
+  run_to_end(tmp_path / "straight", 20)
+
+  killed = tmp_path / "killed"
+  proc = start_training(killed, 1000)
+  wait_for_checkpoint(proc, killed, 10)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  ckpt = Checkpointer(killed / "checkpoints", config.checkpoint)
+  assert 10 <= ckpt.latest_step() < 20  # really interrupted between the two
+  ckpt.close()
+  err = run_to_end(killed, 20)
+  assert "resumed from" in err
+
+  devices = jax.devices()
+  a, step_a = restore_params(tmp_path / "straight", config, devices)
+  b, step_b = restore_params(killed, config, devices)
+  assert step_a == step_b == 20
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+  steps_logged = [r["step"] for r in read_metrics(killed)]
+  assert steps_logged == sorted(set(steps_logged)) and steps_logged[-1] == 20
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path):
+  proc = start_training(tmp_path, 1000)
+  wait_for_checkpoint(proc, tmp_path, 10)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 0, err
+  assert "preempted (SIGTERM): saved step" in err
+  saved = int(err.split("saved step ")[1].split(";")[0])
+  config = tiny_config(*COMMON)
+  ckpt = Checkpointer(tmp_path / "checkpoints", config.checkpoint)
+  assert ckpt.latest_step() == saved and 10 <= saved < 1000
+  ckpt.close()
+
+
+def test_an_interrupted_save_never_becomes_the_latest(tmp_path):
+  config = tiny_config("train.steps=10", "checkpoint.every=10")
+  run_dir = tmp_path
+  from talkjax.models import make_task
+  from talkjax.train.loop import train
+  train(config, make_task(config), run_dir, progress=False, devices=jax.devices()[:1])
+  # What a save killed half-way leaves behind: Orbax's temporary folder for a later step.
+  partial = run_dir / "checkpoints" / "20.orbax-checkpoint-tmp-1234567890"
+  (partial / "state").mkdir(parents=True)
+  (partial / "state" / "garbage").write_bytes(b"\0" * 100)
+  ckpt = Checkpointer(run_dir / "checkpoints", config.checkpoint)
+  assert ckpt.latest_step() == 10 and ckpt.all_steps() == [10]
+  ckpt.close()
+  params, step = restore_params(run_dir, config, jax.devices()[:1])
+  assert step == 10

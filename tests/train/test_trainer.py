@@ -1,0 +1,132 @@
+"""The trainer on the test-bed: sharding-invariance, accumulation, masking, guards, EMA."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from talkjax import parallel
+from talkjax.errors import TalkjaxError
+from talkjax.models import make_task
+from talkjax.models import testbed
+from talkjax.train.loop import train
+from talkjax.train.metrics import read_metrics
+from talkjax.train.optimizer import make_optimizer
+from talkjax.train.state import abstract_params, create_state
+from talkjax.train.step import make_train_step
+
+from train_helpers import restore_params, tiny_config
+
+
+def losses(workdir):
+  return np.array([row["loss"] for row in read_metrics(workdir)])
+
+
+def test_same_loss_trajectory_on_1_and_8_devices(tmp_path):
+  config = tiny_config("train.steps=20", "checkpoint.every=20")
+  train(config, make_task(config), tmp_path / "one", progress=False, devices=jax.devices()[:1])
+  eight = tiny_config("train.steps=20", "checkpoint.every=20", "mesh.data=2", "mesh.fsdp=2",
+                  "mesh.tensor=2")
+  train(eight, make_task(eight), tmp_path / "eight", progress=False)
+  a, b = losses(tmp_path / "one"), losses(tmp_path / "eight")
+  assert len(a) == len(b) == 20
+  assert a[-1] < 0.7 * a[0]  # it learns
+  np.testing.assert_allclose(b, a, rtol=1e-5)
+  pa, _ = restore_params(tmp_path / "one", config, jax.devices()[:1])
+  pb, _ = restore_params(tmp_path / "eight", eight, jax.devices())
+  # Parameters agree too, up to Adam amplifying float noise in near-zero gradients (biases
+  # that a LayerNorm cancels), so compare whole tensors by relative norm.
+  for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb)):
+    assert np.linalg.norm(x - y) <= 1e-2 * np.linalg.norm(y)
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path):
+  base = ("train.steps=5", "checkpoint.every=5")
+  full = tiny_config(*base)
+  accum = tiny_config(*base, "train.grad_accum=4")
+  train(full, make_task(full), tmp_path / "full", progress=False, devices=jax.devices()[:2])
+  train(accum, make_task(accum), tmp_path / "accum", progress=False, devices=jax.devices()[:2])
+  np.testing.assert_allclose(losses(tmp_path / "accum"), losses(tmp_path / "full"), rtol=1e-5)
+
+
+def _one_step(config, task=None):
+  task = task or make_task(config)
+  tx, schedule = make_optimizer(config.optimizer, config.train.steps, abstract_params(task))
+  mesh = parallel.make_mesh(config.mesh, jax.devices()[:1])
+  state, _ = create_state(task, tx, mesh, config.axis_rules, config.seed,
+                          ema=config.train.ema_decay > 0)
+  init_params = jax.tree.map(np.array, state.params)
+  source = task.data_source("train")
+  batch = {k: np.stack([source[i][k] for i in range(config.data.batch_size)])
+           for k in ("x", "y", "index")}
+  step = jax.jit(make_train_step(task, tx, schedule, config.train, config.seed))
+  new_state, metrics = step(state, batch)
+  return task, init_params, batch, new_state, jax.device_get(metrics)
+
+
+def test_robust_training_masks_and_counts_large_losses():
+  config = tiny_config("train.robust_loss_threshold=3.0")
+  task, params, batch, state, metrics = _one_step(config)
+  per_example, _ = task.loss(params, batch, None)
+  per_example = np.asarray(per_example)
+  expected_masked = int(np.sum(per_example > 3.0))
+  assert 0 < expected_masked < len(per_example)  # the threshold splits this batch
+  assert metrics["masked"] == expected_masked == int(state.masked_total)
+  np.testing.assert_allclose(metrics["loss"], per_example[per_example <= 3.0].mean(), rtol=1e-5)
+  np.testing.assert_allclose(metrics["loss_unmasked"], per_example.mean(), rtol=1e-5)
+
+
+class NaNTask(testbed.TestbedTask):
+  def loss(self, params, batch, rng):
+    per_example, metrics = super().loss(params, batch, rng)
+    return per_example * jnp.nan, metrics
+
+
+def test_nonfinite_step_is_skipped_and_counted():
+  config = tiny_config()
+  _, params, _, state, metrics = _one_step(config, NaNTask(config))
+  assert not metrics["finite"]
+  assert int(state.nonfinite_streak) == 1 and int(state.nonfinite_total) == 1
+  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state.params), params)
+
+
+def test_training_stops_after_n_nonfinite_steps_in_a_row(tmp_path):
+  config = tiny_config("train.max_nonfinite_steps=3", "train.steps=10")
+  with pytest.raises(TalkjaxError, match="NaN/Inf for 3 steps in a row"):
+    train(config, NaNTask(config), tmp_path, progress=False, devices=jax.devices()[:1])
+  assert [r["finite"] for r in read_metrics(tmp_path)] == [False] * 3
+
+
+def test_frozen_paths_do_not_move_and_lr_scales_apply():
+  config = tiny_config("optimizer.freeze=('block_0/attn',)", "optimizer.lr_scales=(('head', 0.0),)")
+  _, params, _, state, _ = _one_step(config)
+  new = jax.tree.map(np.asarray, state.params)
+  np.testing.assert_array_equal(new["block_0"]["attn"]["to_q"]["kernel"],
+                                params["block_0"]["attn"]["to_q"]["kernel"])
+  np.testing.assert_array_equal(new["head"]["kernel"], params["head"]["kernel"])
+  assert not np.array_equal(new["block_0"]["mlp_in"]["kernel"], params["block_0"]["mlp_in"]["kernel"])
+
+
+def test_freezing_everything_is_a_config_error():
+  with pytest.raises(TalkjaxError, match="freezes every parameter"):
+    _one_step(tiny_config("optimizer.freeze=('.*',)"))
+
+
+def test_ema_follows_the_parameters():
+  config = tiny_config("train.ema_decay=0.75")
+  _, params, _, state, _ = _one_step(config)
+  expected = jax.tree.map(lambda p, n: 0.75 * p + 0.25 * np.asarray(n), params, state.params)
+  jax.tree.map(lambda e, x: np.testing.assert_allclose(e, x, rtol=1e-6, atol=1e-7),
+               jax.tree.map(np.asarray, state.ema_params), expected)
+
+
+def test_eval_hook_logs_eval_loss_and_best_checkpoint_is_kept(tmp_path):
+  config = tiny_config("train.steps=6", "train.eval_every=2", "checkpoint.every=2", "checkpoint.keep=1",
+                   "checkpoint.best_metric=eval_loss", "optimizer.lr=0.5",
+                   "optimizer.schedule=constant")  # a huge lr makes eval loss go up and down
+  train(config, make_task(config), tmp_path, progress=False, devices=jax.devices()[:1])
+  rows = [r for r in read_metrics(tmp_path) if "eval_loss" in r]
+  assert [r["step"] for r in rows] == [2, 4, 6]
+  best = min(rows, key=lambda r: r["eval_loss"])["step"]
+  kept = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+  assert kept == sorted({best, 6})
