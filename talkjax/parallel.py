@@ -119,8 +119,9 @@ ENV_PROCESS_ID = "TALKJAX_PROCESS_ID"
 def initialize_distributed() -> None:
   """Joins this process to a multi-process JAX run; a no-op for a single process.
 
-  - TPU pods, and SLURM / Open MPI / Kubernetes GPU jobs: JAX detects the cluster itself
-    when `TALKJAX_DISTRIBUTED=auto` or when a TPU pod is detected by the runtime.
+  - TPU pod slices (several TPU workers) and SLURM jobs with several tasks are detected
+    from their environment, and JAX's own cluster detection does the rest; any other
+    cluster JAX knows (Open MPI, Kubernetes) is used with `TALKJAX_DISTRIBUTED=auto`.
   - Anything else (several processes on one machine, hand-started GPU nodes): set
     TALKJAX_COORDINATOR=host:port, TALKJAX_NUM_PROCESSES and TALKJAX_PROCESS_ID (the
     standard JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID are read too).
@@ -132,7 +133,9 @@ def initialize_distributed() -> None:
   coordinator = env.get(ENV_COORDINATOR) or env.get("JAX_COORDINATOR_ADDRESS")
   num = env.get(ENV_NUM_PROCESSES) or env.get("JAX_NUM_PROCESSES")
   pid = env.get(ENV_PROCESS_ID) or env.get("JAX_PROCESS_ID")
-  if env.get("TALKJAX_DISTRIBUTED") == "auto":
+  multi_host_tpu = len(env.get("TPU_WORKER_HOSTNAMES", "").split(",")) > 1
+  slurm = int(env.get("SLURM_NTASKS", "1") or 1) > 1
+  if env.get("TALKJAX_DISTRIBUTED") == "auto" or multi_host_tpu or slurm:
     jax.distributed.initialize()
     return
   if coordinator is None and num is None:
