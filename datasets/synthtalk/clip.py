@@ -54,7 +54,8 @@ def make_clip(spec: BuildSpec, index: int) -> dict:
   syllables = speech.plan_syllables(rng, agent_spans, tempo)
   audio = speech.render_speech(rng, syllables, n_samples, ident["f0"], ident["formant_scale"],
                                emotion, intensity)
-  noise_level = 0.35 * energy * 10 ** (-rng.uniform(25, 40) / 20)
+  # SNR 30-45 dB against the speech's RMS.
+  noise_level = (audio.std() + 1e-4) * 10 ** (-rng.uniform(30, 45) / 20)
   audio += speech.background_noise(rng, n_samples, noise_level)
 
   opening, width = motion.mouth_trajectory(syllables, n_frames, spec.fps, energy)

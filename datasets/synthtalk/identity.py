@@ -66,4 +66,5 @@ def identity_vector(ident: dict) -> np.ndarray:
       (ident["lip_h"] - 0.031) / 0.009], np.float32) * 0.5
   colors = np.concatenate([ident[k] for k in ("skin", "hair", "iris", "bg", "bg2", "shirt")])
   brow = np.array([(ident["brow_w"] - 0.02) / 0.006 * 0.5], np.float32)
-  return np.concatenate([colors * 2 - 1, shape, style * 2 - 1, brow]).astype(np.float32)
+  # One-hot centred on its mean (0.25) so cosine similarity is not dominated by the zeros.
+  return np.concatenate([colors * 2 - 1, shape, (style - 0.25) * 2, brow]).astype(np.float32)

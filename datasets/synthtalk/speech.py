@@ -119,7 +119,8 @@ def render_speech(rng, syllables, n_samples, voice_f0, formant_scale, emotion, i
     burst = rng.standard_normal(v0 - c0 + pad).astype(np.float32)
     b, a = _resonator(centre * formant_scale, bw)
     burst = signal.lfilter(b, a, burst).astype(np.float32)
-    burst *= np.exp(-np.linspace(0, 4, len(burst))).astype(np.float32) * 0.35 * s.stress
+    burst *= np.exp(-np.linspace(0, 4, len(burst))).astype(np.float32) * (
+        0.12 * s.stress / (burst.std() + 1e-8))
     out[c0:c0 + len(burst)] += burst[:len(out) - c0]
     # Vowel: the glottal source through three formant resonators in cascade.
     seg = source[v0:v1 + pad]
@@ -127,7 +128,9 @@ def render_speech(rng, syllables, n_samples, voice_f0, formant_scale, emotion, i
       b, a = _resonator(freq * formant_scale, bwk)
       seg = signal.lfilter(b, a, seg).astype(np.float32) * (1.0 if k == 0 else 0.8)
     env = _envelope(len(seg), int(0.015 * SAMPLE_RATE), int(0.03 * SAMPLE_RATE) + pad)
-    out[v0:v0 + len(seg)] += seg * env * s.stress
+    # Open vowels are intrinsically louder than closed ones (a real effect, ~5 dB a vs i).
+    loud = s.stress * (0.45 + 0.55 * VOWEL_OPEN[s.vowel]) / (seg.std() + 1e-8)
+    out[v0:v0 + len(seg)] += seg * env * loud
   out = out[:n_samples]
   peak = np.abs(out).max()
   if peak > 0:
@@ -136,7 +139,7 @@ def render_speech(rng, syllables, n_samples, voice_f0, formant_scale, emotion, i
 
 
 def background_noise(rng, n_samples, level):
-  """Pink-ish room noise at an absolute RMS level."""
+  """Gently low-tilted room noise at an absolute RMS level."""
   white = rng.standard_normal(n_samples).astype(np.float32)
-  pink = signal.lfilter([1.0], [1.0, -0.95], white).astype(np.float32)
+  pink = signal.lfilter([1.0], [1.0, -0.5], white).astype(np.float32)
   return pink * (level / (pink.std() + 1e-8))

@@ -2,23 +2,112 @@
 
 Reports lip-sync (correlation with the audio-implied mouth trajectory and the best
 audio-video offset), emotion accuracy, identity drift, head-motion statistics and
-speak/listen accuracy as JSON.
+speak/listen accuracy as JSON. The probe is a small CNN trained on SynthTalk that ships
+with talkjax; `train-probe` retrains it and `check-probe` measures it on a held-out set
+(see talkjax/eval/README.md).
 """
 
-from talkjax.commands import missing
+from __future__ import annotations
+
+import json
+
+from talkjax.errors import TalkjaxError
 
 EXAMPLES = """\
 examples:
-  talkjax eval --video out.mp4 --audio speech.wav
-  talkjax eval --video out.mp4 --audio speech.wav --json metrics.json
+  talkjax eval --video out.mp4                        # audio = the video's own track
+  talkjax eval --video out.mp4 --audio speech.wav --emotion happy --json metrics.json
+  talkjax eval --video out.mp4 --partner-audio partner.wav   # dyadic: speak/listen accuracy
+  talkjax eval check-probe --data data/heldout        # probe accuracy on unseen identities
+  talkjax eval train-probe --data data/probe_train --steps 2500 --weights probe.msgpack
 """
 
 
 def add_arguments(parser):
-  parser.add_argument("--video", required=True, help="generated video (mp4)")
-  parser.add_argument("--audio", help="driving audio (default: the video's own audio track)")
-  parser.add_argument("--json", help="also write the metrics to this file")
+  parser.add_argument("action", nargs="?", default="video",
+                      choices=["video", "check-probe", "train-probe"],
+                      help="video: score --video (default); check-probe: probe accuracy on "
+                           "a built SynthTalk set; train-probe: train the probe's weights")
+  parser.add_argument("--video", help="generated video (mp4) to score")
+  parser.add_argument("--audio", help="driving audio (wav/mp3/...; default: the video's own track)")
+  parser.add_argument("--partner-audio", help="the partner's audio of a dyadic clip")
+  parser.add_argument("--emotion", help="the emotion the video should show (for accuracy)")
+  parser.add_argument("--reference", help="identity image to measure drift against "
+                                          "(default: the first frame)")
+  parser.add_argument("--data", help="a built SynthTalk folder (check-probe, train-probe)")
+  parser.add_argument("--weights", help="probe weights file (default: the shipped ones)")
+  parser.add_argument("--steps", type=int, default=2500, help="train-probe steps (default 2500)")
+  parser.add_argument("--json", help="also write the result to this file")
+
+
+def _load_audio(path):
+  import librosa
+  try:
+    audio, _ = librosa.load(path, sr=16000, mono=True)
+  except Exception as e:  # librosa raises many types for unreadable files
+    raise TalkjaxError(f"the audio cannot be read ({type(e).__name__}: {e})", path=path,
+                       fix="pass a readable audio file (wav, flac, mp3, m4a)") from e
+  return audio
 
 
 def run(args):
-  raise missing("eval", "the SynthTalk probe", "the SynthTalk work (talkjax/eval/)")
+  from talkjax.eval import probe as probe_lib
+  if args.action == "train-probe":
+    if not args.data:
+      raise TalkjaxError("train-probe needs --data", fix="build one: talkjax data build synthtalk "
+                         "--out data/probe_train --identities 240 --clips 720 --seed 1")
+    if args.steps < 1:
+      raise TalkjaxError(f"--steps must be >= 1, got {args.steps}")
+    from talkjax.eval.probe_train import train
+    train(args.data, steps=args.steps, out=args.weights or probe_lib.WEIGHTS)
+    print(f"wrote {args.weights or probe_lib.WEIGHTS}")
+    return 0
+  params = probe_lib.load_params(args.weights or probe_lib.WEIGHTS)
+  if args.action == "check-probe":
+    if not args.data:
+      raise TalkjaxError("check-probe needs --data", fix="build a held-out set: talkjax data "
+                         "build synthtalk --out data/heldout --identities 24 --clips 48 --seed 7")
+    from talkjax.eval.probe_check import THRESHOLDS, check_probe
+    result = check_probe(args.data, params)
+    result["thresholds"] = THRESHOLDS
+    return _emit(result, args.json)
+  if not args.video:
+    raise TalkjaxError("no --video given", fix="talkjax eval --video out.mp4 [--audio speech.wav]")
+  result = _score_video(args, params)
+  return _emit(result, args.json)
+
+
+def _score_video(args, params):
+  import numpy as np
+  from talkjax.data.video_io import read_mp4
+  from talkjax.eval.metrics import evaluate_video
+  from talkjax_datasets.synthtalk.spec import EMOTIONS
+  frames, fps, track = read_mp4(args.video)
+  audio = _load_audio(args.audio) if args.audio else track
+  if audio is None:
+    raise TalkjaxError("the video has no audio track and no --audio was given", path=args.video,
+                       fix="pass the driving audio with --audio")
+  if args.emotion is not None and args.emotion not in EMOTIONS:
+    raise TalkjaxError(f"unknown emotion {args.emotion!r}", fix="use one of " + ", ".join(EMOTIONS))
+  partner = _load_audio(args.partner_audio) if args.partner_audio else None
+  reference = None
+  if args.reference:
+    from PIL import Image, UnidentifiedImageError
+    try:
+      reference = np.asarray(Image.open(args.reference).convert("RGB"))
+    except (OSError, UnidentifiedImageError) as e:
+      raise TalkjaxError(f"the reference image cannot be read ({e})", path=args.reference,
+                         fix="pass a PNG or JPEG") from e
+  result = evaluate_video(frames, audio, fps, params=params, emotion=args.emotion,
+                          partner_audio=partner, reference_frame=reference)
+  result["video"] = str(args.video)
+  return result
+
+
+def _emit(result, json_path):
+  text = json.dumps(result, indent=2)
+  print(text)
+  if json_path:
+    with open(json_path, "w") as f:
+      f.write(text + "\n")
+  return 0

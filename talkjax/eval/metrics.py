@@ -1,0 +1,112 @@
+"""Metrics for a generated talking-head video and its driving audio, read by the probe.
+
+- lip-sync: Pearson correlation between the probe's mouth opening and the mouth trajectory
+  the audio implies (audio_mouth.py), at the best offset within +-SYNC_TOLERANCE frames
+  (lips lead sound by ~1-2 frames); plus the best offset over +-MAX_OFFSET frames and its
+  correlation, like SyncNet's offset search. A shifted or foreign audio track scores low.
+- emotion accuracy (against a target emotion, when given) and the emotion histogram;
+- identity drift: cosine of each frame's identity embedding to the first frame's (or to a
+  reference image's);
+- head motion: per-axis std and mean speed of the probe's pose, next to the same
+  statistics of SynthTalk's ground-truth motion generator;
+- speak/listen accuracy (dyadic): the probe's speaking state against the voice activity of
+  the agent's own audio track.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from talkjax.eval import audio_mouth
+from talkjax_datasets.synthtalk.spec import EMOTIONS, POSE_FIELDS
+
+SYNC_TOLERANCE = 3
+MAX_OFFSET = 15
+
+
+def _corr(a, b):
+  a, b = a - a.mean(), b - b.mean()
+  denom = np.sqrt((a * a).sum() * (b * b).sum())
+  return float((a * b).sum() / denom) if denom > 1e-12 else 0.0
+
+
+def offset_correlations(mouth, implied, max_offset=MAX_OFFSET) -> dict[int, float]:
+  """{d: corr(mouth[t], implied[t + d])} over the overlapping frames."""
+  out = {}
+  n = len(mouth)
+  for d in range(-max_offset, max_offset + 1):
+    lo, hi = max(0, -d), min(n, n - d)
+    if hi - lo >= 8:
+      out[d] = _corr(mouth[lo:hi], implied[lo + d:hi + d])
+  return out
+
+
+def lip_sync(mouth, audio, fps, max_offset=MAX_OFFSET) -> dict:
+  implied = audio_mouth.implied_mouth_opening(audio, fps, len(mouth))
+  corrs = offset_correlations(np.asarray(mouth, np.float64), implied, max_offset)
+  if not corrs:
+    return {"lipsync_corr": 0.0, "best_offset": 0, "best_offset_corr": 0.0}
+  near = max(v for d, v in corrs.items() if abs(d) <= SYNC_TOLERANCE)
+  best = max(corrs, key=corrs.get)
+  values = np.array(list(corrs.values()))
+  return {"lipsync_corr": near, "best_offset": int(best), "best_offset_corr": corrs[best],
+          "sync_confidence": float(corrs[best] - np.median(values))}
+
+
+def identity_drift(embeddings, reference=None) -> dict:
+  ref = embeddings[0] if reference is None else reference
+  cos = embeddings @ ref
+  return {"identity_cos_mean": float(cos.mean()), "identity_cos_min": float(cos.min()),
+          "identity_cos_last": float(cos[-1]),
+          "identity_cos_curve": [round(float(c), 4) for c in cos[:: max(1, len(cos) // 20)]]}
+
+
+@functools.lru_cache(maxsize=8)
+def reference_motion_stats(n_frames: int, fps: int, clips: int = 64) -> dict:
+  """Std and mean speed per pose axis of SynthTalk's own head-motion generator."""
+  from talkjax_datasets.synthtalk import motion
+  rng = np.random.default_rng(0)
+  poses = np.stack([motion.head_pose(rng, n_frames, fps) for _ in range(clips)])
+  return {"std": poses.std(1).mean(0), "speed": np.abs(np.diff(poses, axis=1)).mean((0, 1)) * fps}
+
+
+def head_motion(pose, fps) -> dict:
+  ref = reference_motion_stats(len(pose), int(round(fps)))
+  std = pose.std(0)
+  speed = np.abs(np.diff(pose, axis=0)).mean(0) * fps if len(pose) > 1 else np.zeros(pose.shape[1])
+  return {
+      "head_std": dict(zip(POSE_FIELDS, np.round(std, 4).tolist())),
+      "head_speed": dict(zip(POSE_FIELDS, np.round(speed, 4).tolist())),
+      "head_std_ratio_to_data": dict(zip(POSE_FIELDS, np.round(std / ref["std"], 3).tolist())),
+      "head_speed_ratio_to_data": dict(zip(POSE_FIELDS, np.round(speed / ref["speed"], 3).tolist())),
+  }
+
+
+def evaluate_video(frames, audio, fps, *, params=None, emotion: str | None = None,
+                   partner_audio=None, reference_frame=None) -> dict:
+  """All metrics for uint8 frames (T, H, W, 3) driven by `audio` (16 kHz float)."""
+  from talkjax.eval import probe as probe_lib
+  params = probe_lib.load_params() if params is None else params
+  reading = probe_lib.read_frames(params, frames)
+  result = {"frames": int(len(frames)), "fps": float(fps)}
+  result.update(lip_sync(reading["mouth_open"], audio, fps))
+  hist = np.bincount(reading["emotion"], minlength=len(EMOTIONS)) / len(frames)
+  result["emotion_histogram"] = dict(zip(EMOTIONS, np.round(hist, 4).tolist()))
+  result["emotion_read"] = EMOTIONS[int(hist.argmax())]
+  if emotion is not None:
+    result["emotion_accuracy"] = float(hist[EMOTIONS.index(emotion)])
+  ref = None
+  if reference_frame is not None:
+    ref = probe_lib.read_frames(params, reference_frame[None])["identity"][0]
+  result.update(identity_drift(reading["identity"], ref))
+  result.update(head_motion(reading["head_pose"], fps))
+  result["mouth_open_mean"] = float(reading["mouth_open"].mean())
+  result["blink_rate_per_s"] = float(((reading["blink"][1:] > 0.5) & (reading["blink"][:-1] <= 0.5)).sum()
+                                     / (len(frames) / fps))
+  if partner_audio is not None:
+    expected = audio_mouth.voice_activity(audio, fps, len(frames))
+    said = (reading["speaking"] > 0.5).astype(np.int32)
+    result["speak_listen_accuracy"] = float((said == expected).mean())
+  return result

@@ -1,0 +1,42 @@
+"""mp4 writing and reading with PyAV: shapes, sync of sound and picture, clear errors."""
+
+import numpy as np
+import pytest
+
+from talkjax.data.video_io import read_mp4, write_mp4
+from talkjax.errors import TalkjaxError
+
+
+def test_roundtrip_keeps_frames_and_audio_in_sync(tmp_path):
+  fps, sr = 25, 16000
+  frames = np.zeros((50, 48, 64, 3), np.uint8)
+  frames[25:] = 220  # the picture turns bright at 1.0 s ...
+  t = np.arange(2 * sr) / sr
+  audio = (0.4 * np.sin(2 * np.pi * 440 * t) * (t >= 1.0)).astype(np.float32)  # ... the tone too
+  path = tmp_path / "clip.mp4"
+  write_mp4(path, frames, fps, audio)
+  got, got_fps, got_audio = read_mp4(path)
+  assert got.shape == (50, 48, 64, 3) and got_fps == 25
+  bright = int(np.argmax(got.mean((1, 2, 3)) > 110))
+  onset = int(np.argmax(np.abs(got_audio) > 0.1))
+  assert bright == 25
+  assert abs(onset / sr - bright / fps) < 0.01  # within a quarter of a frame
+  assert abs(len(got_audio) - len(audio)) <= 1
+
+
+def test_video_without_audio_reads_none(tmp_path):
+  path = tmp_path / "silent.mp4"
+  write_mp4(path, np.full((5, 32, 32, 3), 90, np.uint8), 10)
+  frames, fps, audio = read_mp4(path)
+  assert frames.shape == (5, 32, 32, 3) and fps == 10 and audio is None
+
+
+def test_unreadable_files_raise_talkjax_error(tmp_path):
+  bad = tmp_path / "bad.mp4"
+  bad.write_bytes(b"this is not a video")
+  with pytest.raises(TalkjaxError, match="bad.mp4"):
+    read_mp4(bad)
+  with pytest.raises(TalkjaxError, match="not found"):
+    read_mp4(tmp_path / "missing.mp4")
+  with pytest.raises(TalkjaxError, match="uint8"):
+    write_mp4(tmp_path / "x.mp4", np.zeros((2, 8, 8, 3), np.float32), 25)
