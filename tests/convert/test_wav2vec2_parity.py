@@ -105,3 +105,14 @@ def test_convert_errors(tmp_path):
     main(["--debug", "convert", "wav2vec2", "--src", str(tmp_path), "--out", str(tmp_path / "o")])
   (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 32}))
   assert main(["convert", "wav2vec2", "--src", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+
+
+@pytest.mark.parametrize("layers,message", [(3, "weights missing"), (1, "no place in the model")])
+def test_config_that_does_not_match_the_weights(tmp_path, layers, message):
+  _save(_tiny_hf(False), tmp_path / "hf", "safetensors")
+  config = json.loads((tmp_path / "hf" / "config.json").read_text())
+  config["num_hidden_layers"] = layers
+  (tmp_path / "hf" / "config.json").write_text(json.dumps(config))
+  with pytest.raises(TalkjaxError, match=message):
+    main(["--debug", "convert", "wav2vec2", "--src", str(tmp_path / "hf"),
+          "--out", str(tmp_path / "o")])
