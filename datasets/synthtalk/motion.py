@@ -29,7 +29,7 @@ EMOTION_FACE = {
     "sad":       (-0.2, 1.0, -0.25, -1.0, 0.0, 0.0, -0.25),
     "surprised": (1.0, 0.0, 0.6, 0.0, 0.0, 0.35, -0.35),
 }
-INTENSITY_SCALE = (0.6, 0.8, 1.0)
+INTENSITY_SCALE = (0.7, 0.85, 1.0)
 
 
 def emotion_face(emotion: int, intensity: int) -> np.ndarray:

@@ -122,7 +122,7 @@ def render_frames(ident, state, res):
   cy_img = lambda lx, ly: cy + sin_r * lx + cos_r * ly
   eye_y = -0.12 * fh + shift_y
   eye_w = ident["eye_size"] * 1.4
-  eye_h = ident["eye_size"] * (0.85 + 0.35 * emo[:, 2]) * (1 - state["blink"])
+  eye_h = ident["eye_size"] * (0.85 + 0.45 * emo[:, 2]) * (1 - state["blink"])
   gaze = GAZE_SIDE * ident["eye_size"] * (1 - state["speaking"].astype(np.float32))
   for side in (-1.0, 1.0):
     ex = side * ident["eye_gap"] + shift_x
@@ -138,10 +138,10 @@ def render_frames(ident, state, res):
                                 ident["eye_size"] * 0.35), white)
     _paint(sub, _cover(pupil, px), (0.02, 0.02, 0.02))
     # Brow: inner end rises with `tilt`, the whole brow with `raise`.
-    by = eye_y - ident["eye_size"] * 1.9 - 0.085 * emo[:, 0]
+    by = eye_y - ident["eye_size"] * 1.9 - 0.12 * emo[:, 0]
     inner = side * (ident["eye_gap"] - eye_w * 0.9) + shift_x
     outer = side * (ident["eye_gap"] + eye_w * 1.05) + shift_x
-    brow = _segment(fx[:, rows, cols], fy[:, rows, cols], col(inner), col(by - 0.07 * emo[:, 1]),
+    brow = _segment(fx[:, rows, cols], fy[:, rows, cols], col(inner), col(by - 0.1 * emo[:, 1]),
                     col(outer), col(by + 0.02), ident["brow_w"])
     _paint(sub, _cover(brow, px), hair * 0.7)
 
@@ -184,7 +184,7 @@ def _paint_mouth(img, fx, fy, state, ident, emo, shift_x, shift_y, cx_img, cy_im
   open_h = MOUTH_OPEN_MAX * state["mouth_open"]
   u = lx / col(half_w)
   # Corners bend up (happy) or down (sad); contempt lifts one corner only.
-  bend = -0.07 * col(emo[:, 3]) * u * u - 0.07 * col(emo[:, 4]) * np.clip(u, 0, None) ** 2
+  bend = -0.09 * col(emo[:, 3]) * u * u - 0.12 * col(emo[:, 4]) * np.clip(u, 0, None) ** 2
   ly = ly - bend
   lips = _blob(lx, ly, col(half_w * 1.08), col(open_h / 2 + ident["lip_h"]))
   _paint(sub, _cover(lips, px), ident["lip"])
