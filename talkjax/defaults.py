@@ -77,5 +77,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint.every = 50
   c.checkpoint.keep = 3
   c.checkpoint.best_metric = ""    # e.g. "eval_loss": also keep the best by this metric
+  c.checkpoint.best_mode = "min"   # min | max: which direction of best_metric is better
   c.checkpoint.async_save = True
   return c

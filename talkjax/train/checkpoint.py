@@ -26,9 +26,12 @@ class Checkpointer:
     c = checkpoint_config
     policies = [ocp.checkpoint_managers.LatestN(n=int(c.keep))]
     if c.best_metric:
-      lower_is_better = not c.best_metric.endswith(("accuracy", "acc", "corr", "score"))
+      if c.best_mode not in ("min", "max"):
+        raise TalkjaxError(f"checkpoint.best_mode is {c.best_mode!r}", fix="use 'min' or 'max'")
+      worst = float("inf") if c.best_mode == "min" else float("-inf")
       policies.append(ocp.checkpoint_managers.BestN(
-          get_metric_fn=lambda m: m[c.best_metric], reverse=lower_is_better, n=1,
+          # Checkpoints saved without a fresh value of the metric rank last.
+          get_metric_fn=lambda m: m.get(c.best_metric, worst), reverse=c.best_mode == "min", n=1,
           keep_checkpoints_without_metrics=False))
     options = ocp.CheckpointManagerOptions(
         enable_async_checkpointing=bool(c.async_save), create=True,

@@ -7,6 +7,7 @@ WORKDIR/checkpoints; SIGTERM (preemption) saves a final checkpoint and exits cle
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 import signal
 import sys
@@ -65,7 +66,6 @@ def _trim_metrics(workdir: pathlib.Path, last_step: int) -> None:
   path = workdir / "metrics.jsonl"
   if jax.process_index() != 0 or not path.exists():
     return
-  import json
   rows = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= last_step]
   path.write_text("".join(r + "\n" for r in rows))
 
@@ -165,8 +165,10 @@ def train(config, task, workdir: str | pathlib.Path, *, hooks: list[Hook] = (),
                 "data; the last good checkpoint is kept")
         bar.update(1)
         if done % config.checkpoint.every == 0 or done == tc.steps or preemption.requested:
-          ckpt.save(done, state, data, config,
-                    metrics={k: v for k, v in last.items() if isinstance(v, (int, float))})
+          numeric = {k: v for k, v in last.items() if isinstance(v, (int, float))}
+          if config.checkpoint.best_metric not in extra:  # only a value measured now counts
+            numeric.pop(config.checkpoint.best_metric, None)
+          ckpt.save(done, state, data, config, metrics=numeric)
         if preemption.requested:
           if is_main:
             print(f"preempted (SIGTERM): saved step {done}; rerun the same command to resume",

@@ -35,13 +35,14 @@ def test_same_loss_trajectory_on_1_and_8_devices(tmp_path):
   pa, _ = restore_params(tmp_path / "one", config, jax.devices()[:1])
   pb, _ = restore_params(tmp_path / "eight", eight, jax.devices())
   # Parameters agree too, up to Adam amplifying float noise in near-zero gradients (biases
-  # that a LayerNorm cancels), so compare whole tensors by relative norm.
-  for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb)):
-    assert np.linalg.norm(x - y) <= 1e-2 * np.linalg.norm(y)
+  # that a LayerNorm cancels), so compare over the whole tree.
+  diff = np.sqrt(sum(np.sum((x - y) ** 2) for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb))))
+  norm = np.sqrt(sum(np.sum(y ** 2) for y in jax.tree.leaves(pb)))
+  assert diff <= 1e-3 * norm
 
 
 def test_gradient_accumulation_matches_the_full_batch(tmp_path):
-  base = ("train.steps=5", "checkpoint.every=5")
+  base = ("train.steps=3", "checkpoint.every=3")
   full = tiny_config(*base)
   accum = tiny_config(*base, "train.grad_accum=4")
   train(full, make_task(full), tmp_path / "full", progress=False, devices=jax.devices()[:2])
@@ -121,7 +122,7 @@ def test_ema_follows_the_parameters():
 
 
 def test_eval_hook_logs_eval_loss_and_best_checkpoint_is_kept(tmp_path):
-  config = tiny_config("train.steps=6", "train.eval_every=2", "checkpoint.every=2", "checkpoint.keep=1",
+  config = tiny_config("train.steps=6", "train.eval_every=2", "checkpoint.every=1", "checkpoint.keep=1",
                    "checkpoint.best_metric=eval_loss", "optimizer.lr=0.5",
                    "optimizer.schedule=constant")  # a huge lr makes eval loss go up and down
   train(config, make_task(config), tmp_path, progress=False, devices=jax.devices()[:1])
