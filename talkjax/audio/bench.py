@@ -90,6 +90,9 @@ def run(args) -> int:
   n44 = int(args.seconds * 44100)
   stereo = (0.1 * rng.standard_normal((n44, 2))).astype(np.float32)
   results = {"device": str(jax.devices()[0].platform), "device_kind": jax.devices()[0].device_kind,
+             "jax": jax.__version__, "cpu_count": os.cpu_count(),
+             # other work on the machine inflates CPU numbers; the load says how much
+             "load_average_1min": os.getloadavg()[0],
              "audio_seconds": args.seconds, "unit": "seconds of compute per minute of audio",
              "stages": {}}
   stages = results["stages"]
@@ -120,7 +123,8 @@ def run(args) -> int:
                                  "dtype": args.dtype}
 
   print(f"audio bench on {results['device']} ({results['device_kind']}), "
-        f"{args.seconds:g} s of audio, median of {args.repeats}")
+        f"{args.seconds:g} s of audio, median of {args.repeats}, "
+        f"load average {results['load_average_1min']:.1f} on {results['cpu_count']} cores")
   print(f"{'stage':48s} {'s / min audio':>14s} {'compile s':>10s}")
   for name, r in stages.items():
     compile_s = f"{r['compile_s']:.2f}" if "compile_s" in r else "-"

@@ -91,6 +91,8 @@ class AudioEncoder(nn.Module):
 def encoder_from_config(kind: str, *, config=None, pretrained: str | None = None, dtype=jnp.float32):
   """(module, params or None) for 'wav2vec2' (params from a converted folder) or 'small'."""
   if pretrained is not None:
+    if kind != "wav2vec2":
+      raise ValueError(f"pretrained weights are only read for kind='wav2vec2', not {kind!r}")
     from talkjax.audio.wav2vec2 import Wav2Vec2Model, load_pretrained
     w2v_config, params = load_pretrained(pretrained)
     return Wav2Vec2Model(w2v_config, dtype=dtype), params

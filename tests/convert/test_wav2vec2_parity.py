@@ -48,6 +48,16 @@ def _save(model, folder, fmt):
     torch.save(state, folder / "pytorch_model.bin")
 
 
+_COMPILED = {}
+
+
+def _compiled_apply(config):
+  """One compiled forward per config, shared by the tests of this file."""
+  if config not in _COMPILED:
+    _COMPILED[config] = jax.jit(Wav2Vec2Model(config).apply, static_argnames="num_frames")
+  return _COMPILED[config]
+
+
 def _rel_err(a, b):
   return float(np.abs(np.asarray(a) - b).max() / np.abs(b).max())
 
@@ -64,7 +74,7 @@ def test_every_hidden_state_matches(tmp_path, stable, fmt):
   audio = np.random.default_rng(0).standard_normal((2, 4000)).astype(np.float32)
   with torch.no_grad():
     ref = hf(torch.from_numpy(audio), output_hidden_states=True)
-  got = jax.jit(Wav2Vec2Model(config).apply)({"params": params}, audio)
+  got = _compiled_apply(config)({"params": params}, audio)
   assert len(got["hidden_states"]) == len(ref.hidden_states) == 3
   for a, b in zip(got["hidden_states"], ref.hidden_states):
     assert _rel_err(a, b.numpy()) < 1e-4
@@ -78,11 +88,10 @@ def test_interpolation_to_frame_count(tmp_path):
   main(["convert", "wav2vec2", "--src", str(tmp_path / "hf"), "--out", str(tmp_path / "tj")])
   config, params = load_pretrained(tmp_path / "tj")
   audio = np.random.default_rng(1).standard_normal((1, 6400)).astype(np.float32)  # 0.4 s
-  model = Wav2Vec2Model(config)
   # the CNN output (before interpolation) from the PyTorch model, as reference input
   with torch.no_grad():
     cnn = hf.feature_extractor(torch.from_numpy(audio)).transpose(1, 2)[0].numpy()
-  apply = jax.jit(model.apply, static_argnames="num_frames")
+  apply = _compiled_apply(config)
   for frames in (12, 7):  # 30 fps, and fewer frames than CNN features
     got = apply({"params": params}, audio, num_frames=frames)
     assert got["last_hidden_state"].shape == (1, frames, 32)
