@@ -19,7 +19,7 @@ examples:
   talkjax eval --video out.mp4 --audio speech.wav --emotion happy --json metrics.json
   talkjax eval --video out.mp4 --partner-audio partner.wav   # dyadic: speak/listen accuracy
   talkjax eval check-probe --data data/heldout        # probe accuracy on unseen identities
-  talkjax eval train-probe --data data/probe_train --steps 2500 --weights probe.msgpack
+  talkjax eval train-probe --data data/probe_train --steps 5000 --weights probe.msgpack
 """
 
 
@@ -36,7 +36,7 @@ def add_arguments(parser):
                                           "(default: the first frame)")
   parser.add_argument("--data", help="a built SynthTalk folder (check-probe, train-probe)")
   parser.add_argument("--weights", help="probe weights file (default: the shipped ones)")
-  parser.add_argument("--steps", type=int, default=2500, help="train-probe steps (default 2500)")
+  parser.add_argument("--steps", type=int, default=5000, help="train-probe steps (default 5000)")
   parser.add_argument("--json", help="also write the result to this file")
 
 
@@ -55,7 +55,7 @@ def run(args):
   if args.action == "train-probe":
     if not args.data:
       raise TalkjaxError("train-probe needs --data", fix="build one: talkjax data build synthtalk "
-                         "--out data/probe_train --identities 240 --clips 720 --seed 1")
+                         "--out data/probe_train --identities 1200 --clips 3600 --seconds 0.8 --seed 1")
     if args.steps < 1:
       raise TalkjaxError(f"--steps must be >= 1, got {args.steps}")
     from talkjax.eval.probe_train import train

@@ -3,9 +3,9 @@
 Protocol (what the tests assert and `talkjax eval check-probe` prints):
 - mouth-opening correlation: Pearson r between read and true opening over all frames;
 - emotion / speaking accuracy: per frame, against the ground truth;
-- identity retrieval top-1: the gallery holds one image per identity (frame 0 of its first
-  clip); every frame of that identity's other clips is a query, matched to the gallery by
-  cosine of the identity embeddings.
+- identity retrieval top-1: the gallery holds one entry per identity, the mean embedding
+  of its first (enrolment) clip; every single frame of that identity's other clips is a
+  query, matched to the gallery by cosine of the identity embeddings.
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ THRESHOLDS = {"mouth_open_corr": 0.95, "emotion_accuracy": 0.95, "speaking_accur
 
 
 def identity_top1(embeddings, identities, clips) -> float:
-  gallery_ids, gallery = [], []
+  """Gallery: each identity's mean embedding over its first (enrolment) clip; queries:
+  single frames of its other clips; top-1 by cosine."""
   first_clip = {}
-  for i, (ident, clip) in enumerate(zip(identities, clips)):
-    if ident not in first_clip:
-      first_clip[ident] = clip
-      gallery_ids.append(ident)
-      gallery.append(embeddings[i])
-  gallery_ids, gallery = np.array(gallery_ids), np.stack(gallery)
+  for ident, clip in zip(identities, clips):
+    first_clip.setdefault(ident, clip)
+  gallery_ids = np.array(sorted(first_clip))
+  gallery = np.stack([embeddings[(identities == i) & (clips == first_clip[i])].mean(0)
+                      for i in gallery_ids])
+  gallery /= np.linalg.norm(gallery, axis=-1, keepdims=True)
   queries = np.array([first_clip[ident] != clip for ident, clip in zip(identities, clips)])
   if not queries.any():
     raise ValueError("identity retrieval needs identities with at least two clips")

@@ -1,7 +1,7 @@
 """Training the SynthTalk probe on a built SynthTalk set (frames + ground truth).
 
-  talkjax data build synthtalk --out data/probe_train --identities 240 --clips 720 --seed 1
-  talkjax eval train-probe --data data/probe_train --steps 3000
+  talkjax data build synthtalk --out data/probe_train --identities 1200 --clips 3600 --seconds 0.8 --seed 1
+  talkjax eval train-probe --data data/probe_train --steps 5000
 
 writes talkjax/eval/probe_weights.msgpack (the weights shipped with the package).
 """
@@ -15,6 +15,8 @@ import numpy as np
 from talkjax.data.synthtalk import SynthTalkClips
 from talkjax.eval import probe as probe_lib
 
+SHIFT_PX = 3
+PX_UNITS = 2 * 0.8 / probe_lib.INPUT_SIZE  # one pixel in SynthTalk's face units (ZOOM = 0.8)
 LOSS_WEIGHTS = {"mouth_open": 20.0, "mouth_width": 5.0, "emotion": 1.0, "intensity": 0.3,
                 "speaking": 1.0, "blink": 3.0, "head_pose": 2.0, "identity": 2.0}
 
@@ -90,6 +92,14 @@ def train(data, *, steps: int = 3000, batch_size: int = 64, seed: int = 0, lr: f
     x += rng.normal(0, 0.02, x.shape).astype(np.float32)  # tolerance to generator noise
     batch = {k: table[k][idx] for k in ("mouth_open", "mouth_width", "emotion", "intensity",
                                         "speaking", "blink", "head_pose", "identity_params")}
+    # Shift the whole batch by a few pixels (and the translation labels with it) so the
+    # network cannot memorise where each training face sits.
+    sy, sx = rng.integers(-SHIFT_PX, SHIFT_PX + 1, 2)
+    x = np.roll(x, (sy, sx), axis=(1, 2))
+    pose = batch["head_pose"].copy()
+    pose[:, 3] += sx * PX_UNITS
+    pose[:, 4] += sy * PX_UNITS
+    batch["head_pose"] = pose
     batch["x"] = x
     params, opt_state, total, losses = step(params, opt_state, batch)
     if i % 250 == 0 or i == steps - 1:

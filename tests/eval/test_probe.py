@@ -84,3 +84,17 @@ def test_eval_command_rejects_unreadable_video(tmp_path, capsys):
   bad.write_bytes(b"nope")
   assert main(["eval", "--video", str(bad)]) == 2
   assert "broken.mp4" in capsys.readouterr().err
+
+
+def test_speak_listen_accuracy_on_a_dyadic_clip(params):
+  from talkjax.eval.metrics import evaluate_video
+  from talkjax_datasets.synthtalk.clip import make_clip
+  clip = make_clip(BuildSpec(identities=5, clips=5, seconds=6, resolution=64, dyadic=True,
+                             seed=12345), 1)
+  result = evaluate_video(clip["frames"], clip["audio"], 25, params=params,
+                          partner_audio=clip["partner_audio"])
+  assert result["speak_listen_accuracy"] > 0.8
+  # The same video judged against the partner's track (roles swapped) must score worse.
+  swapped = evaluate_video(clip["frames"], clip["partner_audio"], 25, params=params,
+                           partner_audio=clip["audio"])
+  assert swapped["speak_listen_accuracy"] < result["speak_listen_accuracy"] - 0.2
