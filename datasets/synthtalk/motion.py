@@ -18,16 +18,17 @@ PHRASE_GAP_S = 0.12   # syllables closer than this belong to one phrase (speakin
 REST_WIDTH = 0.45
 
 # emotion -> (brow raise, brow inner-up tilt, eye openness, mouth corners up, corner asymmetry,
-#             extra jaw opening, extra lip spreading). Scaled by intensity.
+#             extra jaw opening, extra lip spreading). Scaled by intensity. The
+# combinations are kept far apart so one frame tells them apart, even at 64 px.
 EMOTION_FACE = {
-    "angry":     (-0.9, -1.0, -0.35, -0.35, 0.0, 0.0, -0.2),
-    "contempt":  (0.35, 0.0, -0.15, 0.0, 1.0, 0.0, 0.1),
-    "disgusted": (-0.5, -0.3, -0.5, -0.9, 0.0, 0.12, 0.35),
-    "fear":      (0.8, 1.0, 0.45, -0.5, 0.0, 0.18, 0.45),
-    "happy":     (0.25, 0.0, -0.25, 1.0, 0.0, 0.08, 0.5),
+    "angry":     (-1.0, -1.0, -0.5, -0.4, 0.0, 0.0, -0.3),
+    "contempt":  (0.0, 0.0, -0.2, 0.1, 1.0, 0.0, 0.2),
+    "disgusted": (-0.4, 0.0, -0.6, -0.9, 0.0, 0.2, 0.4),
+    "fear":      (0.7, 1.0, 0.6, -0.6, 0.0, 0.15, 0.8),
+    "happy":     (0.2, 0.0, -0.3, 1.0, 0.0, 0.1, 0.6),
     "neutral":   (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
-    "sad":       (-0.2, 1.0, -0.25, -1.0, 0.0, 0.0, -0.25),
-    "surprised": (1.0, 0.0, 0.6, 0.0, 0.0, 0.35, -0.35),
+    "sad":       (-0.3, 1.0, -0.5, -1.0, 0.0, 0.0, -0.3),
+    "surprised": (1.0, -0.3, 0.7, 0.0, 0.0, 0.4, -0.6),
 }
 INTENSITY_SCALE = (0.7, 0.85, 1.0)
 

@@ -141,6 +141,7 @@ def render_frames(ident, state, res):
     by = eye_y - ident["eye_size"] * 1.9 - 0.12 * emo[:, 0]
     inner = side * (ident["eye_gap"] - eye_w * 0.9) + shift_x
     outer = side * (ident["eye_gap"] + eye_w * 1.05) + shift_x
+    by = by - 0.09 * emo[:, 4] * (side > 0)  # contempt: the smirking side's brow goes up
     brow = _segment(fx[:, rows, cols], fy[:, rows, cols], col(inner), col(by - 0.1 * emo[:, 1]),
                     col(outer), col(by + 0.02), ident["brow_w"])
     _paint(sub, _cover(brow, px), hair * 0.7)
