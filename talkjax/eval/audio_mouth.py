@@ -4,23 +4,30 @@ The jaw opens with loud, open vowels, whose first formant sits high (a ~730 Hz, 
 while closed vowels (i, u) keep it near 300 Hz; so the per-frame energy in the 400-1100 Hz
 band, on a log scale, tracks mouth opening. No ground truth and no model are involved,
 which is what lets the lip-sync metric judge any generated video.
+
+Lips lead the sound (SynthTalk's articulation anticipates each vowel by LEAD_S, as real
+speakers do), so the trajectory for frame t is read from the audio LEAD_S later: a video
+in natural sync then peaks at offset 0, as SyncNet's offset is calibrated on real video.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from talkjax_datasets.synthtalk.motion import ANTICIPATION_S
+
 SAMPLE_RATE = 16000
 BAND_HZ = (400.0, 1100.0)
 RANGE_DB = 40.0
+LEAD_S = ANTICIPATION_S  # 60 ms; measured on ground-truth clips, the peak moves from +2 to 0
 
 
 def _frame_spectra(audio, fps, n_frames, sr):
   hop = sr / fps
   win = int(2 * round(hop))
   window = np.hanning(win).astype(np.float32)
-  padded = np.pad(np.asarray(audio, np.float32), (win, win))
-  centres = ((np.arange(n_frames) + 0.5) * hop).astype(int) + win
+  padded = np.pad(np.asarray(audio, np.float32), (win, win + int(LEAD_S * sr)))
+  centres = ((np.arange(n_frames) + 0.5) * hop + LEAD_S * sr).astype(int) + win
   idx = centres[:, None] + np.arange(-win // 2, win - win // 2)[None, :]
   return np.abs(np.fft.rfft(padded[idx] * window, axis=-1)) ** 2, np.fft.rfftfreq(win, 1 / sr)
 

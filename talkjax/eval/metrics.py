@@ -2,7 +2,7 @@
 
 - lip-sync: Pearson correlation between the probe's mouth opening and the mouth trajectory
   the audio implies (audio_mouth.py), at the best offset within +-SYNC_TOLERANCE frames
-  (lips lead sound by ~1-2 frames); plus the best offset over +-MAX_OFFSET frames and its
+  (read 60 ms ahead: lips lead sound, so natural sync peaks at 0); plus the best offset over +-MAX_OFFSET frames and its
   correlation, like SyncNet's offset search. A shifted or foreign audio track scores low.
 - emotion accuracy (against a target emotion, when given) and the emotion histogram;
 - identity drift: cosine of each frame's identity embedding to the first frame's (or to a

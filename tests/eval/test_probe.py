@@ -45,12 +45,14 @@ def _clips(held_out, n):
 
 def test_lip_sync_drops_when_audio_is_shifted_or_swapped(held_out, params):
   clips = _clips(held_out, 10)
-  aligned, shifted, swapped, offsets = [], [], [], []
+  aligned, shifted, swapped, offsets, natural = [], [], [], [], []
   for i, clip in enumerate(clips):
     mouth = probe_lib.read_frames(params, clip["frames"])["mouth_open"]
     audio = clip["audio"]
     late = np.concatenate([np.zeros(10 * 640, np.float32), audio[:-10 * 640]])  # 10 frames
-    aligned.append(lip_sync(mouth, audio, 25)["lipsync_corr"])
+    result = lip_sync(mouth, audio, 25)
+    aligned.append(result["lipsync_corr"])
+    natural.append(result["best_offset"])
     result = lip_sync(mouth, late, 25)
     shifted.append(result["lipsync_corr"])
     offsets.append(result["best_offset"])
@@ -59,6 +61,7 @@ def test_lip_sync_drops_when_audio_is_shifted_or_swapped(held_out, params):
   assert np.mean(shifted) < np.mean(aligned) - 0.4
   assert np.mean(swapped) < np.mean(aligned) - 0.4
   assert np.median(offsets) >= 8  # the offset search finds the delay
+  assert np.median(natural) == 0    # ground truth, whose lips lead the sound, is in sync
 
 
 def test_eval_command_scores_an_mp4_as_json(held_out, tmp_path, capsys):
