@@ -38,7 +38,7 @@ def list_experiments() -> list[str]:
   root = packaged_experiments_dir()
   return sorted(
       str(p.relative_to(root).with_suffix(""))
-      for p in root.rglob("*.py") if p.name != "__init__.py")
+      for p in root.rglob("*.py") if not p.name.startswith("_"))  # _shared.py: helpers
 
 
 def resolve_config_path(spec: str) -> tuple[pathlib.Path, str | None]:

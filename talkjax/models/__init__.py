@@ -14,6 +14,7 @@ from talkjax.errors import ConfigError
 # family name -> "module:factory"; the factory takes the config and returns a Task.
 FAMILIES = {
     "testbed": "talkjax.models.testbed:TestbedTask",
+    "ifmdm_stage1": "talkjax.models.ifmdm:Stage1Task",
 }
 
 

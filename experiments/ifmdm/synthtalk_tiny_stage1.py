@@ -1,0 +1,37 @@
+"""IF-MDM stage 1 (motion autoencoder) on SynthTalk at 64 px: minutes on a CPU.
+
+Builds its SynthTalk set on first use, then trains:
+
+  talkjax train --config experiments/ifmdm/synthtalk_tiny_stage1.py --workdir runs/ifmdm_tiny_stage1
+"""
+
+from talkjax.defaults import base_config
+from talkjax_experiments.ifmdm._common import synthtalk_data
+
+
+def get_config(arg=None):
+  del arg
+  c = base_config()
+  c.family = "ifmdm_stage1"
+  c.model.resolution = 64
+  c.model.channels = (16, 32, 64, 64)
+  c.model.disc_channels = (16, 32, 64, 64)
+  c.model.latent = 64
+  c.model.directions = 20
+  c.loss = dict(l1=1.0, perceptual=0.5, gan=0.05, r1=1.0)
+  data = synthtalk_data("~/.cache/talkjax/synthtalk_tiny", identities=24, clips=96, seconds=2.0,
+                        resolution=64)
+  data.batch_size = 16
+  data.num_examples = 0
+  data.eval_examples = 0
+  data.worker_count = 0
+  data.shuffle = True
+  c.data = data
+  c.train.steps = 2000
+  c.train.log_every = 50
+  c.optimizer.lr = 2e-4
+  c.optimizer.b1 = 0.5
+  c.optimizer.warmup_steps = 50
+  c.optimizer.schedule = "constant"
+  c.checkpoint.every = 500
+  return c

@@ -1,0 +1,166 @@
+"""IF-MDM stage 1: the implicit motion autoencoder (a LIA-style warping renderer).
+
+An encoder turns an image into multi-scale features and a latent w. Motion is a small code
+alpha (tanh, `directions` dims) read from the latent by an MLP and applied along a learnable
+direction bank made orthonormal by QR: z = w_source + D (alpha_driving - alpha_source). A
+decoder modulated by z predicts, at every scale, a flow field and a mask, warps the
+source's features with the flow and blends them in; a last block refines and paints RGB.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from talkjax.nn.convs import ResBlock, conv
+from talkjax.nn.layers import Dense, logical_init
+from talkjax.nn.warp import warp
+
+
+class ImageEncoder(nn.Module):
+  """(B, R, R, 3) in [-1, 1] -> (features fine-to-coarse, latent (B, latent))."""
+  channels: Sequence[int]
+  latent: int
+  dtype: jnp.dtype | None = None
+
+  @nn.compact
+  def __call__(self, image):
+    h = conv(self.channels[0], 3, dtype=self.dtype, name="stem")(image)
+    features = []
+    for i, c in enumerate(self.channels):
+      h = ResBlock(c, "down", dtype=self.dtype, name=f"down_{i}")(h)
+      features.append(h)
+    flat = h.reshape(h.shape[0], -1)
+    w = Dense(self.latent, axes=("channels", "embed"), dtype=self.dtype, name="to_latent")(flat)
+    return features, w
+
+
+class MotionHead(nn.Module):
+  """Latent -> motion code alpha in (-1, 1)^directions (a 4-layer MLP)."""
+  directions: int
+  layers: int = 4
+  dtype: jnp.dtype | None = None
+
+  @nn.compact
+  def __call__(self, w):
+    h = w
+    for i in range(self.layers - 1):
+      h = nn.leaky_relu(Dense(w.shape[-1], axes=("embed", "mlp"), dtype=self.dtype,
+                              name=f"fc_{i}")(h), 0.2)
+    return jnp.tanh(Dense(self.directions, axes=("mlp", None), dtype=self.dtype, name="out")(h))
+
+
+class DirectionBank(nn.Module):
+  """A learnable (latent x directions) matrix, orthonormalised by QR at every use."""
+  latent: int
+  directions: int
+
+  @nn.compact
+  def __call__(self):
+    m = self.param("matrix", logical_init(nn.initializers.orthogonal(), ("embed", None)),
+                   (self.latent, self.directions))
+    q, r = jnp.linalg.qr(m.astype(jnp.float32))
+    # Fix QR's sign ambiguity so each direction follows its column of m continuously.
+    return q * jnp.sign(jnp.diagonal(r))[None, :]
+
+
+class WarpDecoder(nn.Module):
+  """z + source features -> image, with a flow and mask per scale."""
+  channels: Sequence[int]
+  dtype: jnp.dtype | None = None
+
+  @nn.compact
+  def __call__(self, z, features):
+    coarse = features[-1]
+    b, s = z.shape[0], coarse.shape[1]
+    h = Dense(s * s * self.channels[-1], axes=("embed", "mlp"), dtype=self.dtype,
+              name="from_latent")(z).reshape(b, s, s, self.channels[-1])
+    flows = []
+    for i in reversed(range(len(self.channels))):
+      c = self.channels[i]
+      feat = features[i]
+      if h.shape[1] != feat.shape[1]:
+        h = ResBlock(c, "up", dtype=self.dtype, name=f"up_{i}")(h)
+      film = Dense(2 * h.shape[-1], axes=("embed", "mlp"), dtype=self.dtype, name=f"film_{i}")(z)
+      scale, shift = jnp.split(film[:, None, None, :], 2, axis=-1)
+      h = h * (1 + scale) + shift
+      # Flow and mask start at zero: the untrained decoder copies the source's features.
+      fm = conv(3, 3, dtype=self.dtype, zero_init=True, name=f"flow_mask_{i}")(nn.silu(h))
+      flow, mask = jnp.tanh(fm[..., :2]), nn.sigmoid(fm[..., 2:])
+      warped = warp(feat, flow)
+      h = ResBlock(c, dtype=self.dtype, name=f"fuse_{i}")(
+          jnp.concatenate([h, mask * warped], axis=-1))
+      flows.append(flow)
+    h = ResBlock(self.channels[0], "up", dtype=self.dtype, name="up_out")(h)
+    h = ResBlock(self.channels[0], dtype=self.dtype, name="refine")(h)
+    rgb = jnp.tanh(conv(3, 3, dtype=self.dtype, name="to_rgb")(nn.silu(h)))
+    return rgb, flows
+
+
+class MotionAutoencoder(nn.Module):
+  channels: Sequence[int] = (32, 64, 128, 128)
+  latent: int = 128
+  directions: int = 20
+  dtype: jnp.dtype | None = None
+
+  def setup(self):
+    self.encoder = ImageEncoder(self.channels, self.latent, dtype=self.dtype)
+    self.motion_head = MotionHead(self.directions, dtype=self.dtype)
+    self.bank = DirectionBank(self.latent, self.directions)
+    self.decoder = WarpDecoder(self.channels, dtype=self.dtype)
+
+  def encode_appearance(self, image):
+    """Source image -> (features, latent, its own motion code)."""
+    features, w = self.encoder(image)
+    return features, w, self.motion_head(w)
+
+  def encode_motion(self, image):
+    """Driving image -> motion code alpha (B, directions)."""
+    return self.motion_head(self.encoder(image)[1])
+
+  def render(self, appearance, alpha):
+    """Renders the source with motion code `alpha` (B, directions)."""
+    features, w, alpha_source = appearance
+    z = w + (alpha - alpha_source).astype(w.dtype) @ self.bank().T.astype(w.dtype)
+    return self.decoder(z, features)[0]
+
+  def __call__(self, source, driving):
+    return self.render(self.encode_appearance(source), self.encode_motion(driving))
+
+
+class Discriminator(nn.Module):
+  """Patch-free image critic for the non-saturating GAN loss."""
+  channels: Sequence[int] = (32, 64, 128, 128)
+  dtype: jnp.dtype | None = None
+
+  @nn.compact
+  def __call__(self, image):
+    h = conv(self.channels[0], 3, dtype=self.dtype, name="stem")(image)
+    for i, c in enumerate(self.channels):
+      h = ResBlock(c, "down", dtype=self.dtype, name=f"down_{i}")(h)
+    h = jnp.mean(nn.leaky_relu(h, 0.2), axis=(1, 2))
+    return Dense(1, axes=("embed", None), dtype=self.dtype, name="logit")(h)[:, 0]
+
+
+def gan_losses(disc_apply, disc_params, real, fake, r1_weight: float):
+  """Per-example (generator loss, discriminator loss incl. R1) for simultaneous updates.
+
+  The generator's term sees the discriminator's parameters frozen; the discriminator's
+  terms see the fake images frozen. Summed into one objective, one gradient step then
+  updates each network by its own loss only.
+  """
+  frozen = jax.lax.stop_gradient(disc_params)
+  g_loss = jax.nn.softplus(-disc_apply(frozen, fake))
+  fake_logits = disc_apply(disc_params, jax.lax.stop_gradient(fake))
+
+  def real_logit_sum(x):
+    logits = disc_apply(disc_params, x)
+    return jnp.sum(logits), logits
+
+  grad_real, real_logits = jax.grad(real_logit_sum, has_aux=True)(real)
+  r1 = jnp.sum(grad_real.reshape(real.shape[0], -1) ** 2, axis=-1)
+  d_loss = jax.nn.softplus(fake_logits) + jax.nn.softplus(-real_logits) + 0.5 * r1_weight * r1
+  return g_loss, d_loss
