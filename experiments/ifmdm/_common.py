@@ -5,8 +5,57 @@ import ml_collections
 
 def synthtalk_data(path: str, *, identities: int, clips: int, seconds: float, resolution: int):
   d = ml_collections.ConfigDict()
+  d.kind = "synthtalk"
   d.path = path
   d.build_if_missing = True   # SynthTalk is built on first use from the settings below
   d.synthtalk = ml_collections.ConfigDict(dict(
       identities=identities, clips=clips, seconds=seconds, resolution=resolution, fps=25, seed=0))
+  return d
+
+
+def tiny_synthtalk():
+  """The 64 px set both tiny stages train on (4 s clips: room for stage 2's windows)."""
+  return synthtalk_data("~/.cache/talkjax/synthtalk_tiny_i200", identities=200, clips=400,
+                        seconds=4.0, resolution=64)
+
+
+def stage2_config(*, window: int, hidden: int, layers: int, heads: int):
+  """Stage 2 defaults from the paper (A0: 6 layers, 512 hidden, 8 heads; 64-frame windows;
+  condition dropout 0.3; AdamW 1e-4; EMA 0.9999), sized by the arguments."""
+  from talkjax.defaults import base_config
+  c = base_config()
+  c.family = "ifmdm_stage2"
+  c.stage1 = ml_collections.ConfigDict(dict(config="", workdir=""))
+  m = c.model
+  m.window, m.hidden, m.layers, m.heads, m.mlp_ratio = window, hidden, layers, heads, 4
+  m.motion_dim = 20
+  # kind: logmel (n_mels bins) | wav2vec2 (a converted folder, hidden_size, which layer)
+  m.audio = ml_collections.ConfigDict(dict(kind="logmel", n_mels=80, wav2vec2="", layer=-1,
+                                           hidden_size=768, context_s=0.2))
+  m.stats = ml_collections.ConfigDict(dict(mean=(), std=(), window_std=()))  # set from data
+  c.diffusion = ml_collections.ConfigDict(dict(steps=1000, schedule="cosine", prediction="x0",
+                                               condition_dropout=0.3))
+  c.loss = ml_collections.ConfigDict(dict(velocity=0.0))
+  # Sampling defaults (each is a knob of `talkjax sample`).
+  c.sample = ml_collections.ConfigDict(dict(steps=10, guidance=2.0, std_scale=1.0,
+                                            mean="image"))
+  c.train.ema_decay = 0.9999
+  c.optimizer.lr = 1e-4
+  c.optimizer.weight_decay = 0.01
+  return c
+
+
+def hdtf_data(path: str):
+  """HDTF at 512 px, read by the real-datasets loaders (talkjax data build hdtf)."""
+  d = ml_collections.ConfigDict()
+  d.kind = "hdtf"
+  d.path = path
+  d.build_if_missing = False
+  d.synthtalk = ml_collections.ConfigDict(dict(identities=0, clips=0, seconds=0.0, resolution=512,
+                                               fps=25, seed=0))
+  d.batch_size = 32
+  d.num_examples = 0
+  d.eval_examples = 0
+  d.worker_count = 8
+  d.shuffle = True
   return d

@@ -19,15 +19,18 @@ examples:
   talkjax eval --video out.mp4 --audio speech.wav --emotion happy --json metrics.json
   talkjax eval --video out.mp4 --partner-audio partner.wav   # dyadic: speak/listen accuracy
   talkjax eval check-probe --data data/heldout        # probe accuracy on unseen identities
+  talkjax eval model --checkpoint runs/ifmdm_tiny_stage2 --data data/heldout_20s --json m.json
   talkjax eval train-probe --data data/probe_train --steps 5000 --weights probe.msgpack
 """
 
 
 def add_arguments(parser):
   parser.add_argument("action", nargs="?", default="video",
-                      choices=["video", "check-probe", "train-probe"],
+                      choices=["video", "check-probe", "train-probe", "model"],
                       help="video: score --video (default); check-probe: probe accuracy on "
-                           "a built SynthTalk set; train-probe: train the probe's weights")
+                           "a built SynthTalk set; train-probe: train the probe's weights; "
+                           "model: generate from every clip of --data (first frame + its "
+                           "audio) with --checkpoint and score the videos")
   parser.add_argument("--video", help="generated video (mp4) to score")
   parser.add_argument("--audio", help="driving audio (wav/mp3/...; default: the video's own track)")
   parser.add_argument("--partner-audio", help="the partner's audio of a dyadic clip")
@@ -37,6 +40,11 @@ def add_arguments(parser):
   parser.add_argument("--data", help="a built SynthTalk folder (check-probe, train-probe)")
   parser.add_argument("--weights", help="probe weights file (default: the shipped ones)")
   parser.add_argument("--steps", type=int, default=5000, help="train-probe steps (default 5000)")
+  parser.add_argument("--checkpoint", help="model: a trained generator's workdir "
+                                           "(IF-MDM: the stage-2 folder)")
+  parser.add_argument("--split", default="test", help="model: which split of --data (default test)")
+  parser.add_argument("--clips", type=int, default=0, help="model: score the first N clips (0: all)")
+  parser.add_argument("--seed", type=int, default=0, help="model: sampling seed")
   parser.add_argument("--json", help="also write the result to this file")
 
 
@@ -62,6 +70,8 @@ def run(args):
     train(args.data, steps=args.steps, out=args.weights or probe_lib.WEIGHTS)
     print(f"wrote {args.weights or probe_lib.WEIGHTS}")
     return 0
+  if args.action == "model":
+    return _emit(_score_model(args), args.json)
   params = probe_lib.load_params(args.weights or probe_lib.WEIGHTS)
   if args.action == "check-probe":
     if not args.data:
@@ -101,6 +111,23 @@ def _score_video(args, params):
   result = evaluate_video(frames, audio, fps, params=params, emotion=args.emotion,
                           partner_audio=partner, reference_frame=reference)
   result["video"] = str(args.video)
+  return result
+
+
+def _score_model(args):
+  if not args.checkpoint or not args.data:
+    raise TalkjaxError("`talkjax eval model` needs --checkpoint and --data",
+                       fix="talkjax eval model --checkpoint runs/ifmdm_tiny_stage2 --data "
+                           "data/heldout (build it: talkjax data build synthtalk --out "
+                           "data/heldout --seconds 20 --seed 12345)")
+  from talkjax.data.synthtalk import SynthTalkClips
+  from talkjax.eval.generated import load_generator, score_generator
+  generate = load_generator(args.checkpoint, seed=args.seed)
+  source = SynthTalkClips(args.data, args.split)
+  count = min(args.clips or len(source), len(source))
+  clips = (source.clip(i) for i in range(count))
+  result = score_generator(generate, clips, fps=source.fps, total=count)
+  result.update(checkpoint=str(args.checkpoint), data=str(source.path), split=args.split)
   return result
 
 

@@ -14,6 +14,13 @@ def ensure_synthtalk(data_config) -> pathlib.Path:
   import jax
   from jax.experimental import multihost_utils
 
+  kind = data_config.get("kind", "synthtalk")
+  if kind != "synthtalk":
+    from talkjax.errors import MissingCapabilityError
+    raise MissingCapabilityError(
+        f"data.kind={kind!r}: this version of talkjax trains on SynthTalk only",
+        path=data_config.path, fix="the MEAD/HDTF/DyConv loaders arrive with the real-datasets "
+        "work; until then train on SynthTalk (data.kind=synthtalk)")
   path = pathlib.Path(data_config.path).expanduser()
   if jax.process_count() > 1:  # process 0 builds, the others wait for it
     if jax.process_index() == 0:

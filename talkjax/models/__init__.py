@@ -15,6 +15,7 @@ from talkjax.errors import ConfigError
 FAMILIES = {
     "testbed": "talkjax.models.testbed:TestbedTask",
     "ifmdm_stage1": "talkjax.models.ifmdm:Stage1Task",
+    "ifmdm_stage2": "talkjax.models.ifmdm:Stage2Task",
 }
 
 

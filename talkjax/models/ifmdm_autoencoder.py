@@ -5,6 +5,10 @@ alpha (tanh, `directions` dims) read from the latent by an MLP and applied along
 direction bank made orthonormal by QR: z = w_source + D (alpha_driving - alpha_source). A
 decoder modulated by z predicts, at every scale, a flow field and a mask, warps the
 source's features with the flow and blends them in; a last block refines and paints RGB.
+At full resolution a last flow and mask warp the source image itself and blend it with the
+painted RGB: the renderer starts as (almost) a copy of the source, so identity is kept from
+the first step and training is spent on motion and on what warping cannot show (the inside
+of an opening mouth).
 """
 
 from __future__ import annotations
@@ -73,7 +77,7 @@ class WarpDecoder(nn.Module):
   dtype: jnp.dtype | None = None
 
   @nn.compact
-  def __call__(self, z, features):
+  def __call__(self, z, features, source):
     coarse = features[-1]
     b, s = z.shape[0], coarse.shape[1]
     h = Dense(s * s * self.channels[-1], axes=("embed", "mlp"), dtype=self.dtype,
@@ -97,7 +101,11 @@ class WarpDecoder(nn.Module):
     h = ResBlock(self.channels[0], "up", dtype=self.dtype, name="up_out")(h)
     h = ResBlock(self.channels[0], dtype=self.dtype, name="refine")(h)
     rgb = jnp.tanh(conv(3, 3, dtype=self.dtype, name="to_rgb")(nn.silu(h)))
-    return rgb, flows
+    fm = conv(3, 3, dtype=self.dtype, zero_init=True, name="image_flow_mask")(nn.silu(h))
+    flow = jnp.tanh(fm[..., :2])
+    keep = nn.sigmoid(fm[..., 2:] + 2.0)  # starts at 0.88: mostly the warped source
+    out = keep * warp(source.astype(rgb.dtype), flow) + (1 - keep) * rgb
+    return out, flows + [flow]
 
 
 class MotionAutoencoder(nn.Module):
@@ -113,9 +121,9 @@ class MotionAutoencoder(nn.Module):
     self.decoder = WarpDecoder(self.channels, dtype=self.dtype)
 
   def encode_appearance(self, image):
-    """Source image -> (features, latent, its own motion code)."""
+    """Source image -> (features, latent, its own motion code, the image)."""
     features, w = self.encoder(image)
-    return features, w, self.motion_head(w)
+    return features, w, self.motion_head(w), image
 
   def encode_motion(self, image):
     """Driving image -> motion code alpha (B, directions)."""
@@ -123,9 +131,9 @@ class MotionAutoencoder(nn.Module):
 
   def render(self, appearance, alpha):
     """Renders the source with motion code `alpha` (B, directions)."""
-    features, w, alpha_source = appearance
+    features, w, alpha_source, image = appearance
     z = w + (alpha - alpha_source).astype(w.dtype) @ self.bank().T.astype(w.dtype)
-    return self.decoder(z, features)[0]
+    return self.decoder(z, features, image)[0]
 
   def __call__(self, source, driving):
     return self.render(self.encode_appearance(source), self.encode_motion(driving))

@@ -103,6 +103,12 @@ def train(config, task, workdir: str | pathlib.Path, *, hooks: list[Hook] = (),
   init, rng, abstract_state, state_sh = state_layout(task, tx, mesh, rules, config.seed,
                                                      ema=tc.ema_decay > 0)
   batch_sh = parallel.batch_shardings(task.batch_axes(), mesh, rules)
+  batch_ways = mesh.shape["data"] * mesh.shape["fsdp"]
+  if config.data.batch_size % (batch_ways * tc.grad_accum):
+    raise TalkjaxError(f"data.batch_size {config.data.batch_size} must split evenly over the "
+                       f"{batch_ways} data-parallel devices (mesh data x fsdp) and "
+                       f"{tc.grad_accum} accumulation steps",
+                       fix=f"use a multiple of {batch_ways * tc.grad_accum}, or change the mesh")
   if config.data.batch_size % tc.grad_accum:
     raise TalkjaxError(f"data.batch_size {config.data.batch_size} is not a multiple of "
                        f"train.grad_accum {tc.grad_accum}", fix="make it divisible")

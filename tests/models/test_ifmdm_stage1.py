@@ -49,7 +49,8 @@ def test_stage1_shapes_and_a_few_steps_reduce_the_loss():
   config = cfg.load_config("ifmdm/synthtalk_tiny_stage1", ["model.channels=(8, 16, 16, 16)",
                                                             "model.disc_channels=(8, 8, 8, 8)",
                                                             "model.latent=32",
-                                                            "loss.perceptual=0.0"])
+                                                            "loss.perceptual=0.0",
+                                                            "loss.gan=0.05"])
   task = Stage1Task(config)
   rng = np.random.default_rng(0)
   # A tiny fixed batch: a square that moves between source and driving frames.

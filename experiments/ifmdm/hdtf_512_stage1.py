@@ -1,0 +1,36 @@
+"""IF-MDM stage 1 at the paper's size: 512 px motion autoencoder on HDTF (TPU/GPU scale).
+
+512-d appearance latent, 20 orthonormal motion directions, L1 + LPIPS + non-saturating GAN
+with R1. Training needs HDTF prepared by the real-datasets loaders; until they land it
+stops with a clear message. `talkjax bench sample` uses this architecture as the renderer.
+
+  talkjax train --config experiments/ifmdm/hdtf_512_stage1.py --workdir runs/ifmdm_hdtf_stage1
+"""
+
+from talkjax.defaults import base_config
+from talkjax_experiments.ifmdm._common import hdtf_data
+
+
+def get_config(arg=None):
+  del arg
+  c = base_config()
+  c.family = "ifmdm_stage1"
+  c.compute_dtype = "bfloat16"
+  c.model.resolution = 512
+  c.model.channels = (32, 64, 128, 256, 512, 512)   # 512 px -> 8 x 8 at the coarsest scale
+  c.model.disc_channels = (32, 64, 128, 256, 512, 512)
+  c.model.latent = 512
+  c.model.directions = 20
+  c.loss = dict(l1=1.0, motion_weight=0.0, perceptual=1.0, gan=0.1, r1=10.0)
+  c.data = hdtf_data("data/hdtf")
+  c.train.steps = 300_000
+  c.train.log_every = 100
+  c.optimizer.lr = 2e-4
+  c.optimizer.b1 = 0.5
+  c.optimizer.b2 = 0.99
+  c.optimizer.schedule = "constant"
+  c.optimizer.warmup_steps = 1000
+  c.mesh.data = -1
+  c.mesh.fsdp = 1
+  c.checkpoint.every = 5000
+  return c

@@ -1,0 +1,35 @@
+"""IF-MDM stage 2 (audio-to-motion DiT) on SynthTalk at 64 px: minutes on a CPU.
+
+Needs the trained stage 1 (experiments/ifmdm/synthtalk_tiny_stage1.py) in stage1.workdir:
+
+  talkjax train --config experiments/ifmdm/synthtalk_tiny_stage1.py --workdir runs/ifmdm_tiny_stage1
+  talkjax train --config experiments/ifmdm/synthtalk_tiny_stage2.py --workdir runs/ifmdm_tiny_stage2
+
+The first run of stage 2 reads every frame's motion code with the stage-1 encoder and
+caches them under runs/ifmdm_tiny_stage1/motion_codes/.
+"""
+
+from talkjax_experiments.ifmdm._common import stage2_config, tiny_synthtalk
+
+
+def get_config(arg=None):
+  del arg
+  c = stage2_config(window=32, hidden=128, layers=4, heads=4)
+  c.stage1.config = "ifmdm/synthtalk_tiny_stage1"
+  c.stage1.workdir = "runs/ifmdm_tiny_stage1"
+  c.model.audio.n_mels = 40
+  c.data = tiny_synthtalk()
+  c.data.batch_size = 32
+  c.data.stride = 2
+  c.data.num_examples = 0
+  c.data.eval_examples = 0
+  c.data.worker_count = 0
+  c.data.shuffle = True
+  c.loss.velocity = 1.0
+  c.train.steps = 3000
+  c.train.log_every = 100
+  c.train.ema_decay = 0.999
+  c.optimizer.lr = 5e-4
+  c.optimizer.warmup_steps = 100
+  c.checkpoint.every = 1000
+  return c

@@ -1,0 +1,123 @@
+"""IF-MDM stage 2's data: every frame's motion code (read by the trained stage-1 encoder)
+and speech features, cached once per (stage-1 checkpoint, dataset, split), cut into windows.
+
+Cache: `<stage-1 workdir>/motion_codes/step<S>/<dataset config>/<split>_<features>.npz`
+holding per clip the motion codes (T, D) and features (T, 2F), concatenated, with offsets.
+Delete it to recompute; a stage-1 checkpoint at another step gets its own folder.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import numpy as np
+
+from talkjax.errors import TalkjaxError
+
+
+def feature_tag(audio_config) -> str:
+  if audio_config.kind == "logmel":
+    return f"logmel{audio_config.n_mels}"
+  return f"w2v{pathlib.Path(audio_config.wav2vec2).name}_l{audio_config.layer}"
+
+
+def extract_clip_codes(stage1, clips, speech, batch: int = 64):
+  """{motion (sum T, D), features (sum T, 2F), offsets (n + 1,)} over every clip."""
+  import jax
+  import jax.numpy as jnp
+  from tqdm import tqdm
+
+  model, params = stage1
+  encode = jax.jit(lambda x: model.apply({"params": params}, x, method=model.encode_motion))
+  motion, feats, offsets = [], [], [0]
+  for i in tqdm(range(len(clips)), desc=f"motion codes ({clips.split})", unit="clip",
+                file=sys.stderr):
+    clip = clips.clip(i)
+    frames = clip["frames"].astype(np.float32) / 127.5 - 1.0
+    codes = [np.asarray(encode(jnp.asarray(_pad(frames[s:s + batch], batch))))[:len(frames[s:s + batch])]
+             for s in range(0, len(frames), batch)]
+    audio = np.asarray(clip["audio"], np.float32)
+    n = len(frames)
+    audio = np.pad(audio, (0, max(0, n * 640 - len(audio))))[:n * 640]
+    feats.append(np.asarray(speech.whole(jnp.asarray(audio[None])))[0])
+    motion.append(np.concatenate(codes))
+    offsets.append(offsets[-1] + n)
+  return {"motion": np.concatenate(motion).astype(np.float32),
+          "features": np.concatenate(feats).astype(np.float32),
+          "offsets": np.asarray(offsets, np.int64)}
+
+
+def _pad(x, n):
+  return np.concatenate([x, np.repeat(x[-1:], n - len(x), 0)]) if len(x) < n else x
+
+
+def cached_codes(config, split: str) -> dict:
+  """Motion codes and features of one split, from the cache or computed now."""
+  from talkjax.data.prepare import ensure_synthtalk
+  from talkjax.data.synthtalk import SynthTalkClips
+  from talkjax.models.ifmdm_audio import SpeechFeatures
+  import jax
+  from jax.experimental import multihost_utils
+  from talkjax.models.ifmdm import load_stage1
+
+  dataset = ensure_synthtalk(config.data)
+  stage1 = load_stage1(config)
+  path = (stage1.workdir / "motion_codes" / f"step{stage1.step}" / dataset.parent.name
+          / f"{split}_{feature_tag(config.model.audio)}.npz")
+  if not path.exists() and jax.process_index() == 0:
+    codes = extract_clip_codes((stage1.model, stage1.params), SynthTalkClips(dataset, split),
+                               SpeechFeatures(config.model.audio))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **codes)
+    tmp.replace(path)  # atomic: an interrupted write never looks like a finished cache
+  if jax.process_count() > 1:  # process 0 computes, the others read its file
+    multihost_utils.sync_global_devices(f"motion codes ready: {path}")
+  with np.load(path) as f:
+    return dict(f)
+
+
+def motion_stats(codes: dict, window: int) -> dict:
+  """Per-dimension mean and std over all frames, and the median per-window std."""
+  motion, offsets = codes["motion"], codes["offsets"]
+  stds = []
+  for a, b in zip(offsets[:-1], offsets[1:]):
+    for s in range(a, b - window + 1, max(1, window // 4)):
+      stds.append(motion[s:s + window].std(0))
+  if not stds:
+    raise TalkjaxError(f"no clip is as long as the window ({window} frames)",
+                       fix="build longer clips (data.synthtalk.seconds) or shorten model.window")
+  return {"mean": tuple(float(v) for v in motion.mean(0)),
+          "std": tuple(float(v) for v in motion.std(0) + 1e-6),
+          "window_std": tuple(float(v) for v in np.median(np.stack(stds), 0))}
+
+
+class MotionWindows:
+  """Windows of `window` frames: motion (W, D), audio (W, 2F), hint/mean/std (D,)."""
+
+  def __init__(self, codes: dict, window: int, stride: int = 1, name: str = ""):
+    self.codes, self.window, self.name = codes, window, name
+    offsets = codes["offsets"]
+    self.starts = np.asarray([s for a, b in zip(offsets[:-1], offsets[1:])
+                              for s in range(a, b - window + 1, stride)], np.int64)
+    self.clip_start = np.repeat(offsets[:-1], np.diff(offsets))
+    if not len(self.starts):
+      raise TalkjaxError(f"no clip is as long as the window ({window} frames)",
+                         fix="build longer clips or shorten model.window")
+
+  def __len__(self):
+    return len(self.starts)
+
+  def __getitem__(self, index):
+    s = int(self.starts[int(index)])
+    motion = self.codes["motion"][s:s + self.window]
+    first = int(self.clip_start[s])
+    # The hint is the frame before the window, or the clip's first frame (the identity
+    # image) when the window starts the clip: the two cases sampling meets.
+    hint = self.codes["motion"][s - 1 if s > first else first]
+    return {"motion": motion, "audio": self.codes["features"][s:s + self.window],
+            "hint": hint, "mean": motion.mean(0), "std": motion.std(0)}
+
+  def __repr__(self):
+    return f"MotionWindows({self.name}, window={self.window}, len={len(self)})"

@@ -1,0 +1,242 @@
+"""IF-MDM generation: image + audio -> motion (few-step DDIM + CFG) -> rendered frames.
+
+Long audio is cut into chunks of `window` frames. Each chunk's hint token is the previous
+chunk's last motion (the input image's motion for the first), so chunks chain without a
+seam; its mean token is the input image's motion ("image": keeps the posture) or the
+previous chunk's last motion ("previous": lets the pose wander); its std token is
+`std_scale` x the training set's median window std (larger = livelier motion).
+
+`IFMDMGenerator.generate` runs all chunks (motion sampling and rendering) as one jitted
+lax.scan, batched over the leading axis and sharded over every device; `stream()` runs
+the same per-chunk step as audio arrives, and gives the same frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from talkjax.diffusion import guidance, samplers, schedules
+from talkjax.errors import TalkjaxError
+from talkjax.models.ifmdm_audio import SAMPLES_PER_FRAME, SpeechFeatures
+
+MEAN_MODES = ("image", "previous")
+
+
+@dataclasses.dataclass(frozen=True)
+class Knobs:
+  steps: int = 10           # DDIM steps
+  guidance: float = 2.0     # classifier-free guidance scale on audio (1 = off)
+  std_scale: float = 1.0    # motion intensity
+  mean: str = "image"       # "image" | "previous"
+
+  @classmethod
+  def from_config(cls, sample_config, **overrides):
+    values = {f.name: sample_config[f.name] for f in dataclasses.fields(cls) if f.name in sample_config}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    knobs = cls(**values)
+    if knobs.mean not in MEAN_MODES:
+      raise TalkjaxError(f"mean mode {knobs.mean!r} is not known", fix=f"use one of {MEAN_MODES}")
+    if knobs.steps < 1 or knobs.std_scale < 0:
+      raise TalkjaxError(f"sampling steps ({knobs.steps}) must be >= 1 and std_scale "
+                         f"({knobs.std_scale}) >= 0", fix="pick valid values")
+    return knobs
+
+
+def to_model_image(image):
+  """uint8 (..., R, R, 3) or float in [-1, 1] -> float32 in [-1, 1]."""
+  image = jnp.asarray(image)
+  return image.astype(jnp.float32) / 127.5 - 1.0 if image.dtype == jnp.uint8 else image.astype(jnp.float32)
+
+
+class IFMDMGenerator:
+  """Stage-1 renderer + stage-2 motion DiT with their parameters."""
+
+  def __init__(self, config, renderer, renderer_params, dit_params, resolution: int,
+               random_audio_encoder: bool = False):
+    from talkjax.models.ifmdm import build_motion_dit, motion_stats
+    self.config = config
+    self.window = int(config.model.window)
+    self.resolution = int(resolution)
+    self.renderer, self.dit = renderer, build_motion_dit(config)
+    self.params = {"renderer": renderer_params, "dit": dit_params}
+    self.speech = SpeechFeatures(config.model.audio, random_init=random_audio_encoder)
+    self.mean, self.std, self.window_std = (jnp.asarray(v) for v in motion_stats(config))
+    self.alphas = schedules.alphas_cumprod(config.diffusion.steps, config.diffusion.schedule)
+
+  @classmethod
+  def from_workdir(cls, stage2_workdir, *, ema: bool = True):
+    """Loads stage 2 from its training folder and stage 1 from the folder its config names."""
+    from talkjax.models.ifmdm import load_stage1
+    from talkjax.train.restore import load_trained
+    config, params, _ = load_trained(stage2_workdir, ema=ema)
+    if config.family != "ifmdm_stage2":
+      raise TalkjaxError(f"this folder holds a {config.family!r} model, not IF-MDM stage 2",
+                         path=stage2_workdir, fix="pass the stage-2 training folder")
+    stage1 = load_stage1(config)
+    return cls(config, stage1.model, stage1.params, params, stage1.config.model.resolution)
+
+  # ---- one chunk ---------------------------------------------------------------------------
+
+  def sample_motion(self, params, feats, hint, mean, std, noise, knobs: Knobs):
+    """Normalised-space DDIM with CFG on audio; inputs/outputs in raw motion units."""
+    z = lambda x: (x - self.mean) / self.std
+    b = feats.shape[0]
+    cond = {"audio": feats, "drop": jnp.zeros((b, 4), bool)}
+
+    def model(x_t, t, c):
+      n = x_t.shape[0] // b
+      rep = lambda v: jnp.concatenate([v] * n)
+      return self.dit.apply({"params": params["dit"]}, x_t, t, c["audio"], rep(z(hint)),
+                            rep(z(mean)), rep(std / self.std), c["drop"])
+
+    def unconditional(c):  # drop the audio only: CFG is on audio
+      return {"audio": c["audio"], "drop": c["drop"].at[:, 0].set(True)}
+
+    fn = guidance.guided(model, knobs.guidance, unconditional)
+    x = samplers.ddim_sample(lambda x_t, t: fn(x_t, t, cond), noise, self.alphas, knobs.steps,
+                             prediction=self.config.diffusion.prediction)
+    return x * self.std + self.mean
+
+  def render(self, params, appearance, motion):
+    """(B, W, D) motion -> (B, W, R, R, 3) uint8."""
+    render_one = lambda a: self.renderer.apply({"params": params["renderer"]}, appearance, a,
+                                               method=self.renderer.render)
+    rgb = jax.vmap(render_one, in_axes=1, out_axes=1)(motion)
+    return jnp.clip(jnp.round((rgb.astype(jnp.float32) + 1) * 127.5), 0, 255).astype(jnp.uint8)
+
+  def appearance(self, params, image):
+    return self.renderer.apply({"params": params["renderer"]}, to_model_image(image),
+                               method=self.renderer.encode_appearance)
+
+  def chunk_step(self, params, appearance, carry, feats, noise, knobs: Knobs):
+    """carry = (hint, image motion): returns (new carry, (motion, frames)) for one chunk."""
+    hint, image_motion = carry
+    mean = image_motion if knobs.mean == "image" else hint
+    std = jnp.broadcast_to(knobs.std_scale * self.window_std, hint.shape)
+    motion = self.sample_motion(params, feats, hint, mean, std, noise, knobs)
+    return (motion[:, -1], image_motion), (motion, self.render(params, appearance, motion))
+
+  # ---- whole clips ---------------------------------------------------------------------------
+
+  def chunk_noise(self, seed: int, batch: int, index: int):
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), index)
+    return jax.random.normal(key, (batch, self.window, int(self.config.model.motion_dim)))
+
+  def _generate(self, params, images, audio, noise, knobs: Knobs):
+    appearance = self.appearance(params, images)
+    feats = self.speech.chunks(audio, self.window)                  # (n, B, W, A)
+    carry = (appearance[2], appearance[2])
+    step = lambda c, x: self.chunk_step(params, appearance, c, x[0], x[1], knobs)
+    _, (motion, frames) = jax.lax.scan(step, carry, (feats, noise))
+    swap = lambda x: jnp.swapaxes(x, 0, 1).reshape((x.shape[1], -1) + x.shape[3:])
+    return swap(motion), swap(frames)
+
+  def generate(self, images, audio, *, seed: int = 0, knobs: Knobs | None = None):
+    """images (B, R, R, 3), audio (B, N) 16 kHz -> (motion (B, T, D), frames (B, T, R, R, 3)),
+    T = ceil(N / 640) frames at 25 fps; the audio is padded with silence to whole chunks."""
+    knobs = knobs or Knobs.from_config(self.config.sample)
+    images, audio = np.asarray(images), np.asarray(audio, np.float32)
+    if audio.ndim != 2 or audio.shape[1] < SAMPLES_PER_FRAME:
+      raise TalkjaxError(f"audio of shape {audio.shape} is shorter than one frame (640 samples "
+                         "at 16 kHz, 25 fps)", fix="give at least 40 ms of audio")
+    if len(images) != len(audio):
+      raise TalkjaxError(f"{len(images)} images but {len(audio)} audio tracks",
+                         fix="give one image per audio track")
+    b, n = audio.shape
+    frames = -(-n // SAMPLES_PER_FRAME)
+    chunks = -(-frames // self.window)
+    audio = np.pad(audio, ((0, 0), (0, chunks * self.window * SAMPLES_PER_FRAME - n)))
+    noise = np.stack([self.chunk_noise(seed, b, i) for i in range(chunks)])
+    # Pad the batch to a multiple of the device count; each device renders its share.
+    ways = jax.device_count()
+    pad = -b % ways
+    if pad:
+      images = np.concatenate([images, np.repeat(images[-1:], pad, 0)])
+      audio = np.concatenate([audio, np.repeat(audio[-1:], pad, 0)])
+      noise = np.concatenate([noise, np.repeat(noise[:, -1:], pad, 1)], axis=1)
+    batch, replicated = self._shardings()
+    motion, video = self._jitted(knobs)(
+        jax.device_put(self.params, replicated), jax.device_put(images, batch),
+        jax.device_put(audio, batch), jax.device_put(noise, self._noise_sharding()))
+    return np.asarray(motion[:b, :frames]), np.asarray(video[:b, :frames])
+
+  @functools.cached_property
+  def _mesh(self):
+    return jax.sharding.Mesh(np.asarray(jax.devices()), ("batch",))
+
+  def _shardings(self):
+    P = jax.sharding.PartitionSpec
+    return (jax.sharding.NamedSharding(self._mesh, P("batch")),
+            jax.sharding.NamedSharding(self._mesh, P()))
+
+  def _noise_sharding(self):
+    P = jax.sharding.PartitionSpec
+    return jax.sharding.NamedSharding(self._mesh, P(None, "batch"))
+
+  @functools.lru_cache(maxsize=None)
+  def _jitted(self, knobs: Knobs):
+    """One compiled program per knob setting (and, inside jit's cache, per input shape)."""
+    return jax.jit(functools.partial(self._generate, knobs=knobs))
+
+  def stream(self, image, *, seed: int = 0, knobs: Knobs | None = None):
+    return MotionStream(self, image, seed, knobs or Knobs.from_config(self.config.sample))
+
+
+class MotionStream:
+  """Audio arriving in pieces of any size -> frames, one chunk (`window` frames) at a time.
+
+  `push(samples)` returns the frames of every chunk completed by those samples (possibly
+  none); `finish()` pads the rest with silence and returns the remaining frames. Latency is
+  at most one chunk of audio. The frames equal `generate()`'s for the same seed.
+  """
+
+  def __init__(self, gen: IFMDMGenerator, image, seed: int, knobs: Knobs):
+    self.gen, self.seed, self.knobs = gen, seed, knobs
+    self.empty = np.zeros((0,) + np.shape(image), np.uint8)
+    self.chunk_samples = gen.window * SAMPLES_PER_FRAME
+    self.params = gen.params
+    self.appearance = jax.jit(gen.appearance)(self.params, jnp.asarray(np.asarray(image))[None])
+    self.carry = (self.appearance[2], self.appearance[2])
+    self.context = np.zeros(gen.speech.context, np.float32)
+    self.pending = np.zeros(0, np.float32)
+    self.index = 0
+    self.received = 0
+    self._step = jax.jit(self._one_chunk)
+
+  def _one_chunk(self, params, appearance, carry, samples, context, noise):
+    feats = self.gen.speech.chunk(samples[None], context[None])
+    carry, (_, frames) = self.gen.chunk_step(params, appearance, carry, feats, noise, self.knobs)
+    return carry, frames[0]
+
+  def push(self, samples) -> np.ndarray:
+    samples = np.asarray(samples, np.float32).reshape(-1)
+    self.received += len(samples)
+    self.pending = np.concatenate([self.pending, samples])
+    out = []
+    while len(self.pending) >= self.chunk_samples:
+      out.append(self._run(self.pending[:self.chunk_samples]))
+      self.pending = self.pending[self.chunk_samples:]
+    return np.concatenate(out) if out else self.empty
+
+  def _run(self, chunk):
+    noise = self.gen.chunk_noise(self.seed, 1, self.index)
+    self.carry, frames = self._step(self.params, self.appearance, self.carry, jnp.asarray(chunk),
+                                    jnp.asarray(self.context), noise)
+    self.context = np.concatenate([self.context, chunk])[-len(self.context):] \
+        if len(self.context) else self.context
+    self.index += 1
+    return np.asarray(frames)
+
+  def finish(self) -> np.ndarray:
+    total = -(-self.received // SAMPLES_PER_FRAME)
+    done = self.index * self.gen.window
+    if total <= done:
+      return self.empty
+    chunk = np.pad(self.pending, (0, self.chunk_samples - len(self.pending)))
+    self.pending = np.zeros(0, np.float32)
+    return self._run(chunk)[:total - done]

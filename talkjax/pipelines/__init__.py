@@ -1,0 +1,1 @@
+"""Generation pipelines: from trained checkpoints (or random weights, for speed) to frames."""

@@ -1,0 +1,160 @@
+"""IF-MDM stage 2 and generation, on a real (tiny) stage-1 checkpoint written by the trainer."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from talkjax import config as cfg
+from talkjax.cli import main
+from talkjax.errors import TalkjaxError
+from talkjax.models import make_task
+from talkjax.models.ifmdm_generate import IFMDMGenerator, Knobs
+from talkjax.train.loop import train
+
+TINY_STAGE1 = ["data.synthtalk.identities=4", "data.synthtalk.clips=8", "data.synthtalk.seconds=2",
+               "model.channels=(8, 8, 16, 16)", "model.disc_channels=(8, 8, 8, 8)",
+               "model.latent=24", "loss.perceptual=0.0", "train.steps=1", "data.batch_size=4",
+               "checkpoint.every=1", "checkpoint.async_save=False"]
+TINY_STAGE2 = ["model.window=16", "model.hidden=32", "model.layers=2", "model.heads=2",
+               "model.audio.n_mels=8", "data.batch_size=4", "data.synthtalk.identities=4",
+               "data.synthtalk.clips=8", "data.synthtalk.seconds=2", "sample.steps=2"]
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory):
+  root = tmp_path_factory.mktemp("ifmdm")
+  data = root / "synthtalk"
+  config = cfg.load_config("ifmdm/synthtalk_tiny_stage1", [f"data.path={data}", *TINY_STAGE1])
+  train(config, make_task(config), root / "stage1", progress=False, devices=jax.devices()[:1])
+  return root
+
+
+def stage2_config(root, *extra):
+  return cfg.load_config("ifmdm/synthtalk_tiny_stage2", [
+      f"data.path={root / 'synthtalk'}", f"stage1.workdir={root / 'stage1'}", *TINY_STAGE2, *extra])
+
+
+def lively(params, seed=0):
+  """Random non-zero output layers (adaLN-Zero starts at exactly zero output)."""
+  key = jax.random.PRNGKey(seed)
+  def bump(path, x):
+    name = "/".join(str(getattr(p, "key", p)) for p in path)
+    if "modulation" in name or "final" in name:
+      return x + 0.05 * jax.random.normal(jax.random.fold_in(key, hash(name) % 2**31), x.shape)
+    return x
+  return jax.tree_util.tree_map_with_path(bump, params)
+
+
+@pytest.fixture(scope="module")
+def generator(stage1):
+  config = stage2_config(stage1)
+  task = make_task(config)
+  task.data_source("train")  # reads every frame's motion code, sets model.stats
+  batch = task.example_batch(1)
+  params = nn.meta.unbox(jax.jit(task.init)(jax.random.PRNGKey(0), batch))
+  from talkjax.models.ifmdm import load_stage1
+  stage1_model = load_stage1(config)
+  return IFMDMGenerator(config, stage1_model.model, stage1_model.params, lively(params), 64)
+
+
+def test_motion_windows_and_stats_come_from_the_stage1_encoder(stage1):
+  config = stage2_config(stage1)
+  source = make_task(config).data_source("train")
+  ex = source[3]
+  assert ex["motion"].shape == (16, 20) and ex["audio"].shape == (16, 16)
+  np.testing.assert_allclose(ex["mean"], ex["motion"].mean(0), atol=1e-6)
+  assert np.all(np.abs(ex["motion"]) < 1)       # tanh codes
+  assert len(config.model.stats.mean) == 20 and min(config.model.stats.std) > 0
+  cache = list((stage1 / "stage1" / "motion_codes").rglob("train_logmel8.npz"))
+  assert len(cache) == 1
+
+
+def test_dit_starts_at_zero_output_and_keeps_shapes(stage1):
+  task = make_task(stage2_config(stage1))
+  batch = {k: jnp.asarray(np.random.default_rng(0).standard_normal(v.shape), jnp.float32)
+           for k, v in task.example_batch(2).items()}
+  params = nn.meta.unbox(task.init(jax.random.PRNGKey(0), batch))
+  out = task.model.apply({"params": params}, batch["motion"], jnp.array([5, 900]), batch["audio"],
+                         batch["hint"], batch["mean"], batch["std"], jnp.zeros((2, 4), bool))
+  assert out.shape == (2, 16, 20)
+  np.testing.assert_array_equal(out, 0.0)  # adaLN-Zero: zero-initialised modulation and output
+
+
+def test_a_few_training_steps_reduce_the_loss(stage1):
+  config = stage2_config(stage1)
+  task = make_task(config)
+  source = task.data_source("train")
+  batch = {k: jnp.stack([jnp.asarray(source[i][k]) for i in range(8)]) for k in source[0]}
+  params = nn.meta.unbox(task.init(jax.random.PRNGKey(0), batch))
+  tx = optax.adam(3e-3)
+  opt = tx.init(params)
+  rng = jax.random.PRNGKey(1)  # the same noise and timesteps every step: a fixed objective
+
+  @jax.jit
+  def step(params, opt):
+    loss, grads = jax.value_and_grad(lambda p: task.loss(p, batch, rng)[0].mean())(params)
+    updates, opt = tx.update(grads, opt)
+    return optax.apply_updates(params, updates), opt, loss
+
+  losses = []
+  for _ in range(30):
+    params, opt, loss = step(params, opt)
+    losses.append(float(loss))
+  assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_classifier_free_guidance_extrapolates_from_the_audio_free_prediction(generator):
+  g = generator
+  rng = np.random.default_rng(0)
+  feats = jnp.asarray(rng.standard_normal((2, 16, 16)), jnp.float32)
+  hint = jnp.asarray(rng.uniform(-0.5, 0.5, (2, 20)), jnp.float32)
+  std = jnp.broadcast_to(g.window_std, (2, 20))
+  noise = jnp.asarray(rng.standard_normal((2, 16, 20)), jnp.float32)
+  # One DDIM step from t = T-1 lands on the predicted x0 (x0-prediction).
+  one = lambda scale: g.sample_motion(g.params, feats, hint, hint, std, noise, Knobs(steps=1, guidance=scale))
+  z = lambda x: (x - g.mean) / g.std
+  t = jnp.full((2,), g.config.diffusion.steps - 1)
+  pred = lambda drop_audio: g.dit.apply({"params": g.params["dit"]}, noise, t, feats, z(hint), z(hint),
+                                        std / g.std, jnp.zeros((2, 4), bool).at[:, 0].set(drop_audio))
+  cond, uncond = pred(False), pred(True)
+  assert float(jnp.abs(cond - uncond).max()) > 1e-3  # audio matters to the model
+  for scale in (1.0, 3.0):
+    expected = (uncond + scale * (cond - uncond)) * g.std + g.mean
+    np.testing.assert_allclose(one(scale), expected, atol=1e-5)
+
+
+def test_streaming_gives_the_offline_frames_and_chunks_chain(generator, stage1):
+  from talkjax_datasets.synthtalk.clip import make_clip
+  from talkjax_datasets.synthtalk.spec import BuildSpec
+  clip = make_clip(BuildSpec(identities=2, clips=2, seconds=1.5, resolution=64, seed=5), 0)
+  audio = clip["audio"][:-100]  # not a whole number of frames: the last one is padded
+  motion, frames = generator.generate(clip["frames"][:1], audio[None], seed=7)
+  assert frames.shape == (1, 38, 64, 64, 3) and frames.dtype == np.uint8
+  stream = generator.stream(clip["frames"][0], seed=7)
+  pieces = [stream.push(audio[i:i + 5000]) for i in range(0, len(audio), 5000)]
+  assert sum(len(p) for p in pieces) == 32  # two whole 16-frame chunks before the audio ends
+  streamed = np.concatenate(pieces + [stream.finish()])
+  assert np.abs(streamed.astype(int) - frames[0].astype(int)).max() <= 1
+  # Chaining: chunk 2 is chunk 1's continuation, its hint being chunk 1's last motion.
+  app = generator.appearance(generator.params, clip["frames"][:1])
+  padded = np.pad(audio, (0, 48 * 640 - len(audio)))[None]
+  feats = generator.speech.chunks(jnp.asarray(padded), 16)
+  _, (second, _) = generator.chunk_step(generator.params, app, (jnp.asarray(motion[:, 15]), app[2]), feats[1],
+                                        generator.chunk_noise(7, 1, 1),
+                                        Knobs.from_config(generator.config.sample))
+  np.testing.assert_allclose(second, motion[:, 16:32], atol=1e-4)
+
+
+def test_too_short_audio_and_missing_stage1_are_clear_errors(generator, tmp_path, capsys):
+  with pytest.raises(TalkjaxError, match="shorter than one frame"):
+    generator.generate(np.zeros((1, 64, 64, 3), np.uint8), np.zeros((1, 100), np.float32))
+  code = main(["train", "--config", "ifmdm/synthtalk_tiny_stage2", "--workdir", str(tmp_path / "s2"),
+               "--set", f"stage1.workdir={tmp_path / 'nothing'}", f"data.path={tmp_path / 'd'}",
+               "data.synthtalk.clips=4", "data.synthtalk.identities=4", "data.synthtalk.seconds=2",
+               "model.window=16"])
+  assert code == 2
+  err = capsys.readouterr().err
+  assert "stage-1" in err and "talkjax train --config ifmdm/synthtalk_tiny_stage1" in err
