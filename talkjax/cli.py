@@ -76,6 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def enable_compilation_cache() -> str | None:
+  """Turns on JAX's persistent compilation cache, so a command's second run skips XLA
+  compilation. TALKJAX_COMPILATION_CACHE=DIR picks the folder, =off disables it."""
+  import os
+  where = os.environ.get("TALKJAX_COMPILATION_CACHE", "~/.cache/talkjax/xla")
+  if where.lower() in ("off", "0", "false", "none", ""):
+    return None
+  import jax
+  where = os.path.expanduser(where)
+  jax.config.update("jax_compilation_cache_dir", where)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  return where
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
@@ -83,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.print_help()
     return 2
   try:
+    enable_compilation_cache()
     return int(args._run(args) or 0)
   except TalkjaxError as e:
     if args.debug:

@@ -53,3 +53,17 @@ def test_debug_shows_the_traceback():
   proc = subprocess.run([sys.executable, "-m", "talkjax.cli", "train", "--config",
                          "testbed/nope", "--dry-run"], capture_output=True, text=True)
   assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_second_run_reuses_the_persistent_compilation_cache(tmp_path):
+  import os
+  cache = tmp_path / "xla"
+  env = {**os.environ, "TALKJAX_COMPILATION_CACHE": str(cache), "XLA_FLAGS": "",
+         "JAX_PLATFORMS": "cpu"}
+  cmd = ["talkjax", "train", "--config", "testbed/tiny", "--set", "train.steps=2",
+         "checkpoint.every=2"]
+  subprocess.run(cmd + ["--workdir", str(tmp_path / "a")], env=env, check=True, capture_output=True)
+  entries = sorted(p.name for p in cache.iterdir())
+  assert entries, "the first run wrote no compiled programs"
+  subprocess.run(cmd + ["--workdir", str(tmp_path / "b")], env=env, check=True, capture_output=True)
+  assert sorted(p.name for p in cache.iterdir()) == entries  # all hits: nothing new compiled

@@ -58,4 +58,6 @@ def hdtf_data(path: str):
   d.eval_examples = 0
   d.worker_count = 8
   d.shuffle = True
+  d.near_pairs = 0.0
+  d.near_gap = 3
   return d

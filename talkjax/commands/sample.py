@@ -1,30 +1,112 @@
 """Turn a portrait image and speech audio into a talking-head mp4.
 
 One request with --image/--audio, or many with --manifest (a JSONL file, one request per
-line); manifest requests are bucketed by length and sampled as sharded batches over every
-device, compiling once per bucket.
+line, see talkjax/pipelines/manifest.py); manifest requests are bucketed by length and
+sampled as sharded batches over every device, compiling once per bucket. Each request gets
+a result line; bad requests are reported and skipped, the rest still run.
 """
 
-from talkjax.commands import missing
+from __future__ import annotations
+
+import pathlib
+import sys
+
+from talkjax.errors import TalkjaxError
 
 EXAMPLES = """\
 examples:
-  talkjax sample --checkpoint runs/ifmdm --image face.png --audio speech.wav --out out.mp4
-  talkjax sample --checkpoint runs/infp --image face.png --audio me.wav --partner-audio you.wav --out talk.mp4
-  talkjax sample --checkpoint runs/ifmdm --manifest requests.jsonl --out results/
+  talkjax sample --checkpoint runs/ifmdm_tiny_stage2 --image face.png --audio speech.wav --out out.mp4
+  talkjax sample --checkpoint model.msgpack --image face.jpg --audio talk.m4a --out out.mp4 \\
+      --set std_scale=1.5 guidance=3 --gif --png
+  talkjax sample --checkpoint runs/ifmdm_tiny_stage2 --manifest requests.jsonl --out results/
+  (a manifest line: {"image": "a.png", "audio": "a.wav", "seed": 1, "options": {"mean": "previous"}})
 """
 
 
 def add_arguments(parser):
-  parser.add_argument("--checkpoint", required=True, help="a training workdir or checkpoint folder")
-  parser.add_argument("--image", help="portrait image (any format Pillow reads)")
+  parser.add_argument("--checkpoint", required=True,
+                      help="a generator's training folder (IF-MDM: stage 2) or a model file")
+  parser.add_argument("--image", help="portrait image (any format and size Pillow reads)")
   parser.add_argument("--audio", help="driving speech (wav, flac, mp3, m4a, ogg)")
   parser.add_argument("--partner-audio", help="the partner's track (dyadic families)")
   parser.add_argument("--emotion", help="emotion name, e.g. happy (families that take one)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--manifest", help="JSONL file of requests instead of --image/--audio")
-  parser.add_argument("--out", required=True, help="output .mp4 (or folder with --manifest)")
+  parser.add_argument("--out", required=True, help="output .mp4 (a folder with --manifest)")
+  parser.add_argument("--set", dest="options", nargs="+", default=[], metavar="NAME=VALUE",
+                      help="sampling options (IF-MDM: steps, guidance, std_scale, mean)")
+  parser.add_argument("--crop", default="auto", choices=["auto", "center", "face", "none"],
+                      help="how the portrait becomes a square: auto (face-centred when a "
+                           "detector is available, else centred; the default), center, face "
+                           "(detector required), none (resize the whole image)")
+  parser.add_argument("--batch-size", type=int, default=8,
+                      help="requests per sharded call (manifest; default 8)")
+  parser.add_argument("--png", action="store_true", help="also write PNG frames (a folder)")
+  parser.add_argument("--gif", action="store_true", help="also write a GIF preview")
+  parser.add_argument("--view-size", type=int, default=0,
+                      help="resize written frames to this many pixels (default: model size)")
+
+
+def parse_options(items) -> dict:
+  import ast
+  options = {}
+  for item in items:
+    if "=" not in item:
+      raise TalkjaxError(f"--set expects NAME=VALUE, got {item!r}", fix="e.g. --set std_scale=1.5")
+    name, value = item.split("=", 1)
+    try:
+      options[name] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      options[name] = value  # a bare word: a string option such as mean=previous
+  return options
 
 
 def run(args):
-  raise missing("sample", "the sampling pipelines", "the pipelines work (talkjax/pipelines/)")
+  from talkjax.pipelines.manifest import read_manifest
+  from talkjax.pipelines.pipeline import Failure, Pipeline, Request
+  from talkjax.pipelines.writing import write_result
+  options = parse_options(args.options)
+  out = pathlib.Path(args.out)
+  if args.manifest:
+    if args.image or args.audio:
+      raise TalkjaxError("give either --manifest or --image/--audio, not both")
+    requests = read_manifest(args.manifest)
+    out.mkdir(parents=True, exist_ok=True)
+  else:
+    if not (args.image and args.audio):
+      raise TalkjaxError("--image and --audio are both needed (or --manifest)",
+                         fix="talkjax sample --checkpoint C --image face.png --audio speech.wav --out out.mp4")
+    if out.suffix.lower() != ".mp4":
+      raise TalkjaxError(f"--out must end in .mp4, got {out}", fix="e.g. --out result.mp4")
+    requests = [Request(args.image, args.audio, args.partner_audio, args.emotion, args.seed,
+                        name=out.stem, out=str(out))]
+  for r in requests:
+    if isinstance(r, Request):
+      r.knobs = {**options, **r.knobs}
+  pipe = Pipeline.load(args.checkpoint, crop=args.crop, batch_size=args.batch_size)
+  failures = [r for r in requests if isinstance(r, Failure)]
+  for f in failures:
+    print(f"FAILED {f.name}: {f.error}", file=sys.stderr)
+  written = 0
+  for result in pipe.run([r for r in requests if isinstance(r, Request)],
+                         progress=bool(args.manifest)):
+    if isinstance(result, Failure):
+      if not args.manifest:  # one request: its error is the command's error
+        raise TalkjaxError(result.error)
+      failures.append(result)
+      print(f"FAILED {result.name}: {result.error}", file=sys.stderr)
+      continue
+    target = pathlib.Path(result.request.out or out / f"{result.name}.mp4")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    files = write_result(result, target,
+                         png_dir=target.with_suffix("") if args.png else None,
+                         gif_path=target.with_suffix(".gif") if args.gif else None,
+                         view_size=args.view_size)
+    written += 1
+    print(f"ok {result.name}: {len(result.frames)} frames ({len(result.frames) / result.fps:.2f} s), "
+          f"crop {result.crop} -> {', '.join(files)}")
+  if args.manifest or failures:
+    print(f"{written} written, {len(failures)} failed", file=sys.stderr)
+  if failures and not written:
+    raise TalkjaxError(f"no video was written ({len(failures)} request(s) failed, see above)")
+  return 1 if failures else 0

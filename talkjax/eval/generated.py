@@ -13,17 +13,11 @@ import numpy as np
 from tqdm import tqdm
 
 
-def load_generator(workdir, seed: int = 0):
-  """`generate(image, audio) -> frames` of a trained model's workdir (by its family)."""
-  from talkjax.errors import TalkjaxError
-  from talkjax.train.restore import checkpoint_config
-  config, _ = checkpoint_config(workdir)
-  if config.family == "ifmdm_stage2":
-    from talkjax.models.ifmdm_generate import IFMDMGenerator
-    gen = IFMDMGenerator.from_workdir(workdir)
-    return lambda image, audio: gen.generate(image[None], audio[None], seed=seed)[1][0]
-  raise TalkjaxError(f"a {config.family!r} checkpoint does not generate videos", path=workdir,
-                     fix="pass a generator's folder (IF-MDM: the stage-2 training folder)")
+def load_generator(checkpoint, seed: int = 0):
+  """`generate(image, audio) -> frames` of a trained model (folder or single file)."""
+  from talkjax.models import load_generator as load
+  gen = load(checkpoint)
+  return lambda image, audio: gen.generate(image[None], audio[None], seed=seed)[1][0]
 
 
 def score_generator(generate, clips, fps: float = 25.0, progress: bool = True,

@@ -67,21 +67,24 @@ class SpeechFeatures:
     else:
       raise ConfigError(f"unknown model.audio.kind {self.kind!r}", fix="use 'logmel' or 'wav2vec2'")
 
-  def _raw(self, samples, frames: int):
+  def _raw(self, samples, frames: int, params):
     """(B, N') -> (B, 2 * frames, F) at 50 Hz."""
     if self.kind == "logmel":
       return log_mel_jax(samples, self.mel)[:, :2 * frames]
-    out = self.model.apply({"params": self.params}, samples, num_frames=2 * frames)
+    params = self.params if params is None else params
+    out = self.model.apply({"params": params}, samples, num_frames=2 * frames)
     return out["hidden_states"][self.layer]
 
-  def chunk(self, samples, context):
-    """Features of `samples` (B, N) given the `context` (B, self.context) that precedes them."""
+  def chunk(self, samples, context, params=None):
+    """Features of `samples` (B, N) given the `context` (B, self.context) that precedes them.
+    `params`: the encoder's weights as a jit argument (default: the loaded ones, which a
+    jitted caller would embed as constants)."""
     frames = samples.shape[1] // SAMPLES_PER_FRAME
     lead = self.context // SAMPLES_PER_FRAME
-    feats = self._raw(jnp.concatenate([context, samples], axis=1), frames + lead)[:, 2 * lead:]
+    feats = self._raw(jnp.concatenate([context, samples], axis=1), frames + lead, params)[:, 2 * lead:]
     return feats.reshape(feats.shape[0], frames, self.dim).astype(jnp.float32)
 
-  def chunks(self, samples, chunk_frames: int):
+  def chunks(self, samples, chunk_frames: int, params=None):
     """(B, N) with N = n * chunk_frames * 640 -> (n, B, chunk_frames, 2F), chunk by chunk."""
     b, n = samples.shape
     size = chunk_frames * SAMPLES_PER_FRAME
@@ -90,12 +93,13 @@ class SpeechFeatures:
     padded = jnp.concatenate([jnp.zeros((b, self.context), samples.dtype), samples], axis=1)
     idx = np.arange(count)[:, None] * size + np.arange(self.context)[None, :]
     contexts = padded[:, idx].transpose(1, 0, 2)                  # (n, B, context)
-    return jax.vmap(self.chunk)(pieces, contexts)
+    return jax.vmap(lambda p, c: self.chunk(p, c, params))(pieces, contexts)
 
   @functools.cached_property
   def whole(self):
     """jitted (B, N) -> (B, N / 640, 2F) over a whole clip (used to cache training features)."""
-    return jax.jit(lambda s: self.chunk(s, jnp.zeros((s.shape[0], self.context), s.dtype)))
+    fn = jax.jit(lambda p, s: self.chunk(s, jnp.zeros((s.shape[0], self.context), s.dtype), p))
+    return lambda samples: fn(self.params, samples)
 
 
 def feature_dim(audio_config) -> int:

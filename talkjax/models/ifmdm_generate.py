@@ -56,6 +56,18 @@ def to_model_image(image):
 class IFMDMGenerator:
   """Stage-1 renderer + stage-2 motion DiT with their parameters."""
 
+  fps = 25
+  accepts = frozenset()   # no partner audio, no emotion label
+
+  def knobs(self, **overrides) -> Knobs:
+    """Sampling settings: the config's `sample.*` with `overrides` (unknown names fail)."""
+    names = {f.name for f in dataclasses.fields(Knobs)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+      raise TalkjaxError(f"unknown IF-MDM sampling option(s) {unknown}",
+                         fix=f"use {sorted(names)}")
+    return Knobs.from_config(self.config.sample, **overrides)
+
   def __init__(self, config, renderer, renderer_params, dit_params, resolution: int,
                random_audio_encoder: bool = False):
     from talkjax.models.ifmdm import build_motion_dit, motion_stats
@@ -65,6 +77,7 @@ class IFMDMGenerator:
     self.renderer, self.dit = renderer, build_motion_dit(config)
     self.params = {"renderer": renderer_params, "dit": dit_params}
     self.speech = SpeechFeatures(config.model.audio, random_init=random_audio_encoder)
+    self.params["speech"] = self.speech.params  # None for log-mel
     self.mean, self.std, self.window_std = (jnp.asarray(v) for v in motion_stats(config))
     self.alphas = schedules.alphas_cumprod(config.diffusion.steps, config.diffusion.schedule)
 
@@ -79,6 +92,38 @@ class IFMDMGenerator:
                          path=stage2_workdir, fix="pass the stage-2 training folder")
     stage1 = load_stage1(config)
     return cls(config, stage1.model, stage1.params, params, stage1.config.model.resolution)
+
+  @classmethod
+  def from_bundle(cls, path):
+    """Loads a single-file model written by `save_bundle` (what talkjax ships)."""
+    import json
+    import pathlib
+    import flax.serialization
+    import ml_collections
+    path = pathlib.Path(path)
+    try:
+      data = flax.serialization.msgpack_restore(path.read_bytes())
+      config = ml_collections.ConfigDict(json.loads(data["config"]))
+      stage1 = ml_collections.ConfigDict(json.loads(data["stage1_config"]))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise TalkjaxError(f"not a talkjax IF-MDM model file ({type(e).__name__}: {e})", path=path,
+                         fix="write one with `talkjax convert bundle --checkpoint STAGE2_DIR "
+                             "--out FILE`") from e
+    from talkjax.models.ifmdm import build_autoencoder
+    return cls(config, build_autoencoder(stage1.model), data["renderer"], data["dit"],
+               stage1.model.resolution)
+
+  def save_bundle(self, path, stage1_config) -> None:
+    """One file with both stages' configs and parameters (float32)."""
+    import flax.serialization
+    to_np = lambda t: jax.tree.map(lambda x: np.asarray(x, np.float32), t)
+    payload = {"config": self.config.to_json(), "stage1_config": stage1_config.to_json(),
+               "renderer": to_np(self.params["renderer"]), "dit": to_np(self.params["dit"])}
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+      f.write(flax.serialization.msgpack_serialize(payload))
+    import os
+    os.replace(tmp, path)
 
   # ---- one chunk ---------------------------------------------------------------------------
 
@@ -123,22 +168,26 @@ class IFMDMGenerator:
 
   # ---- whole clips ---------------------------------------------------------------------------
 
-  def chunk_noise(self, seed: int, batch: int, index: int):
-    key = jax.random.fold_in(jax.random.PRNGKey(seed), index)
-    return jax.random.normal(key, (batch, self.window, int(self.config.model.motion_dim)))
+  def chunk_noise(self, seeds, index: int) -> np.ndarray:
+    """(len(seeds), W, D) starting noise of chunk `index`, one independent stream per seed,
+    so a request gets the same noise alone or inside any batch."""
+    shape = (self.window, int(self.config.model.motion_dim))
+    return np.stack([np.asarray(jax.random.normal(
+        jax.random.fold_in(jax.random.PRNGKey(int(s)), index), shape)) for s in seeds])
 
   def _generate(self, params, images, audio, noise, knobs: Knobs):
     appearance = self.appearance(params, images)
-    feats = self.speech.chunks(audio, self.window)                  # (n, B, W, A)
+    feats = self.speech.chunks(audio, self.window, params["speech"])  # (n, B, W, A)
     carry = (appearance[2], appearance[2])
     step = lambda c, x: self.chunk_step(params, appearance, c, x[0], x[1], knobs)
     _, (motion, frames) = jax.lax.scan(step, carry, (feats, noise))
     swap = lambda x: jnp.swapaxes(x, 0, 1).reshape((x.shape[1], -1) + x.shape[3:])
     return swap(motion), swap(frames)
 
-  def generate(self, images, audio, *, seed: int = 0, knobs: Knobs | None = None):
+  def generate(self, images, audio, *, seed=0, knobs: Knobs | None = None, chunks: int = 0):
     """images (B, R, R, 3), audio (B, N) 16 kHz -> (motion (B, T, D), frames (B, T, R, R, 3)),
-    T = ceil(N / 640) frames at 25 fps; the audio is padded with silence to whole chunks."""
+    T = ceil(N / 640) frames at 25 fps; the audio is padded with silence to whole chunks
+    (at least `chunks` of them). `seed` is one int or one per example."""
     knobs = knobs or Knobs.from_config(self.config.sample)
     images, audio = np.asarray(images), np.asarray(audio, np.float32)
     if audio.ndim != 2 or audio.shape[1] < SAMPLES_PER_FRAME:
@@ -149,9 +198,10 @@ class IFMDMGenerator:
                          fix="give one image per audio track")
     b, n = audio.shape
     frames = -(-n // SAMPLES_PER_FRAME)
-    chunks = -(-frames // self.window)
+    chunks = max(chunks, -(-frames // self.window))
     audio = np.pad(audio, ((0, 0), (0, chunks * self.window * SAMPLES_PER_FRAME - n)))
-    noise = np.stack([self.chunk_noise(seed, b, i) for i in range(chunks)])
+    seeds = np.broadcast_to(np.asarray(seed), (b,))
+    noise = np.stack([self.chunk_noise(seeds, i) for i in range(chunks)]).astype(np.float32)
     # Pad the batch to a multiple of the device count; each device renders its share.
     ways = jax.device_count()
     pad = -b % ways
@@ -209,7 +259,7 @@ class MotionStream:
     self._step = jax.jit(self._one_chunk)
 
   def _one_chunk(self, params, appearance, carry, samples, context, noise):
-    feats = self.gen.speech.chunk(samples[None], context[None])
+    feats = self.gen.speech.chunk(samples[None], context[None], params["speech"])
     carry, (_, frames) = self.gen.chunk_step(params, appearance, carry, feats, noise, self.knobs)
     return carry, frames[0]
 
@@ -224,7 +274,7 @@ class MotionStream:
     return np.concatenate(out) if out else self.empty
 
   def _run(self, chunk):
-    noise = self.gen.chunk_noise(self.seed, 1, self.index)
+    noise = self.gen.chunk_noise([self.seed], self.index)
     self.carry, frames = self._step(self.params, self.appearance, self.carry, jnp.asarray(chunk),
                                     jnp.asarray(self.context), noise)
     self.context = np.concatenate([self.context, chunk])[-len(self.context):] \

@@ -143,7 +143,7 @@ def test_streaming_gives_the_offline_frames_and_chunks_chain(generator, stage1):
   padded = np.pad(audio, (0, 48 * 640 - len(audio)))[None]
   feats = generator.speech.chunks(jnp.asarray(padded), 16)
   _, (second, _) = generator.chunk_step(generator.params, app, (jnp.asarray(motion[:, 15]), app[2]), feats[1],
-                                        generator.chunk_noise(7, 1, 1),
+                                        generator.chunk_noise([7], 1),
                                         Knobs.from_config(generator.config.sample))
   np.testing.assert_allclose(second, motion[:, 16:32], atol=1e-4)
 
@@ -158,3 +158,4 @@ def test_too_short_audio_and_missing_stage1_are_clear_errors(generator, tmp_path
   assert code == 2
   err = capsys.readouterr().err
   assert "stage-1" in err and "talkjax train --config ifmdm/synthtalk_tiny_stage1" in err
+

@@ -1,0 +1,142 @@
+"""One pipeline for every family: inputs -> generator -> frames + the audio actually used.
+
+```python
+pipe = Pipeline.load("runs/ifmdm_tiny_stage2")          # or a bundle file
+result = pipe("face.png", "speech.wav", seed=0, std_scale=1.2)
+result.frames   # uint8 (T, R, R, 3) at result.fps;  result.audio: 16 kHz, exactly T frames long
+```
+
+`run(requests)` samples many requests: they are bucketed by length (whole chunks of the
+generator's window) and sampling options, each bucket is cut into batches of a fixed size
+(the last one padded), and every batch is one sharded call over all devices, so each bucket
+compiles once. A request's noise depends only on its own seed, so it gets the same frames
+alone or in any batch. A request whose inputs are bad is reported and skipped; the others
+still run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from talkjax.audio.align import pad_or_trim
+from talkjax.errors import TalkjaxError
+from talkjax.pipelines.inputs import load_image, load_request_audio
+
+SAMPLE_RATE = 16000
+
+
+@dataclasses.dataclass
+class Request:
+  image: Any                      # path or array
+  audio: Any                      # path or 16 kHz array
+  partner_audio: Any = None
+  emotion: str | None = None
+  seed: int = 0
+  knobs: dict = dataclasses.field(default_factory=dict)
+  name: str = ""                  # for reports and default output names
+  out: str | None = None
+
+
+@dataclasses.dataclass
+class Result:
+  name: str
+  frames: np.ndarray              # uint8 (T, R, R, 3)
+  audio: np.ndarray               # float32, 16 kHz, padded/trimmed to T frames
+  fps: int
+  crop: str
+  request: Request | None = None
+
+
+@dataclasses.dataclass
+class Failure:
+  name: str
+  error: str
+  request: Request | None = None
+
+
+@dataclasses.dataclass
+class _Prepared:
+  index: int
+  request: Request
+  image: np.ndarray
+  audio: np.ndarray
+  frames: int
+  chunks: int
+  knobs: Any
+  crop: str
+
+
+class Pipeline:
+  def __init__(self, generator, *, crop: str = "auto", batch_size: int = 8):
+    self.generator, self.crop, self.batch_size = generator, crop, max(1, int(batch_size))
+
+  @classmethod
+  def load(cls, checkpoint, **kwargs) -> "Pipeline":
+    from talkjax.models import load_generator
+    return cls(load_generator(checkpoint), **kwargs)
+
+  @property
+  def fps(self) -> int:
+    return int(self.generator.fps)
+
+  def __call__(self, image, audio, partner_audio=None, emotion=None, seed: int = 0,
+               **knobs) -> Result:
+    out = next(iter(self.run([Request(image, audio, partner_audio, emotion, seed, knobs)],
+                             progress=False)))
+    if isinstance(out, Failure):
+      raise TalkjaxError(out.error)
+    return out
+
+  def prepare(self, request: Request, index: int = 0) -> _Prepared:
+    g = self.generator
+    for field, value in (("partner_audio", request.partner_audio), ("emotion", request.emotion)):
+      if value is not None and field not in g.accepts:
+        raise TalkjaxError(f"this {type(g).__name__} model takes no {field.replace('_', ' ')}",
+                           fix=f"drop it, or use a family that takes it")
+    knobs = g.knobs(**request.knobs)
+    image, crop = load_image(request.image, g.resolution, self.crop)
+    audio = load_request_audio(request.audio)
+    frames = -(-len(audio) // (SAMPLE_RATE // self.fps))
+    chunks = -(-frames // g.window)
+    return _Prepared(index, request, image, audio, frames, chunks, knobs, crop)
+
+  def run(self, requests: Iterable[Request], progress: bool = True) -> Iterator[Result | Failure]:
+    """Yields one Result or Failure per request, each bucket as soon as it is done."""
+    from tqdm import tqdm
+    prepared, buckets = [], {}
+    requests = list(requests)
+    for i, request in enumerate(requests):
+      request.name = request.name or f"request_{i:04d}"
+      try:
+        p = self.prepare(request, i)
+      except TalkjaxError as e:
+        yield Failure(request.name, e.one_line(), request)
+        continue
+      prepared.append(p)
+      buckets.setdefault((p.chunks, p.knobs), []).append(p)
+    bar = tqdm(total=sum(p.frames for p in prepared), unit="frame", disable=not progress,
+               desc="sampling", dynamic_ncols=True)
+    try:
+      for (chunks, knobs), items in sorted(buckets.items(), key=lambda kv: kv[0][0]):
+        for start in range(0, len(items), self.batch_size):
+          batch = items[start:start + self.batch_size]
+          yield from self._sample(batch, chunks, knobs)
+          bar.update(sum(p.frames for p in batch))
+    finally:
+      bar.close()
+
+  def _sample(self, batch: list[_Prepared], chunks: int, knobs) -> Iterator[Result]:
+    g = self.generator
+    samples = chunks * g.window * (SAMPLE_RATE // self.fps)
+    pad = self.batch_size - len(batch)           # fixed batch shape: one compile per bucket
+    rows = batch + [batch[-1]] * pad
+    images = np.stack([p.image for p in rows])
+    audio = np.stack([np.pad(p.audio, (0, samples - len(p.audio))) for p in rows])
+    seeds = [p.request.seed for p in rows]
+    _, frames = g.generate(images, audio, seed=seeds, knobs=knobs, chunks=chunks)
+    for p, video in zip(batch, frames):
+      used = pad_or_trim(p.audio, p.frames, self.fps)
+      yield Result(p.request.name, video[:p.frames], used, self.fps, p.crop, p.request)

@@ -1,0 +1,53 @@
+"""Behaviour of the trained IF-MDM that ships with talkjax (talkjax/assets/): the
+controllability knobs and seamless chunk chaining, measured on people it never saw."""
+
+import numpy as np
+import pytest
+
+from talkjax.commands.demo import shipped_model
+from talkjax.models.ifmdm_generate import IFMDMGenerator, Knobs
+from talkjax_datasets.synthtalk.clip import make_clip
+from talkjax_datasets.synthtalk.spec import BuildSpec
+
+
+@pytest.fixture(scope="module")
+def gen():
+  return IFMDMGenerator.from_bundle(shipped_model())
+
+
+@pytest.fixture(scope="module")
+def people():
+  clips = [make_clip(BuildSpec(identities=4, clips=4, seconds=5.12, resolution=64, seed=31), i)
+           for i in range(4)]
+  return np.stack([c["frames"][0] for c in clips]), np.stack([c["audio"] for c in clips])
+
+
+def test_std_scale_raises_and_lowers_the_motion_spread(gen, people):
+  images, audio = people
+  spread = {}
+  for scale in (0.5, 1.0, 2.0):
+    motion, _ = gen.generate(images, audio, seed=1, knobs=gen.knobs(std_scale=scale))
+    spread[scale] = float(motion.std(axis=1).mean())
+  assert spread[0.5] < spread[1.0] < spread[2.0], spread
+
+
+def test_mean_knob_keeps_the_posture_of_the_image(gen, people):
+  images, audio = people
+  _, _, alpha, _ = gen.appearance(gen.params, images)
+  offset = {}
+  for mode in ("image", "previous"):
+    motion, _ = gen.generate(images, audio, seed=2, knobs=gen.knobs(mean=mode))
+    offset[mode] = float(np.abs(motion[:, -gen.window:].mean(1) - np.asarray(alpha)).mean())
+  assert offset["image"] <= offset["previous"] + 1e-3, offset
+
+
+def test_chunks_join_without_a_seam(gen, people):
+  images, audio = people
+  motion, _ = gen.generate(images, audio, seed=3)
+  steps = np.linalg.norm(np.diff(motion, axis=1), axis=-1)        # (B, T-1) frame to frame
+  w = gen.window
+  at_seams = steps[:, w - 1::w]                                    # last of chunk k -> first of k+1
+  inside = np.delete(steps, np.arange(w - 1, steps.shape[1], w), axis=1)
+  assert at_seams.size >= 12
+  assert np.median(at_seams) < 2.0 * np.median(inside), (np.median(at_seams), np.median(inside))
+  assert at_seams.max() < np.percentile(inside, 99.5) * 1.5
