@@ -26,10 +26,10 @@ def get_config(arg=None):
   c.data.worker_count = 0
   c.data.shuffle = True
   c.loss.velocity = 1.0
-  c.train.steps = 3000
+  c.train.steps = 8000
   c.train.log_every = 100
   c.train.ema_decay = 0.999
-  c.optimizer.lr = 5e-4
+  c.optimizer.lr = 1e-3
   c.optimizer.warmup_steps = 100
-  c.checkpoint.every = 1000
+  c.checkpoint.every = 2000
   return c

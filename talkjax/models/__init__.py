@@ -31,8 +31,9 @@ def make_task(config):
 
 
 # family of the final training stage -> "module:class" of its generator. The class has
-# `from_workdir(dir)`, `from_bundle(file)`, `resolution`, `fps`, `window`, `knobs(**kw)`,
-# `accepts` (the optional inputs it takes) and `generate(images, audio, seed=, knobs=, chunks=)`.
+# `from_workdir(dir)`, `from_bundle(file)`, `resolution`, `fps`, `window`, `knobs(**kw)` (a
+# hashable settings object whose `compiled_part()` is what a batch must share), `accepts`
+# (the optional inputs it takes) and `generate(images, audio, seed=, knobs=, chunks=)`.
 GENERATORS = {
     "ifmdm_stage2": "talkjax.models.ifmdm_generate:IFMDMGenerator",
 }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +47,11 @@ class Knobs:
                          f"({knobs.std_scale}) >= 0", fix="pick valid values")
     return knobs
 
+  def compiled_part(self) -> "Knobs":
+    """The settings that change the compiled program; std_scale is a runtime input, so
+    requests with different motion intensities share one program (and one batch)."""
+    return dataclasses.replace(self, std_scale=1.0)
+
 
 def to_model_image(image):
   """uint8 (..., R, R, 3) or float in [-1, 1] -> float32 in [-1, 1]."""
@@ -59,15 +65,6 @@ class IFMDMGenerator:
   fps = 25
   accepts = frozenset()   # no partner audio, no emotion label
 
-  def knobs(self, **overrides) -> Knobs:
-    """Sampling settings: the config's `sample.*` with `overrides` (unknown names fail)."""
-    names = {f.name for f in dataclasses.fields(Knobs)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-      raise TalkjaxError(f"unknown IF-MDM sampling option(s) {unknown}",
-                         fix=f"use {sorted(names)}")
-    return Knobs.from_config(self.config.sample, **overrides)
-
   def __init__(self, config, renderer, renderer_params, dit_params, resolution: int,
                random_audio_encoder: bool = False):
     from talkjax.models.ifmdm import build_motion_dit, motion_stats
@@ -80,6 +77,15 @@ class IFMDMGenerator:
     self.params["speech"] = self.speech.params  # None for log-mel
     self.mean, self.std, self.window_std = (jnp.asarray(v) for v in motion_stats(config))
     self.alphas = schedules.alphas_cumprod(config.diffusion.steps, config.diffusion.schedule)
+
+  def knobs(self, **overrides) -> Knobs:
+    """Sampling settings: the config's `sample.*` with `overrides` (unknown names fail)."""
+    names = {f.name for f in dataclasses.fields(Knobs)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+      raise TalkjaxError(f"unknown IF-MDM sampling option(s) {unknown}",
+                         fix=f"use {sorted(names)}")
+    return Knobs.from_config(self.config.sample, **overrides)
 
   @classmethod
   def from_workdir(cls, stage2_workdir, *, ema: bool = True):
@@ -107,23 +113,24 @@ class IFMDMGenerator:
       stage1 = ml_collections.ConfigDict(json.loads(data["stage1_config"]))
     except (OSError, ValueError, KeyError, TypeError) as e:
       raise TalkjaxError(f"not a talkjax IF-MDM model file ({type(e).__name__}: {e})", path=path,
-                         fix="write one with `talkjax convert bundle --checkpoint STAGE2_DIR "
+                         fix="write one with `talkjax convert bundle --src STAGE2_DIR "
                              "--out FILE`") from e
     from talkjax.models.ifmdm import build_autoencoder
-    return cls(config, build_autoencoder(stage1.model), data["renderer"], data["dit"],
+    f32 = lambda t: jax.tree.map(lambda x: np.asarray(x, np.float32), t)
+    return cls(config, build_autoencoder(stage1.model), f32(data["renderer"]), f32(data["dit"]),
                stage1.model.resolution)
 
-  def save_bundle(self, path, stage1_config) -> None:
-    """One file with both stages' configs and parameters (float32)."""
+  def save_bundle(self, path, stage1_config, dtype=np.float16) -> None:
+    """One file with both stages' configs and parameters, stored as `dtype` (float16 halves
+    the file; loading computes in float32 again)."""
     import flax.serialization
-    to_np = lambda t: jax.tree.map(lambda x: np.asarray(x, np.float32), t)
+    to_np = lambda t: jax.tree.map(lambda x: np.asarray(x, dtype), t)
     payload = {"config": self.config.to_json(), "stage1_config": stage1_config.to_json(),
                "renderer": to_np(self.params["renderer"]), "dit": to_np(self.params["dit"])}
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as f:
       f.write(flax.serialization.msgpack_serialize(payload))
-    import os
-    os.replace(tmp, path)
+    os.replace(tmp, path)  # a half-written file never takes the model's name
 
   # ---- one chunk ---------------------------------------------------------------------------
 
@@ -158,11 +165,12 @@ class IFMDMGenerator:
     return self.renderer.apply({"params": params["renderer"]}, to_model_image(image),
                                method=self.renderer.encode_appearance)
 
-  def chunk_step(self, params, appearance, carry, feats, noise, knobs: Knobs):
-    """carry = (hint, image motion): returns (new carry, (motion, frames)) for one chunk."""
+  def chunk_step(self, params, appearance, carry, feats, noise, knobs: Knobs, std_scale):
+    """carry = (hint, image motion): returns (new carry, (motion, frames)) for one chunk.
+    `std_scale` (B,) is each example's motion intensity (knobs.std_scale is not used)."""
     hint, image_motion = carry
     mean = image_motion if knobs.mean == "image" else hint
-    std = jnp.broadcast_to(knobs.std_scale * self.window_std, hint.shape)
+    std = std_scale[:, None] * self.window_std
     motion = self.sample_motion(params, feats, hint, mean, std, noise, knobs)
     return (motion[:, -1], image_motion), (motion, self.render(params, appearance, motion))
 
@@ -172,23 +180,29 @@ class IFMDMGenerator:
     """(len(seeds), W, D) starting noise of chunk `index`, one independent stream per seed,
     so a request gets the same noise alone or inside any batch."""
     shape = (self.window, int(self.config.model.motion_dim))
-    return np.stack([np.asarray(jax.random.normal(
-        jax.random.fold_in(jax.random.PRNGKey(int(s)), index), shape)) for s in seeds])
+    return np.asarray(_noise(jnp.asarray(np.asarray(seeds, np.uint32)), index, shape))
 
-  def _generate(self, params, images, audio, noise, knobs: Knobs):
+  def _generate(self, params, images, audio, noise, std_scale, knobs: Knobs):
     appearance = self.appearance(params, images)
     feats = self.speech.chunks(audio, self.window, params["speech"])  # (n, B, W, A)
     carry = (appearance[2], appearance[2])
-    step = lambda c, x: self.chunk_step(params, appearance, c, x[0], x[1], knobs)
+    step = lambda c, x: self.chunk_step(params, appearance, c, x[0], x[1], knobs, std_scale)
     _, (motion, frames) = jax.lax.scan(step, carry, (feats, noise))
     swap = lambda x: jnp.swapaxes(x, 0, 1).reshape((x.shape[1], -1) + x.shape[3:])
     return swap(motion), swap(frames)
 
-  def generate(self, images, audio, *, seed=0, knobs: Knobs | None = None, chunks: int = 0):
+  def generate(self, images, audio, *, seed=0, knobs=None, chunks: int = 0):
     """images (B, R, R, 3), audio (B, N) 16 kHz -> (motion (B, T, D), frames (B, T, R, R, 3)),
     T = ceil(N / 640) frames at 25 fps; the audio is padded with silence to whole chunks
-    (at least `chunks` of them). `seed` is one int or one per example."""
+    (at least `chunks` of them). `seed` is one int or one per example; `knobs` one Knobs or
+    one per example (they may differ in std_scale only)."""
     knobs = knobs or Knobs.from_config(self.config.sample)
+    per_example = [knobs] * len(audio) if isinstance(knobs, Knobs) else list(knobs)
+    compiled = {k.compiled_part() for k in per_example}
+    if len(compiled) != 1 or len(per_example) != len(audio):
+      raise TalkjaxError("one batch needs one Knobs per example, equal but for std_scale",
+                         fix="sample requests with other settings in another batch")
+    knobs = compiled.pop()
     images, audio = np.asarray(images), np.asarray(audio, np.float32)
     if audio.ndim != 2 or audio.shape[1] < SAMPLES_PER_FRAME:
       raise TalkjaxError(f"audio of shape {audio.shape} is shorter than one frame (640 samples "
@@ -202,6 +216,7 @@ class IFMDMGenerator:
     audio = np.pad(audio, ((0, 0), (0, chunks * self.window * SAMPLES_PER_FRAME - n)))
     seeds = np.broadcast_to(np.asarray(seed), (b,))
     noise = np.stack([self.chunk_noise(seeds, i) for i in range(chunks)]).astype(np.float32)
+    scales = np.asarray([k.std_scale for k in per_example], np.float32)
     # Pad the batch to a multiple of the device count; each device renders its share.
     ways = jax.device_count()
     pad = -b % ways
@@ -209,10 +224,12 @@ class IFMDMGenerator:
       images = np.concatenate([images, np.repeat(images[-1:], pad, 0)])
       audio = np.concatenate([audio, np.repeat(audio[-1:], pad, 0)])
       noise = np.concatenate([noise, np.repeat(noise[:, -1:], pad, 1)], axis=1)
+      scales = np.concatenate([scales, np.repeat(scales[-1:], pad)])
     batch, replicated = self._shardings()
     motion, video = self._jitted(knobs)(
         jax.device_put(self.params, replicated), jax.device_put(images, batch),
-        jax.device_put(audio, batch), jax.device_put(noise, self._noise_sharding()))
+        jax.device_put(audio, batch), jax.device_put(noise, self._noise_sharding()),
+        jax.device_put(scales, batch))
     return np.asarray(motion[:b, :frames]), np.asarray(video[:b, :frames])
 
   @functools.cached_property
@@ -235,6 +252,12 @@ class IFMDMGenerator:
 
   def stream(self, image, *, seed: int = 0, knobs: Knobs | None = None):
     return MotionStream(self, image, seed, knobs or Knobs.from_config(self.config.sample))
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _noise(seeds, index, shape):
+  key = lambda s: jax.random.fold_in(jax.random.PRNGKey(s), index)
+  return jax.vmap(lambda s: jax.random.normal(key(s), shape))(seeds)
 
 
 class MotionStream:
@@ -260,7 +283,9 @@ class MotionStream:
 
   def _one_chunk(self, params, appearance, carry, samples, context, noise):
     feats = self.gen.speech.chunk(samples[None], context[None], params["speech"])
-    carry, (_, frames) = self.gen.chunk_step(params, appearance, carry, feats, noise, self.knobs)
+    scale = jnp.full((1,), self.knobs.std_scale, jnp.float32)
+    carry, (_, frames) = self.gen.chunk_step(params, appearance, carry, feats, noise, self.knobs,
+                                             scale)
     return carry, frames[0]
 
   def push(self, samples) -> np.ndarray:

@@ -25,7 +25,8 @@ def add_arguments(parser):
   parser.add_argument("--config", required=True, help="stage-2 experiment config (path or name)")
   parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[],
                       metavar="KEY=VALUE", help="config overrides")
-  parser.add_argument("--checkpoint", help="stage-2 training folder (default: random weights)")
+  parser.add_argument("--checkpoint", help="stage-2 training folder or model file (default: "
+                                           "random weights)")
   parser.add_argument("--resolutions", type=int, nargs="+", help="frame sizes (default: the "
                       "stage-1 config's)")
   parser.add_argument("--batches", type=int, nargs="+", default=[1, 8],
@@ -75,15 +76,14 @@ def run(args) -> int:
   import jax
   from talkjax import config as cfg
   from talkjax.errors import TalkjaxError
-  from talkjax.models.ifmdm_generate import IFMDMGenerator
+  from talkjax.models import load_generator
   config = cfg.load_config(args.config, args.overrides)
   if config.family != "ifmdm_stage2":
     raise TalkjaxError(f"bench sample needs an IF-MDM stage-2 config, this is {config.family!r}",
                        fix="pass e.g. --config ifmdm/synthtalk_tiny_stage2")
   rows = []
   if args.checkpoint:
-    gen = IFMDMGenerator.from_workdir(args.checkpoint)
-    gens = [gen]
+    gens = [load_generator(args.checkpoint)]
   else:
     resolutions = args.resolutions or [cfg.load_config(config.stage1.config).model.resolution]
     gens = [random_generator(config, r) for r in resolutions]

@@ -55,6 +55,7 @@ class Failure:
   name: str
   error: str
   request: Request | None = None
+  exception: Exception | None = None
 
 
 @dataclasses.dataclass
@@ -87,7 +88,7 @@ class Pipeline:
     out = next(iter(self.run([Request(image, audio, partner_audio, emotion, seed, knobs)],
                              progress=False)))
     if isinstance(out, Failure):
-      raise TalkjaxError(out.error)
+      raise out.exception
     return out
 
   def prepare(self, request: Request, index: int = 0) -> _Prepared:
@@ -113,22 +114,23 @@ class Pipeline:
       try:
         p = self.prepare(request, i)
       except TalkjaxError as e:
-        yield Failure(request.name, e.one_line(), request)
+        yield Failure(request.name, e.one_line(), request, e)
         continue
       prepared.append(p)
-      buckets.setdefault((p.chunks, p.knobs), []).append(p)
+      # Requests differing only in std_scale share a bucket (it is a runtime input).
+      buckets.setdefault((p.chunks, p.knobs.compiled_part()), []).append(p)
     bar = tqdm(total=sum(p.frames for p in prepared), unit="frame", disable=not progress,
                desc="sampling", dynamic_ncols=True)
     try:
-      for (chunks, knobs), items in sorted(buckets.items(), key=lambda kv: kv[0][0]):
+      for (chunks, _), items in sorted(buckets.items(), key=lambda kv: kv[0][0]):
         for start in range(0, len(items), self.batch_size):
           batch = items[start:start + self.batch_size]
-          yield from self._sample(batch, chunks, knobs)
+          yield from self._sample(batch, chunks)
           bar.update(sum(p.frames for p in batch))
     finally:
       bar.close()
 
-  def _sample(self, batch: list[_Prepared], chunks: int, knobs) -> Iterator[Result]:
+  def _sample(self, batch: list[_Prepared], chunks: int) -> Iterator[Result]:
     g = self.generator
     samples = chunks * g.window * (SAMPLE_RATE // self.fps)
     pad = self.batch_size - len(batch)           # fixed batch shape: one compile per bucket
@@ -136,7 +138,7 @@ class Pipeline:
     images = np.stack([p.image for p in rows])
     audio = np.stack([np.pad(p.audio, (0, samples - len(p.audio))) for p in rows])
     seeds = [p.request.seed for p in rows]
-    _, frames = g.generate(images, audio, seed=seeds, knobs=knobs, chunks=chunks)
+    _, frames = g.generate(images, audio, seed=seeds, knobs=[p.knobs for p in rows], chunks=chunks)
     for p, video in zip(batch, frames):
       used = pad_or_trim(p.audio, p.frames, self.fps)
       yield Result(p.request.name, video[:p.frames], used, self.fps, p.crop, p.request)

@@ -53,7 +53,8 @@ def test_mouth_follows_audio_energy():
   for i in range(6):
     c = make_clip(spec, i)
     implied = implied_mouth_opening(c["audio"], 25, 100)
-    corrs.append(np.corrcoef(implied[2:], c["mouth_open"][:-2])[0, 1])  # lips lead ~2 frames
+    # The implied trajectory is read LEAD_S ahead already (lips lead the sound): no shift here.
+    corrs.append(np.corrcoef(implied, c["mouth_open"])[0, 1])
   assert np.mean(corrs) > 0.75
 
 

@@ -144,7 +144,7 @@ def test_streaming_gives_the_offline_frames_and_chunks_chain(generator, stage1):
   feats = generator.speech.chunks(jnp.asarray(padded), 16)
   _, (second, _) = generator.chunk_step(generator.params, app, (jnp.asarray(motion[:, 15]), app[2]), feats[1],
                                         generator.chunk_noise([7], 1),
-                                        Knobs.from_config(generator.config.sample))
+                                        Knobs.from_config(generator.config.sample), jnp.ones(1))
   np.testing.assert_allclose(second, motion[:, 16:32], atol=1e-4)
 
 

@@ -18,17 +18,19 @@ def gen():
 @pytest.fixture(scope="module")
 def people():
   clips = [make_clip(BuildSpec(identities=4, clips=4, seconds=5.12, resolution=64, seed=31), i)
-           for i in range(4)]
+           for i in range(3)]
   return np.stack([c["frames"][0] for c in clips]), np.stack([c["audio"] for c in clips])
 
 
 def test_std_scale_raises_and_lowers_the_motion_spread(gen, people):
   images, audio = people
-  spread = {}
-  for scale in (0.5, 1.0, 2.0):
-    motion, _ = gen.generate(images, audio, seed=1, knobs=gen.knobs(std_scale=scale))
-    spread[scale] = float(motion.std(axis=1).mean())
-  assert spread[0.5] < spread[1.0] < spread[2.0], spread
+  scales = (0.5, 1.0, 2.0)
+  # One batch, each person at every intensity: std_scale is a per-example runtime input.
+  knobs = [gen.knobs(std_scale=s) for s in scales for _ in images]
+  motion, _ = gen.generate(np.tile(images, (3, 1, 1, 1)), np.tile(audio, (3, 1)), seed=1,
+                           knobs=knobs)
+  spread = motion.std(axis=1).mean(-1).reshape(3, len(images)).mean(1)
+  assert spread[0] < spread[1] < spread[2], dict(zip(scales, spread))
 
 
 def test_mean_knob_keeps_the_posture_of_the_image(gen, people):
@@ -48,6 +50,6 @@ def test_chunks_join_without_a_seam(gen, people):
   w = gen.window
   at_seams = steps[:, w - 1::w]                                    # last of chunk k -> first of k+1
   inside = np.delete(steps, np.arange(w - 1, steps.shape[1], w), axis=1)
-  assert at_seams.size >= 12
+  assert at_seams.size >= 9
   assert np.median(at_seams) < 2.0 * np.median(inside), (np.median(at_seams), np.median(inside))
   assert at_seams.max() < np.percentile(inside, 99.5) * 1.5
