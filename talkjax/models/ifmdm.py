@@ -229,9 +229,9 @@ class Stage2Task:
 
   def data_source(self, split):
     from talkjax.models.ifmdm_data import MotionWindows, cached_codes
-    from talkjax.models import ifmdm_data
+    from talkjax.models.ifmdm_data import motion_stats as data_stats
     train_codes = cached_codes(self.config, "train")
-    self.config.model.stats.update(ifmdm_data.motion_stats(train_codes, self.config.model.window))
+    self.config.model.stats.update(data_stats(train_codes, self.config.model.window))
     codes = train_codes if split == "train" else cached_codes(self.config, "val")
     return MotionWindows(codes, self.config.model.window, self.config.data.stride,
                          name=f"{self.config.data.path}:{split}")
