@@ -30,10 +30,9 @@ def add_arguments(parser):
 def run(args):
   if args.what == "bundle":
     import os
-    from talkjax.models.ifmdm import load_stage1
     from talkjax.models.ifmdm_generate import IFMDMGenerator
     gen = IFMDMGenerator.from_workdir(args.src)
-    gen.save_bundle(args.out, load_stage1(gen.config).config)
+    gen.save_bundle(args.out)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MiB)")
     return 0
   from talkjax.convert.wav2vec2 import convert_folder

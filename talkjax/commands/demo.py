@@ -43,7 +43,6 @@ def train_demo_model(out: pathlib.Path) -> pathlib.Path:
   """Both tiny stages with their shipped configs, then one model file."""
   from talkjax import config as cfg
   from talkjax.models import make_task
-  from talkjax.models.ifmdm import load_stage1
   from talkjax.models.ifmdm_generate import IFMDMGenerator
   from talkjax.train.loop import train
   s1_dir, s2_dir = out / "train" / "stage1", out / "train" / "stage2"
@@ -55,7 +54,7 @@ def train_demo_model(out: pathlib.Path) -> pathlib.Path:
   train(stage2, make_task(stage2), s2_dir)
   model = out / "model.msgpack"
   gen = IFMDMGenerator.from_workdir(s2_dir)
-  gen.save_bundle(model, load_stage1(gen.config).config)
+  gen.save_bundle(model)
   return model
 
 

@@ -66,9 +66,10 @@ class IFMDMGenerator:
   accepts = frozenset()   # no partner audio, no emotion label
 
   def __init__(self, config, renderer, renderer_params, dit_params, resolution: int,
-               random_audio_encoder: bool = False):
+               random_audio_encoder: bool = False, stage1_config=None):
     from talkjax.models.ifmdm import build_motion_dit, motion_stats
     self.config = config
+    self.stage1_config = stage1_config   # the renderer's config, kept for save_bundle
     self.window = int(config.model.window)
     self.resolution = int(resolution)
     self.renderer, self.dit = renderer, build_motion_dit(config)
@@ -97,7 +98,8 @@ class IFMDMGenerator:
       raise TalkjaxError(f"this folder holds a {config.family!r} model, not IF-MDM stage 2",
                          path=stage2_workdir, fix="pass the stage-2 training folder")
     stage1 = load_stage1(config)
-    return cls(config, stage1.model, stage1.params, params, stage1.config.model.resolution)
+    return cls(config, stage1.model, stage1.params, params, stage1.config.model.resolution,
+               stage1_config=stage1.config)
 
   @classmethod
   def from_bundle(cls, path):
@@ -118,12 +120,16 @@ class IFMDMGenerator:
     from talkjax.models.ifmdm import build_autoencoder
     f32 = lambda t: jax.tree.map(lambda x: np.asarray(x, np.float32), t)
     return cls(config, build_autoencoder(stage1.model), f32(data["renderer"]), f32(data["dit"]),
-               stage1.model.resolution)
+               stage1.model.resolution, stage1_config=stage1)
 
-  def save_bundle(self, path, stage1_config, dtype=np.float16) -> None:
+  def save_bundle(self, path, dtype=np.float16) -> None:
     """One file with both stages' configs and parameters, stored as `dtype` (float16 halves
     the file; loading computes in float32 again)."""
     import flax.serialization
+    if self.stage1_config is None:
+      raise TalkjaxError("this generator was built without its stage-1 config",
+                         fix="load it with from_workdir() or from_bundle() before saving")
+    stage1_config = self.stage1_config
     to_np = lambda t: jax.tree.map(lambda x: np.asarray(x, dtype), t)
     payload = {"config": self.config.to_json(), "stage1_config": stage1_config.to_json(),
                "renderer": to_np(self.params["renderer"]), "dit": to_np(self.params["dit"])}
