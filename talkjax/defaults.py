@@ -22,6 +22,7 @@ DEFAULT_AXIS_RULES = (
     ("height", None),
     ("width", None),
     ("channels", None),
+    ("out_channels", None),   # an output head's few channels (RGB, flow + mask)
 )
 
 
@@ -62,10 +63,19 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.eps = 1e-8
   c.optimizer.weight_decay = 0.0
   c.optimizer.clip_norm = 1.0      # 0 = no clipping
-  # Regexes over '/'-joined parameter paths: frozen ones get no updates; lr_scales are
-  # (regex, factor) pairs, the first match wins.
+  # Regexes over '/'-joined parameter paths ('trainable/block_0/attn/...'): frozen ones get
+  # no gradient, no optimizer state and no EMA copy; lr_scales are (regex, factor) pairs,
+  # the first match wins.
   c.optimizer.freeze = ()
   c.optimizer.lr_scales = ()
+
+  # Stage chaining: start from another training folder's parameters (before step 0 only).
+  # map: (source regex, replacement) pairs over '/'-joined paths such as
+  # 'trainable/block_0/attn/to_q/kernel'; empty = every parameter to the same path.
+  c.init_from = ml_collections.ConfigDict()
+  c.init_from.workdir = ""
+  c.init_from.map = ()
+  c.init_from.ema = True           # the EMA copy of the source when it has one
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1                 # -1 = all remaining devices

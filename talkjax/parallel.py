@@ -91,6 +91,22 @@ def shard_init(init_fn: Callable[..., Any], mesh: Mesh, rules: Rules, *args):
   return values, shardings
 
 
+def check_divisible(shapes: Mapping[str, tuple], shardings: Mapping[str, NamedSharding]) -> None:
+  """Every array splits evenly over the mesh axes its sharding names, or a clear error
+  naming the first one that does not (instead of XLA's IndivisibleError mid-compile)."""
+  for path, shape in shapes.items():
+    sharding = shardings[path]
+    for dim, axes in zip(shape, sharding.spec):
+      axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+      ways = math.prod(sharding.mesh.shape[a] for a in axes)
+      if dim % ways:
+        raise ConfigError(
+            f"parameter {path} of shape {tuple(shape)} cannot be split {ways} ways over mesh "
+            f"axes {axes} (mesh {dict(sharding.mesh.shape)})",
+            fix="pick mesh sizes that divide the model's dimensions (e.g. fewer tensor or "
+                "fsdp devices), or map that logical axis to no mesh axis in axis_rules")
+
+
 def batch_shardings(batch_axes: Mapping[str, Sequence[str | None]], mesh: Mesh,
                     rules: Rules) -> dict[str, NamedSharding]:
   specs = {k: PartitionSpec(*axes) for k, axes in batch_axes.items()}

@@ -36,7 +36,10 @@ def test_dry_run_prints_config_and_parameter_count(capsys):
   assert "train.steps = 3" in out
   count = int(out.split("parameters: ")[1].split()[0].replace(",", ""))
   # embed_in (8*32+32) + block (3*(32*32+32) + 32*32+32 + 32*64+64 + 64*32+32) + head (32*8+8)
-  assert count == (8 * 32 + 32) + (4 * (32 * 32 + 32) + 32 * 64 + 64 + 64 * 32 + 32) + (32 * 8 + 8)
+  trainable = (8 * 32 + 32) + (4 * (32 * 32 + 32) + 32 * 64 + 64 + 64 * 32 + 32) + (32 * 8 + 8)
+  frozen = 2 * 8                 # the input statistics: mean and std of 8 features
+  assert count == trainable + frozen
+  assert f"trainable {trainable:,}, frozen {frozen:,}" in out
 
 
 def test_user_error_is_one_line_with_exit_2(capsys):

@@ -29,22 +29,24 @@ def test_mesh_shape_errors_are_clear(sizes, n):
 # The golden table: how every test-bed parameter is laid out on a (data=2, fsdp=2, tensor=2)
 # mesh under the default rules. A change of rules or names shows up here in review.
 GOLDEN = {
-    "embed_in/kernel": P(None, "fsdp"),
-    "embed_in/bias": P("fsdp"),
-    "block_0/attn/to_q/kernel": P("fsdp", "tensor", None),
-    "block_0/attn/to_q/bias": P("tensor", None),
-    "block_0/attn/to_k/kernel": P("fsdp", "tensor", None),
-    "block_0/attn/to_k/bias": P("tensor", None),
-    "block_0/attn/to_v/kernel": P("fsdp", "tensor", None),
-    "block_0/attn/to_v/bias": P("tensor", None),
-    "block_0/attn/to_out/kernel": P("tensor", None, "fsdp"),
-    "block_0/attn/to_out/bias": P("fsdp"),
-    "block_0/mlp_in/kernel": P("fsdp", "tensor"),
-    "block_0/mlp_in/bias": P("tensor"),
-    "block_0/mlp_out/kernel": P("tensor", "fsdp"),
-    "block_0/mlp_out/bias": P("fsdp"),
-    "head/kernel": P("fsdp", None),
-    "head/bias": P(None),
+    "frozen/input_stats/mean": P(),    # statistics: replicated
+    "frozen/input_stats/std": P(),
+    "trainable/embed_in/kernel": P(None, "fsdp"),
+    "trainable/embed_in/bias": P("fsdp"),
+    "trainable/block_0/attn/to_q/kernel": P("fsdp", "tensor", None),
+    "trainable/block_0/attn/to_q/bias": P("tensor", None),
+    "trainable/block_0/attn/to_k/kernel": P("fsdp", "tensor", None),
+    "trainable/block_0/attn/to_k/bias": P("tensor", None),
+    "trainable/block_0/attn/to_v/kernel": P("fsdp", "tensor", None),
+    "trainable/block_0/attn/to_v/bias": P("tensor", None),
+    "trainable/block_0/attn/to_out/kernel": P("tensor", None, "fsdp"),
+    "trainable/block_0/attn/to_out/bias": P("fsdp"),
+    "trainable/block_0/mlp_in/kernel": P("fsdp", "tensor"),
+    "trainable/block_0/mlp_in/bias": P("tensor"),
+    "trainable/block_0/mlp_out/kernel": P("tensor", "fsdp"),
+    "trainable/block_0/mlp_out/bias": P("fsdp"),
+    "trainable/head/kernel": P("fsdp", None),
+    "trainable/head/bias": P(None),
 }
 
 

@@ -28,13 +28,16 @@ def add_arguments(parser):
                       help="print the resolved config and the parameter count, then exit")
 
 
-def count_parameters(config) -> int:
+def count_parameters(config) -> tuple[int, int]:
+  """(all parameters, the trainable ones) of the config's model; nothing is allocated."""
   import jax
   from talkjax.models import make_task
+  from talkjax.train.state import abstract_params, split_params
 
   task = make_task(config)
-  shapes = jax.eval_shape(task.init, jax.random.key(0), task.example_batch(1))
-  return sum(int(x.size) for x in jax.tree.leaves(shapes))
+  trainable, _ = split_params(abstract_params(task, config.seed), tuple(config.optimizer.freeze))
+  count = lambda tree: sum(int(x.size) for x in jax.tree.leaves(tree))
+  return count(abstract_params(task, config.seed)), count(trainable)
 
 
 def run(args):
@@ -43,8 +46,9 @@ def run(args):
   config = load_config(args.config, args.overrides)
   if args.dry_run:
     print(to_text(config))
-    n = count_parameters(config)
-    print(f"parameters: {n:,} ({n * 4 / 2**20:.2f} MiB as float32)")
+    n, trainable = count_parameters(config)
+    print(f"parameters: {n:,} ({n * 4 / 2**20:.2f} MiB as float32); trainable {trainable:,}, "
+          f"frozen {n - trainable:,}")
     return 0
   if not args.workdir:
     raise TalkjaxError("--workdir is required to train (checkpoints and metrics go there)",

@@ -2,13 +2,15 @@
 
 Not a talking-head model: it exists so the trainer, sharding and checkpointing can be
 tested exactly and quickly. Its data is a deterministic synthetic source (a fixed random
-"teacher" function of random inputs), so the loss must fall when training works.
+"teacher" function of random inputs), so the loss must fall when training works. Inputs
+are standardised by per-feature statistics of the training data: a frozen branch of the
+parameters that the task derives from data once (`initial_values`) and that then travels
+with every checkpoint.
 """
 
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -91,11 +93,22 @@ class TestbedTask:
     return {"x": ("batch", "length", None), "y": ("batch", "length", None), "index": ("batch",)}
 
   def init(self, rng, batch):
-    return self.model.init(rng, batch["x"])["params"]
+    features = batch["x"].shape[-1]
+    stats = {"mean": jnp.zeros((features,), jnp.float32), "std": jnp.ones((features,), jnp.float32)}
+    return {"trainable": self.model.init(rng, batch["x"])["params"],
+            "frozen": {"input_stats": stats}}
+
+  def initial_values(self):
+    """Per-feature mean and std of the first training examples' inputs."""
+    source = self.data_source("train")
+    x = np.concatenate([source[i]["x"] for i in range(min(len(source), 64))])
+    return {"frozen": {"input_stats": {"mean": x.mean(0), "std": x.std(0) + 1e-6}}}
 
   def loss(self, params, batch, rng):
     del rng  # deterministic model
-    pred = self.model.apply({"params": params}, batch["x"]).astype(jnp.float32)
+    stats = params["frozen"]["input_stats"]
+    x = (batch["x"] - stats["mean"]) / stats["std"]
+    pred = self.model.apply({"params": params["trainable"]}, x).astype(jnp.float32)
     per_example = jnp.mean((pred - batch["y"]) ** 2, axis=(1, 2))
     return per_example, {"mse": jnp.mean(per_example)}
 

@@ -65,14 +65,16 @@ def measure(config, task, steps: int, warmup: int) -> dict:
   import numpy as np
   from talkjax import parallel
   from talkjax.train.optimizer import make_optimizer
-  from talkjax.train.state import abstract_params, create_state
+  from talkjax.train.state import abstract_trainable, create_state
   from talkjax.train.step import make_train_step
 
   rules = config.axis_rules
   mesh = parallel.make_mesh(config.mesh)
+  freeze = tuple(config.optimizer.freeze)
   tx, schedule = make_optimizer(config.optimizer, max(config.train.steps, steps + warmup),
-                                abstract_params(task, config.seed))
-  state, state_sh = create_state(task, tx, mesh, rules, config.seed, ema=config.train.ema_decay > 0)
+                                abstract_trainable(task, freeze, config.seed))
+  state, state_sh = create_state(task, tx, mesh, rules, config.seed,
+                                 ema=config.train.ema_decay > 0, freeze=freeze)
   batch_sh = parallel.batch_shardings(task.batch_axes(), mesh, rules)
   source = task.data_source("train")
   n = config.data.batch_size

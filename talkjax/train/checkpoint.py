@@ -14,6 +14,7 @@ import pathlib
 import grain
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 from talkjax.errors import TalkjaxError
@@ -77,6 +78,25 @@ class Checkpointer:
                          path=self.directory / str(step),
                          fix="resume with the config that wrote it, or use a new --workdir") from e
     return restored["state"], restore_data
+
+  def restore_parts(self, step: int, names) -> dict:
+    """Some top-level fields of the saved state (e.g. "params"), as numpy arrays on the
+    host, read by the layout recorded in the checkpoint: no model or mesh is needed, and
+    the other fields (optimizer moments) are not read at all."""
+    folder = self.directory / str(step) / "state"
+    handler = ocp.PyTreeCheckpointHandler()
+    try:
+      metadata = handler.metadata(folder)
+      tree = getattr(metadata, "tree", metadata)
+      wanted = [k for k in names if tree.get(k) is not None]
+      as_numpy = lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype)
+      target = {k: jax.tree.map(as_numpy, tree[k]) for k in wanted}
+      restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+      restored = handler.restore(folder, args=ocp.args.PyTreeRestore(
+          target, restore_args=restore_args, partial_restore=True))
+    finally:
+      handler.close()
+    return {k: restored[k] for k in wanted}
 
   def wait(self) -> None:
     self.manager.wait_until_finished()

@@ -18,13 +18,13 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from talkjax import parallel
+from talkjax import parallel, stages, trees
 from talkjax.data.loader import make_loader
 from talkjax.errors import TalkjaxError
 from talkjax.train.checkpoint import Checkpointer
 from talkjax.train.metrics import MetricsWriter, to_python
 from talkjax.train.optimizer import make_optimizer
-from talkjax.train.state import abstract_params, state_layout
+from talkjax.train.state import abstract_trainable, full_params, state_layout, with_values
 from talkjax.train.step import make_train_step
 
 
@@ -76,15 +76,29 @@ def make_eval_hook(task, config, mesh, rules, batch_sh, every: int, batches: int
   eval_loss = jax.jit(lambda p, b: task.loss(p, b, jax.random.PRNGKey(0))[0].mean())
 
   def fn(step, state):
+    params = full_params(state)
     loader = make_loader(source, global_batch_size=config.data.batch_size, seed=0, shuffle=False,
                          num_epochs=1)
     losses = []
     for i, local in enumerate(loader):
       if i == batches:
         break
-      losses.append(eval_loss(state.params, parallel.global_batch(local, batch_sh)))
+      losses.append(eval_loss(params, parallel.global_batch(local, batch_sh)))
     return {"eval_loss": float(np.mean(jax.device_get(losses)))}
   return Hook(every, fn)
+
+
+def initial_values(task, config, abstract_state) -> dict:
+  """{path: host value} for a run that starts from scratch: what the task derives from data
+  (its optional `initial_values()`), then what `config.init_from` copies from another
+  checkpoint (stage chaining; it wins where both give a value)."""
+  values = trees.flatten(task.initial_values()) if hasattr(task, "initial_values") else {}
+  init_from = config.get("init_from")
+  if init_from is not None and init_from.workdir:
+    shapes = {k: v.shape for k, v in
+              trees.flatten(trees.merge(abstract_state.params, abstract_state.frozen)).items()}
+    values.update(stages.init_from_values(init_from, shapes))
+  return values
 
 
 def train(config, task, workdir: str | pathlib.Path, *, hooks: list[Hook] = (),
@@ -99,9 +113,14 @@ def train(config, task, workdir: str | pathlib.Path, *, hooks: list[Hook] = (),
   mesh = parallel.make_mesh(config.mesh, devices)
   is_main = jax.process_index() == 0
 
-  tx, schedule = make_optimizer(config.optimizer, tc.steps, abstract_params(task, config.seed))
+  freeze = tuple(config.optimizer.freeze)
+  tx, schedule = make_optimizer(config.optimizer, tc.steps,
+                                abstract_trainable(task, freeze, config.seed))
   init, rng, abstract_state, state_sh = state_layout(task, tx, mesh, rules, config.seed,
-                                                     ema=tc.ema_decay > 0)
+                                                     ema=tc.ema_decay > 0, freeze=freeze)
+  parallel.check_divisible(
+      {k: v.shape for k, v in trees.flatten(trees.merge(abstract_state.params, abstract_state.frozen)).items()},
+      trees.flatten(trees.merge(state_sh.params, state_sh.frozen)))
   batch_sh = parallel.batch_shardings(task.batch_axes(), mesh, rules)
   batch_ways = mesh.shape["data"] * mesh.shape["fsdp"]
   if config.data.batch_size % (batch_ways * tc.grad_accum):
@@ -122,6 +141,7 @@ def train(config, task, workdir: str | pathlib.Path, *, hooks: list[Hook] = (),
   if start is None:
     start = 0
     state, _ = parallel.shard_init(init, mesh, rules, rng)
+    state = with_values(state, state_sh, initial_values(task, config, abstract_state))
   else:
     state, data_restored = ckpt.restore(start, abstract_state, data)
     _trim_metrics(workdir, start)

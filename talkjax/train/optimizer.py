@@ -1,6 +1,9 @@
 """The optax optimizer a config describes: AdamW, warm-up + cosine/constant schedule,
-gradient clipping, and per-parameter freezing / learning-rate scales by path patterns
-(MEMO trains different module subsets per stage)."""
+gradient clipping, and per-parameter learning-rate scales by path patterns.
+
+It is built for the trainable leaves only: frozen parameters (`optimizer.freeze` and a
+task's "frozen" branch, see train/state.py) never reach it, so they have no moments and
+their gradients do not count in the clipping norm."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from talkjax.errors import ConfigError
+from talkjax.trees import path_name
 
 
 def learning_rate_schedule(opt, total_steps: int) -> optax.Schedule:
@@ -26,24 +30,13 @@ def learning_rate_schedule(opt, total_steps: int) -> optax.Schedule:
   return optax.join_schedules([optax.linear_schedule(0.0, opt.lr, warmup), after], [warmup])
 
 
-def path_name(path) -> str:
-  """'/'-joined parameter path, e.g. 'block_0/attn/to_q/kernel'."""
-  parts = []
-  for p in path:
-    parts.append(str(getattr(p, "key", getattr(p, "name", getattr(p, "idx", p)))))
-  return "/".join(parts)
-
-
 def update_scales(params, opt) -> object:
-  """Per-leaf multipliers for the final update: 0 for frozen paths, else the first matching
-  lr scale (1 when none matches)."""
-  freeze = [re.compile(p) for p in opt.freeze]
+  """Per-leaf multipliers for the final update: the first matching lr scale (1 when none
+  matches)."""
   scales = [(re.compile(p), float(s)) for p, s in opt.lr_scales]
 
   def scale(path, _):
     name = path_name(path)
-    if any(p.search(name) for p in freeze):
-      return 0.0
     for pattern, s in scales:
       if pattern.search(name):
         return s
@@ -64,7 +57,8 @@ def scale_updates_by_path(scales) -> optax.GradientTransformation:
 
 
 def make_optimizer(opt, total_steps: int, params_for_paths) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """`params_for_paths` is any tree with the parameters' structure (abstract is fine)."""
+  """`params_for_paths` is any tree with the trainable parameters' structure (abstract is
+  fine)."""
   if opt.name != "adamw":
     raise ConfigError(f"unknown optimizer.name {opt.name!r}", fix="use 'adamw'")
   schedule = learning_rate_schedule(opt, total_steps)
@@ -73,10 +67,6 @@ def make_optimizer(opt, total_steps: int, params_for_paths) -> tuple[optax.Gradi
     parts.append(optax.clip_by_global_norm(opt.clip_norm))
   parts.append(optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps,
                            weight_decay=opt.weight_decay))
-  if opt.freeze or opt.lr_scales:
-    scales = update_scales(params_for_paths, opt)
-    if not any(s != 0.0 for s in jax.tree.leaves(scales)):
-      raise ConfigError(f"optimizer.freeze {tuple(opt.freeze)} freezes every parameter",
-                        fix="freeze fewer paths (patterns are regexes over 'block_0/attn/...')")
-    parts.append(scale_updates_by_path(scales))
+  if opt.lr_scales:
+    parts.append(scale_updates_by_path(update_scales(params_for_paths, opt)))
   return optax.chain(*parts), schedule

@@ -2,7 +2,8 @@
 
 Pure function of (state, batch); the loop jits it with explicit shardings and a donated
 state. The step's randomness is `fold_in(seed, step)`, so a resumed run draws the same
-numbers as an uninterrupted one.
+numbers as an uninterrupted one. Gradients are taken with respect to the trainable leaves
+only; the frozen ones enter the loss as constants.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from talkjax import trees
 from talkjax.train.state import TrainState
 
 
@@ -20,8 +22,8 @@ def make_train_step(task, tx: optax.GradientTransformation, schedule, train_conf
   ema_decay = float(train_config.ema_decay)
   base_rng = jax.random.PRNGKey(seed)
 
-  def summed_loss(params, batch, rng):
-    per_example, metrics = task.loss(params, batch, rng)
+  def summed_loss(params, frozen, batch, rng):
+    per_example, metrics = task.loss(trees.merge(params, jax.lax.stop_gradient(frozen)), batch, rng)
     per_example = per_example.astype(jnp.float32)
     if threshold > 0:
       # Robust training: examples whose loss jumps above the threshold are noisy data.
@@ -37,13 +39,13 @@ def make_train_step(task, tx: optax.GradientTransformation, schedule, train_conf
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(base_rng, state.step)
     if accum == 1:
-      (total, (kept, raw_sum, metrics)), grads = grad_fn(state.params, batch, rng)
+      (total, (kept, raw_sum, metrics)), grads = grad_fn(state.params, state.frozen, batch, rng)
     else:
       micro = jax.tree.map(lambda x: x.reshape((accum, x.shape[0] // accum) + x.shape[1:]), batch)
 
       def body(carry, inputs):
         i, mb = inputs
-        (t, (k, r, m)), g = grad_fn(state.params, mb, jax.random.fold_in(rng, i))
+        (t, (k, r, m)), g = grad_fn(state.params, state.frozen, mb, jax.random.fold_in(rng, i))
         acc_g, acc_t, acc_k, acc_r = carry
         return (jax.tree.map(jnp.add, acc_g, g), acc_t + t, acc_k + k, acc_r + r), m
 
@@ -71,7 +73,7 @@ def make_train_step(task, tx: optax.GradientTransformation, schedule, train_conf
       ema = pick(jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, ema, new_params), ema)
     masked = batch_size - kept
     new_state = TrainState(
-        step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema,
+        step=state.step + 1, params=params, frozen=state.frozen, opt_state=opt_state, ema_params=ema,
         nonfinite_streak=jnp.where(finite, 0, state.nonfinite_streak + 1),
         nonfinite_total=state.nonfinite_total + (~finite).astype(jnp.int32),
         masked_total=state.masked_total + masked)

@@ -1,6 +1,5 @@
 """2 processes x 2 devices train and save; 1 process x 4 devices (and x 1) restores."""
 
-import pathlib
 import subprocess
 import sys
 import textwrap
@@ -38,8 +37,8 @@ SCRIPT = textwrap.dedent("""
     # The final parameters as the 2-process run holds them, gathered to every host.
     from talkjax.train.checkpoint import Checkpointer
     from talkjax.train.optimizer import make_optimizer
-    from talkjax.train.state import abstract_params, state_layout
-    tx, _ = make_optimizer(config.optimizer, config.train.steps, abstract_params(task))
+    from talkjax.train.state import abstract_trainable, state_layout
+    tx, _ = make_optimizer(config.optimizer, config.train.steps, abstract_trainable(task))
     mesh = parallel.make_mesh(config.mesh)
     _, _, abstract, _ = state_layout(task, tx, mesh, config.axis_rules, config.seed, ema=False)
     ckpt = Checkpointer(out / "run" / "checkpoints", config.checkpoint)

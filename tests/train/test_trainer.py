@@ -12,7 +12,8 @@ from talkjax.models import testbed
 from talkjax.train.loop import train
 from talkjax.train.metrics import read_metrics
 from talkjax.train.optimizer import make_optimizer
-from talkjax.train.state import abstract_params, create_state
+from talkjax import trees
+from talkjax.train.state import abstract_trainable, create_state, full_params
 from talkjax.train.step import make_train_step
 
 from train_helpers import restore_params, tiny_config
@@ -51,12 +52,14 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path):
 
 
 def _one_step(config, task=None):
+  """(task, the whole initial parameter tree, batch, state after one step, metrics)."""
   task = task or make_task(config)
-  tx, schedule = make_optimizer(config.optimizer, config.train.steps, abstract_params(task))
+  freeze = tuple(config.optimizer.freeze)
+  tx, schedule = make_optimizer(config.optimizer, config.train.steps, abstract_trainable(task, freeze))
   mesh = parallel.make_mesh(config.mesh, jax.devices()[:1])
   state, _ = create_state(task, tx, mesh, config.axis_rules, config.seed,
-                          ema=config.train.ema_decay > 0)
-  init_params = jax.tree.map(np.array, state.params)
+                          ema=config.train.ema_decay > 0, freeze=freeze)
+  init_params = jax.tree.map(np.array, full_params(state))
   source = task.data_source("train")
   batch = {k: np.stack([source[i][k] for i in range(config.data.batch_size)])
            for k in ("x", "y", "index")}
@@ -88,7 +91,7 @@ def test_nonfinite_step_is_skipped_and_counted():
   _, params, _, state, metrics = _one_step(config, NaNTask(config))
   assert not metrics["finite"]
   assert int(state.nonfinite_streak) == 1 and int(state.nonfinite_total) == 1
-  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state.params), params)
+  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, full_params(state)), params)
 
 
 def test_training_stops_after_n_nonfinite_steps_in_a_row(tmp_path):
@@ -101,24 +104,61 @@ def test_training_stops_after_n_nonfinite_steps_in_a_row(tmp_path):
 def test_frozen_paths_do_not_move_and_lr_scales_apply():
   config = tiny_config("optimizer.freeze=('block_0/attn',)", "optimizer.lr_scales=(('head', 0.0),)")
   _, params, _, state, _ = _one_step(config)
-  new = jax.tree.map(np.asarray, state.params)
+  new = jax.tree.map(np.asarray, full_params(state))["trainable"]
+  old = params["trainable"]
   np.testing.assert_array_equal(new["block_0"]["attn"]["to_q"]["kernel"],
-                                params["block_0"]["attn"]["to_q"]["kernel"])
-  np.testing.assert_array_equal(new["head"]["kernel"], params["head"]["kernel"])
-  assert not np.array_equal(new["block_0"]["mlp_in"]["kernel"], params["block_0"]["mlp_in"]["kernel"])
+                                old["block_0"]["attn"]["to_q"]["kernel"])
+  np.testing.assert_array_equal(new["head"]["kernel"], old["head"]["kernel"])
+  assert not np.array_equal(new["block_0"]["mlp_in"]["kernel"], old["block_0"]["mlp_in"]["kernel"])
 
 
-def test_freezing_everything_is_a_config_error():
-  with pytest.raises(TalkjaxError, match="freezes every parameter"):
-    _one_step(tiny_config("optimizer.freeze=('.*',)"))
+def test_frozen_parameters_have_no_optimizer_state_and_no_ema_copy():
+  config = tiny_config("optimizer.freeze=('block_0/attn',)", "train.ema_decay=0.5")
+  _, _, _, state, _ = _one_step(config)
+  frozen = set(trees.flatten(state.frozen))
+  assert "trainable/block_0/attn/to_q/kernel" in frozen
+  assert "frozen/input_stats/mean" in frozen       # the task's own frozen branch
+  assert not frozen & set(trees.flatten(state.params))
+  assert not frozen & set(trees.flatten(state.ema_params))
+  # Adam's moments exist for the trainable leaves only: count their elements.
+  trainable_size = sum(x.size for x in jax.tree.leaves(state.params))
+  moments = sum(x.size for x in jax.tree.leaves(state.opt_state) if x.ndim > 0)
+  assert moments == 2 * trainable_size
 
 
-def test_ema_follows_the_parameters():
-  config = tiny_config("train.ema_decay=0.75")
-  _, params, _, state, _ = _one_step(config)
-  expected = jax.tree.map(lambda p, n: 0.75 * p + 0.25 * np.asarray(n), params, state.params)
-  jax.tree.map(lambda e, x: np.testing.assert_allclose(e, x, rtol=1e-6, atol=1e-7),
-               jax.tree.map(np.asarray, state.ema_params), expected)
+def test_clipping_ignores_frozen_gradients():
+  """A frozen leaf with a large gradient: counting it in the global norm would shrink the
+  real update. The step must equal AdamW on the trainable gradients clipped by their own
+  norm. (A large Adam eps makes the update depend on the gradient's scale.)"""
+  import optax
+  config = tiny_config("optimizer.freeze=('embed_in', 'block_0/mlp')", "optimizer.clip_norm=1.0",
+                       "optimizer.eps=1.0", "optimizer.lr=0.1")
+  task = make_task(config)
+  _, params, batch, state, metrics = _one_step(config, task)
+  grads = jax.grad(lambda p: task.loss(p, batch, None)[0].mean())(params)["trainable"]
+  is_frozen = lambda k: k.startswith(("embed_in/", "block_0/mlp"))
+  trainable = trees.split(params["trainable"], is_frozen)[1]
+  trainable_grads = trees.split(grads, is_frozen)[1]
+  norm_trainable = float(optax.tree.norm(trainable_grads))
+  norm_all = float(optax.tree.norm(grads))
+  assert norm_trainable > 1.0              # so clipping acts
+  assert norm_all > 1.05 * norm_trainable  # so counting the frozen gradient would matter
+  np.testing.assert_allclose(metrics["grad_norm"], norm_trainable, rtol=1e-5)
+  o = config.optimizer
+
+  def first_step(norm):  # AdamW's first step on the trainable gradients clipped to norm 1
+    g = jax.tree.map(lambda x: x / max(1.0, norm), trainable_grads)
+    tx = optax.adamw(o.lr, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay)
+    updates, _ = tx.update(g, tx.init(trainable), trainable)
+    return trees.flatten(optax.apply_updates(trainable, updates))
+
+  got = trees.flatten(jax.tree.map(np.asarray, full_params(state))["trainable"])
+  expected, counted = first_step(norm_trainable), first_step(norm_all)
+  for path, want in expected.items():
+    np.testing.assert_allclose(got[path], want, rtol=1e-5, atol=1e-7)
+  moved = lambda step: np.abs(step["head/kernel"] - trainable["head"]["kernel"]).mean()
+  assert moved(counted) < 0.97 * moved(expected)   # counting would have shrunk the update
+  np.testing.assert_array_equal(got["embed_in/kernel"], params["trainable"]["embed_in"]["kernel"])
 
 
 def test_eval_hook_logs_eval_loss_and_best_checkpoint_is_kept(tmp_path):

@@ -7,7 +7,7 @@ from talkjax import config as cfg
 from talkjax.models import make_task
 from talkjax.train.checkpoint import Checkpointer
 from talkjax.train.optimizer import make_optimizer
-from talkjax.train.state import abstract_params, state_layout
+from talkjax.train.state import abstract_trainable, state_layout
 from talkjax import parallel
 
 # Slow enough per step (~0.1-0.2 s on CPU) that a test can act between two checkpoints.
@@ -22,7 +22,7 @@ def tiny_config(*overrides):
 def restore_params(workdir, config, devices, step=None):
   """The parameters of a checkpoint, restored onto a mesh over `devices`."""
   task = make_task(config)
-  tx, _ = make_optimizer(config.optimizer, config.train.steps, abstract_params(task))
+  tx, _ = make_optimizer(config.optimizer, config.train.steps, abstract_trainable(task))
   mesh = parallel.make_mesh(config.mesh, devices)
   _, _, abstract, _ = state_layout(task, tx, mesh, config.axis_rules, config.seed,
                                    ema=config.train.ema_decay > 0)
