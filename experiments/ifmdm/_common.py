@@ -32,7 +32,6 @@ def stage2_config(*, window: int, hidden: int, layers: int, heads: int):
   # kind: logmel (n_mels bins) | wav2vec2 (a converted folder, hidden_size, which layer)
   m.audio = ml_collections.ConfigDict(dict(kind="logmel", n_mels=80, wav2vec2="", layer=-1,
                                            hidden_size=768, context_s=0.2))
-  m.stats = ml_collections.ConfigDict(dict(mean=(), std=(), window_std=()))  # set from data
   c.diffusion = ml_collections.ConfigDict(dict(steps=1000, schedule="cosine", prediction="x0",
                                                condition_dropout=0.3))
   c.loss = ml_collections.ConfigDict(dict(velocity=0.0))

@@ -268,7 +268,24 @@ def init_params(config: Wav2Vec2Config, seed: int = 0, num_samples: int = 16000)
   return nn.meta.unbox(variables["params"])
 
 
+def read_config(folder: os.PathLike | str) -> Wav2Vec2Config:
+  """The config of a folder written by `talkjax convert wav2vec2` (no weights are read)."""
+  import json
+  path = os.path.join(os.fspath(folder), "config.json")
+  if not os.path.isfile(path):
+    raise TalkjaxError("not a talkjax wav2vec2 folder (missing file)", path=path,
+                       fix="create it with `talkjax convert wav2vec2 --src HF_DIR --out DIR`")
+  with open(path) as f:
+    return Wav2Vec2Config.from_hf_dict(json.load(f), path)
+
+
 def load_pretrained(folder: os.PathLike | str) -> tuple[Wav2Vec2Config, dict]:
   """(config, params) from a folder written by `talkjax convert wav2vec2`."""
-  from talkjax.convert.wav2vec2 import read_talkjax_folder
-  return read_talkjax_folder(folder)
+  from safetensors.numpy import load_file
+  from talkjax import trees
+  config = read_config(folder)
+  params_path = os.path.join(os.fspath(folder), "params.safetensors")
+  if not os.path.isfile(params_path):
+    raise TalkjaxError("not a talkjax wav2vec2 folder (missing file)", path=params_path,
+                       fix="create it with `talkjax convert wav2vec2 --src HF_DIR --out DIR`")
+  return config, trees.unflatten(load_file(params_path))

@@ -4,9 +4,9 @@ wav2vec2: reads Hugging Face folders (config.json + model.safetensors, or a PyTo
 read without executing pickled code) and writes a talkjax weight folder (config.json +
 params.safetensors) that `talkjax.audio.wav2vec2.load_pretrained` reads.
 
-bundle: packs a trained IF-MDM (the stage-2 training folder and the stage-1 folder its
-config names; EMA weights when present) into one file that `talkjax sample --checkpoint`
-and `talkjax eval model --checkpoint` accept.
+bundle: packs a trained generator (its last stage's training folder and every stage that
+folder's config names, e.g. IF-MDM's stage 1; EMA weights when present) into one file that
+`talkjax sample --checkpoint` and `talkjax eval model --checkpoint` accept.
 """
 
 EXAMPLES = """\
@@ -20,20 +20,22 @@ examples:
 def add_arguments(parser):
   parser.add_argument("what", choices=["wav2vec2", "bundle"],
                       help="wav2vec2: import Hugging Face weights; bundle: one file from a "
-                           "trained IF-MDM")
+                           "trained generator")
   parser.add_argument("--src", required=True,
                       help="wav2vec2: Hugging Face model folder (config.json + *.safetensors or "
-                           "*.bin); bundle: the stage-2 training folder")
-  parser.add_argument("--out", required=True, help="output folder (created if missing)")
+                           "*.bin); bundle: the generator's last training folder (IF-MDM: "
+                           "stage 2) or a model file to rewrite")
+  parser.add_argument("--out", required=True,
+                      help="wav2vec2: output folder (created if missing); bundle: the model file")
 
 
 def run(args):
   if args.what == "bundle":
-    import os
-    from talkjax.models.ifmdm_generate import IFMDMGenerator
-    gen = IFMDMGenerator.from_workdir(args.src)
-    gen.save_bundle(args.out)
-    print(f"wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MiB)")
+    from talkjax import bundle
+    from talkjax.models import load_generator
+    hook, params = load_generator(args.src)
+    size = bundle.save(args.out, hook, params)
+    print(f"wrote {args.out} ({hook.config.family}, {size / 2**20:.1f} MiB)")
     return 0
   from talkjax.convert.wav2vec2 import convert_folder
   config = convert_folder(args.src, args.out)

@@ -36,25 +36,26 @@ def add_arguments(parser):
 
 
 def shipped_model() -> pathlib.Path:
-  return pathlib.Path(__file__).resolve().parent.parent / "assets" / "ifmdm_synthtalk_tiny.msgpack"
+  from talkjax.models import shipped_demo_model
+  return shipped_demo_model()
 
 
 def train_demo_model(out: pathlib.Path) -> pathlib.Path:
-  """Both tiny stages with their shipped configs, then one model file."""
+  """Every stage of the registry's demo recipe with its shipped config, then one model
+  file. Rerunning resumes each stage from its folder."""
+  from talkjax import bundle
   from talkjax import config as cfg
-  from talkjax.models import make_task
-  from talkjax.models.ifmdm_generate import IFMDMGenerator
+  from talkjax.models import DEMO, load_generator, make_task
   from talkjax.train.loop import train
-  s1_dir, s2_dir = out / "train" / "stage1", out / "train" / "stage2"
-  stage1 = cfg.load_config("ifmdm/synthtalk_tiny_stage1")
-  print(f"training stage 1 in {s1_dir} ...", file=sys.stderr)
-  train(stage1, make_task(stage1), s1_dir)
-  stage2 = cfg.load_config("ifmdm/synthtalk_tiny_stage2", [f"stage1.workdir={s1_dir}"])
-  print(f"training stage 2 in {s2_dir} ...", file=sys.stderr)
-  train(stage2, make_task(stage2), s2_dir)
+  folders = {}
+  for name, config_name, links in DEMO["stages"]:
+    folders[name] = out / "train" / name
+    overrides = [f"{key}={folders[stage]}" for key, stage in links.items()]
+    config = cfg.load_config(config_name, overrides)
+    print(f"training {name} ({config_name}) in {folders[name]} ...", file=sys.stderr)
+    train(config, make_task(config), folders[name])
   model = out / "model.msgpack"
-  gen = IFMDMGenerator.from_workdir(s2_dir)
-  gen.save_bundle(model)
+  bundle.save(model, *load_generator(folders[DEMO["stages"][-1][0]]))
   return model
 
 
@@ -82,7 +83,7 @@ def run(args):
   t0 = time.perf_counter()
   model = train_demo_model(out) if args.train else pathlib.Path(args.model or shipped_model())
   pipe = Pipeline.load(model, batch_size=1)
-  r = pipe.generator.resolution
+  r = pipe.sampler.resolution
   clip = make_clip(BuildSpec(identities=4, clips=4, seconds=args.seconds, resolution=r,
                              seed=HELD_OUT_SEED + args.seed), 0)
   image = clip["frames"][0]

@@ -20,6 +20,8 @@ examples:
       --set std_scale=1.5 guidance=3 --gif --png
   talkjax sample --checkpoint runs/ifmdm_tiny_stage2 --manifest requests.jsonl --out results/
   (a manifest line: {"image": "a.png", "audio": "a.wav", "seed": 1, "options": {"mean": "previous"}})
+  talkjax sample --checkpoint runs/big --manifest requests.jsonl --out results/ --mesh data=1 fsdp=-1
+  (parameters sharded over this host's devices, by the rules the model was trained with)
 """
 
 
@@ -45,6 +47,11 @@ def add_arguments(parser):
   parser.add_argument("--gif", action="store_true", help="also write a GIF preview")
   parser.add_argument("--view-size", type=int, default=0,
                       help="resize written frames to this many pixels (default: model size)")
+  parser.add_argument("--mesh", nargs="+", default=[], metavar="AXIS=SIZE",
+                      help="device mesh sizes (data, fsdp, tensor; one may be -1 = the rest) "
+                           "over this host's devices; default: the config's mesh. Parameters "
+                           "are laid out by the config's axis rules, batches split over data "
+                           "x fsdp")
 
 
 def parse_options(items) -> dict:
@@ -83,7 +90,8 @@ def run(args):
   for r in requests:
     if isinstance(r, Request):
       r.knobs = {**options, **r.knobs}
-  pipe = Pipeline.load(args.checkpoint, crop=args.crop, batch_size=args.batch_size)
+  pipe = Pipeline.load(args.checkpoint, crop=args.crop, batch_size=args.batch_size,
+                       mesh=args.mesh)
   failures = [r for r in requests if isinstance(r, Failure)]
   for f in failures:
     print(f"FAILED {f.name}: {f.error}", file=sys.stderr)

@@ -157,19 +157,3 @@ def write_talkjax_folder(out: str, config: Wav2Vec2Config, params: dict) -> None
     json.dump({"talkjax_model": "wav2vec2", **config.to_dict()}, f, indent=2)
   flat = {"/".join(k): np.ascontiguousarray(v, np.float32) for k, v in _flatten(params).items()}
   save_file(flat, os.path.join(out, "params.safetensors"))
-
-
-def read_talkjax_folder(folder: os.PathLike | str) -> tuple[Wav2Vec2Config, dict]:
-  from safetensors.numpy import load_file
-  folder = os.fspath(folder)
-  config_path = os.path.join(folder, "config.json")
-  params_path = os.path.join(folder, "params.safetensors")
-  for p in (config_path, params_path):
-    if not os.path.isfile(p):
-      raise TalkjaxError("not a talkjax wav2vec2 folder (missing file)", path=p,
-                         fix="create it with `talkjax convert wav2vec2 --src HF_DIR --out DIR`")
-  with open(config_path) as f:
-    d = json.load(f)
-  config = Wav2Vec2Config.from_hf_dict(d, config_path)
-  params = _unflatten({tuple(k.split("/")): v for k, v in load_file(params_path).items()})
-  return config, params

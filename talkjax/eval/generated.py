@@ -15,9 +15,9 @@ from tqdm import tqdm
 
 def load_generator(checkpoint, seed: int = 0):
   """`generate(image, audio) -> frames` of a trained model (folder or single file)."""
-  from talkjax.models import load_generator as load
-  gen = load(checkpoint)
-  return lambda image, audio: gen.generate(image[None], audio[None], seed=seed)[1][0]
+  from talkjax.pipelines.sampler import Sampler
+  sampler = Sampler.load(checkpoint)
+  return lambda image, audio: sampler.generate(image[None], audio[None], seed=seed)["frames"][0]
 
 
 def score_generator(generate, clips, fps: float = 25.0, progress: bool = True,

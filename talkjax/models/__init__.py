@@ -1,22 +1,50 @@
 """Model families and the registry that finds one by `config.family`.
 
-Adding a family touches its module here, its experiments and one line of `FAMILIES`;
-never the trainer or the pipelines.
+Adding a family touches its package here, its experiments and the lines of this registry;
+never the trainer, the pipelines or the commands (see talkjax/models/README.md). Families
+are imported only when asked for, so importing the registry costs nothing.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import pathlib
 
-from talkjax.errors import ConfigError
+from talkjax.errors import ConfigError, TalkjaxError
 
 # family name -> "module:factory"; the factory takes the config and returns a Task.
 FAMILIES = {
     "testbed": "talkjax.models.testbed:TestbedTask",
-    "ifmdm_stage1": "talkjax.models.ifmdm:Stage1Task",
-    "ifmdm_stage2": "talkjax.models.ifmdm:Stage2Task",
+    "testbed_talker": "talkjax.models.testbed_talker:TalkerTask",
+    "ifmdm_stage1": "talkjax.models.ifmdm.tasks:Stage1Task",
+    "ifmdm_stage2": "talkjax.models.ifmdm.tasks:Stage2Task",
 }
+
+# family of a generator's final training stage -> "module:class" of its generation hook
+# (talkjax/family.py). The class has `from_workdir(dir) -> (hook, params)`,
+# `from_config(config, linked=None, resolution=None) -> hook` and, optionally,
+# `from_legacy_file(data) -> (hook, params)` for model files of an older layout.
+GENERATORS = {
+    "testbed_talker": "talkjax.models.testbed_talker:TalkerGeneration",
+    "ifmdm_stage2": "talkjax.models.ifmdm.generate:IFMDMGeneration",
+}
+
+# What `talkjax demo` shows and how `talkjax demo --train` remakes it: the shipped model
+# file (talkjax/assets/), and the stages to train in order, each with the overrides that
+# point it at an earlier stage's training folder ({config key: stage name}).
+DEMO = {
+    "model": "ifmdm_synthtalk_tiny.msgpack",
+    "stages": (
+        ("stage1", "ifmdm/synthtalk_tiny_stage1", {}),
+        ("stage2", "ifmdm/synthtalk_tiny_stage2", {"stage1.workdir": "stage1"}),
+    ),
+}
+
+
+def _load(entry: str):
+  module_name, attr = entry.split(":")
+  return getattr(importlib.import_module(module_name), attr)
 
 
 def make_task(config):
@@ -26,42 +54,45 @@ def make_task(config):
     raise ConfigError(f"unknown model family {family!r}",
                       fix=f"set family to one of {sorted(FAMILIES)}"
                       + (f" (did you mean {close[0]!r}?)" if close else ""))
-  module_name, factory = FAMILIES[family].split(":")
-  return getattr(importlib.import_module(module_name), factory)(config)
+  return _load(FAMILIES[family])(config)
 
 
-# family of the final training stage -> "module:class" of its generator. The class has
-# `from_workdir(dir)`, `from_bundle(file)`, `resolution`, `fps`, `window`, `knobs(**kw)` (a
-# hashable settings object whose `compiled_part()` is what a batch must share), `accepts`
-# (the optional inputs it takes) and `generate(images, audio, seed=, knobs=, chunks=)`.
-GENERATORS = {
-    "ifmdm_stage2": "talkjax.models.ifmdm_generate:IFMDMGenerator",
-}
+def generator_class(family: str, path=None):
+  if family not in GENERATORS:
+    raise TalkjaxError(f"a {family!r} model does not generate videos", path=path,
+                       fix="pass the training folder of a generator's last stage (IF-MDM: "
+                           f"stage 2) or a model file; generators: {sorted(GENERATORS)}")
+  return _load(GENERATORS[family])
 
 
-def load_generator(checkpoint):
-  """The generator saved in a training folder or a single-file bundle."""
-  import json
-  import pathlib
-  from talkjax.errors import TalkjaxError
+def load_generator(checkpoint, *, ema: bool = True):
+  """(hook, params) of a training folder (a generator's last stage) or a model file."""
+  from talkjax import bundle, stages
   path = pathlib.Path(checkpoint).expanduser()
   if not path.exists():
     raise TalkjaxError("checkpoint not found", path=path,
                        fix="pass a training folder (the last stage's --workdir) or a model file")
   if path.is_file():
-    from flax.serialization import msgpack_restore
-    try:
-      family = json.loads(msgpack_restore(path.read_bytes())["config"])["family"]
-    except Exception as e:  # any undecodable file: msgpack and json raise many types
-      raise TalkjaxError(f"not a talkjax model file ({type(e).__name__})", path=path,
-                         fix="write one with `talkjax convert bundle`") from e
-  else:
-    from talkjax.train.restore import checkpoint_config
-    family = checkpoint_config(path)[0].family
-  if family not in GENERATORS:
-    raise TalkjaxError(f"a {family!r} checkpoint does not generate videos", path=path,
-                       fix="pass the folder of a generator's last stage (IF-MDM: stage 2); "
-                           f"generators: {sorted(GENERATORS)}")
-  module_name, cls = GENERATORS[family].split(":")
-  gen_cls = getattr(importlib.import_module(module_name), cls)
-  return gen_cls.from_bundle(path) if path.is_file() else gen_cls.from_workdir(path)
+    model = bundle.read(path)
+    cls = generator_class(model.family, path)
+    if model.params is None:
+      if not hasattr(cls, "from_legacy_file"):
+        raise TalkjaxError("this model file has a layout this talkjax cannot read", path=path,
+                           fix="write it again with `talkjax convert bundle`")
+      return cls.from_legacy_file(model.raw)
+    return cls.from_config(model.config, model.linked), model.params
+  family = stages.checkpoint_config(path)[0].family
+  return generator_class(family, path).from_workdir(path, ema=ema)
+
+
+def random_generator(config, *, resolution: int | None = None, seed: int = 0):
+  """(hook, random params) of a generator's final-stage config (speed measurements)."""
+  import flax.linen as nn
+  import jax
+  hook = generator_class(config.family).from_config(config, resolution=resolution)
+  params = nn.meta.unbox(jax.jit(hook.init)(jax.random.PRNGKey(seed)))
+  return hook, params
+
+
+def shipped_demo_model() -> pathlib.Path:
+  return pathlib.Path(__file__).resolve().parent.parent / "assets" / DEMO["model"]

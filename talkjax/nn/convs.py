@@ -9,12 +9,15 @@ from talkjax.nn.layers import logical_init
 
 
 def conv(features: int, kernel: int = 3, stride: int = 1, name: str | None = None,
-         dtype=None, zero_init: bool = False) -> nn.Conv:
+         dtype=None, zero_init: bool = False, out_axis: str = "embed") -> nn.Conv:
+  """A 'SAME' conv whose output channels carry the logical name `out_axis`: "embed"
+  (FSDP-sharded) for feature maps, "out_channels" (replicated) for the few channels of an
+  output head (RGB, flow + mask), which no mesh axis could split."""
   init = nn.initializers.zeros if zero_init else nn.initializers.lecun_normal()
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding="SAME",
                  dtype=dtype, name=name,
-                 kernel_init=logical_init(init, (None, None, "channels", "embed")),
-                 bias_init=logical_init(nn.initializers.zeros, ("embed",)))
+                 kernel_init=logical_init(init, (None, None, "channels", out_axis)),
+                 bias_init=logical_init(nn.initializers.zeros, (out_axis,)))
 
 
 class ResBlock(nn.Module):

@@ -1,17 +1,20 @@
-"""One pipeline for every family: inputs -> generator -> frames + the audio actually used.
+"""One pipeline for every family: requests -> the sampling engine -> frames + the audio used.
 
 ```python
-pipe = Pipeline.load("runs/ifmdm_tiny_stage2")          # or a bundle file
+pipe = Pipeline.load("runs/talker_stage2")              # a training folder or a model file
 result = pipe("face.png", "speech.wav", seed=0, std_scale=1.2)
 result.frames   # uint8 (T, R, R, 3) at result.fps;  result.audio: 16 kHz, exactly T frames long
+pipe = Pipeline.load("runs/dyadic", mesh={"fsdp": 8})   # parameters FSDP-sharded
+pipe("face.png", "me.wav", partner_audio="you.wav", emotion="happy")
 ```
 
 `run(requests)` samples many requests: they are bucketed by length (whole chunks of the
-generator's window) and sampling options, each bucket is cut into batches of a fixed size
-(the last one padded), and every batch is one sharded call over all devices, so each bucket
-compiles once. A request's noise depends only on its own seed, so it gets the same frames
-alone or in any batch. A request whose inputs are bad is reported and skipped; the others
-still run.
+generator's window) and compiled sampling options, each bucket is cut into batches of a
+fixed size (the last one padded), and every batch is one sharded call (sampler.py), so each
+bucket compiles once. A request's noise depends only on its own seed, so it gets the same
+frames alone or in any batch. A request whose inputs are bad is reported and skipped; the
+others still run. Every request field (image, audio, partner audio, emotion, options)
+reaches the family; one it does not take is refused with a clear error.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ class _Prepared:
   request: Request
   image: np.ndarray
   audio: np.ndarray
+  partner_audio: np.ndarray | None
+  inputs: dict                    # the family's per-example arrays (e.g. an emotion id)
   frames: int
   chunks: int
   knobs: Any
@@ -71,17 +76,21 @@ class _Prepared:
 
 
 class Pipeline:
-  def __init__(self, generator, *, crop: str = "auto", batch_size: int = 8):
-    self.generator, self.crop, self.batch_size = generator, crop, max(1, int(batch_size))
+  def __init__(self, sampler, *, crop: str = "auto", batch_size: int = 8):
+    if int(batch_size) < 1:
+      raise TalkjaxError(f"the batch size must be at least 1, got {batch_size}",
+                         fix="e.g. --batch-size 8")
+    self.sampler, self.crop, self.batch_size = sampler, crop, int(batch_size)
 
   @classmethod
-  def load(cls, checkpoint, **kwargs) -> "Pipeline":
-    from talkjax.models import load_generator
-    return cls(load_generator(checkpoint), **kwargs)
+  def load(cls, checkpoint, *, mesh=None, **kwargs) -> "Pipeline":
+    """From a training folder or a model file; `mesh` overrides the config's mesh sizes."""
+    from talkjax.pipelines.sampler import Sampler
+    return cls(Sampler.load(checkpoint, mesh=mesh), **kwargs)
 
   @property
   def fps(self) -> int:
-    return int(self.generator.fps)
+    return int(self.sampler.fps)
 
   def __call__(self, image, audio, partner_audio=None, emotion=None, seed: int = 0,
                **knobs) -> Result:
@@ -92,17 +101,27 @@ class Pipeline:
     return out
 
   def prepare(self, request: Request, index: int = 0) -> _Prepared:
-    g = self.generator
+    """Loads and checks one request's inputs (cheap, before any sampling work)."""
+    g = self.sampler
+    family = g.hook.config.family
     for field, value in (("partner_audio", request.partner_audio), ("emotion", request.emotion)):
+      words = field.replace("_", " ")
       if value is not None and field not in g.accepts:
-        raise TalkjaxError(f"this {type(g).__name__} model takes no {field.replace('_', ' ')}",
-                           fix=f"drop it, or use a family that takes it")
+        raise TalkjaxError(f"this {family} model takes no {words}",
+                           fix="drop it, or use a family that takes it")
+      if value is None and field in g.requires:
+        raise TalkjaxError(f"this {family} model needs the {words}", fix=f"give the {words}")
     knobs = g.knobs(**request.knobs)
+    inputs = g.hook.request_inputs(emotion=request.emotion)
     image, crop = load_image(request.image, g.resolution, self.crop)
     audio = load_request_audio(request.audio)
+    partner = None
+    if request.partner_audio is not None:  # the video follows the agent's audio
+      partner = load_request_audio(request.partner_audio, what="partner audio")
+      partner = np.pad(partner, (0, max(0, len(audio) - len(partner))))[:len(audio)]
     frames = -(-len(audio) // (SAMPLE_RATE // self.fps))
     chunks = -(-frames // g.window)
-    return _Prepared(index, request, image, audio, frames, chunks, knobs, crop)
+    return _Prepared(index, request, image, audio, partner, inputs, frames, chunks, knobs, crop)
 
   def run(self, requests: Iterable[Request], progress: bool = True) -> Iterator[Result | Failure]:
     """Yields one Result or Failure per request, each bucket as soon as it is done."""
@@ -131,14 +150,21 @@ class Pipeline:
       bar.close()
 
   def _sample(self, batch: list[_Prepared], chunks: int) -> Iterator[Result]:
-    g = self.generator
-    samples = chunks * g.window * (SAMPLE_RATE // self.fps)
+    g = self.sampler
+    samples = chunks * g.chunk_samples
     pad = self.batch_size - len(batch)           # fixed batch shape: one compile per bucket
     rows = batch + [batch[-1]] * pad
+    track = lambda x: np.pad(x, (0, samples - len(x)))
     images = np.stack([p.image for p in rows])
-    audio = np.stack([np.pad(p.audio, (0, samples - len(p.audio))) for p in rows])
+    audio = np.stack([track(p.audio) for p in rows])
+    partner = None
+    if "partner_audio" in g.accepts:
+      partner = np.stack([track(p.partner_audio if p.partner_audio is not None
+                                else np.zeros_like(p.audio)) for p in rows])
+    inputs = {k: np.stack([p.inputs[k] for p in rows]) for k in rows[0].inputs}
     seeds = [p.request.seed for p in rows]
-    _, frames = g.generate(images, audio, seed=seeds, knobs=[p.knobs for p in rows], chunks=chunks)
-    for p, video in zip(batch, frames):
+    out = g.generate(images, audio, partner_audio=partner, inputs=inputs, seed=seeds,
+                     knobs=[p.knobs for p in rows], chunks=chunks)
+    for p, video in zip(batch, out["frames"]):
       used = pad_or_trim(p.audio, p.frames, self.fps)
       yield Result(p.request.name, video[:p.frames], used, self.fps, p.crop, p.request)

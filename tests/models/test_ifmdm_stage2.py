@@ -8,10 +8,13 @@ import optax
 import pytest
 
 from talkjax import config as cfg
+from talkjax import stages
 from talkjax.cli import main
 from talkjax.errors import TalkjaxError
-from talkjax.models import make_task
-from talkjax.models.ifmdm_generate import IFMDMGenerator, Knobs
+from talkjax.models import load_generator, make_task
+from talkjax.models.ifmdm.builders import generator_params, load_stage1
+from talkjax.models.ifmdm.generate import IFMDMGeneration, IFMDMKnobs
+from talkjax.pipelines.sampler import Sampler
 from talkjax.train.loop import train
 
 TINY_STAGE1 = ["data.synthtalk.identities=4", "data.synthtalk.clips=8", "data.synthtalk.seconds=2",
@@ -50,33 +53,61 @@ def lively(params, seed=0):
 
 @pytest.fixture(scope="module")
 def generator(stage1):
+  """A sampler over the trained stage 1 and a random (made lively) stage-2 DiT."""
   config = stage2_config(stage1)
   task = make_task(config)
-  task.data_source("train")  # reads every frame's motion code, sets model.stats
-  batch = task.example_batch(1)
-  params = nn.meta.unbox(jax.jit(task.init)(jax.random.PRNGKey(0), batch))
-  from talkjax.models.ifmdm import load_stage1
-  stage1_model = load_stage1(config)
-  return IFMDMGenerator(config, stage1_model.model, stage1_model.params, lively(params), 64)
+  params = nn.meta.unbox(jax.jit(task.init)(jax.random.PRNGKey(0), task.example_batch(1)))
+  trained_stage1 = load_stage1(config)
+  hook = IFMDMGeneration(config, trained_stage1.config)
+  return Sampler(hook, {"renderer": generator_params(trained_stage1),
+                        "dit": lively(params["trainable"]["dit"]),
+                        "motion_stats": task.initial_values()["frozen"]["motion_stats"]})
 
 
 def test_motion_windows_and_stats_come_from_the_stage1_encoder(stage1):
   config = stage2_config(stage1)
-  source = make_task(config).data_source("train")
+  task = make_task(config)
+  source = task.data_source("train")
   ex = source[3]
   assert ex["motion"].shape == (16, 20) and ex["audio"].shape == (16, 16)
   np.testing.assert_allclose(ex["mean"], ex["motion"].mean(0), atol=1e-6)
   assert np.all(np.abs(ex["motion"]) < 1)       # tanh codes
-  assert len(config.model.stats.mean) == 20 and min(config.model.stats.std) > 0
+  stats = task.initial_values()["frozen"]["motion_stats"]
+  assert {k: v.shape for k, v in stats.items()} == {"mean": (20,), "std": (20,), "window_std": (20,)}
+  assert stats["std"].min() > 0 and stats["window_std"].min() > 0
+  all_motion = np.concatenate([source[i]["motion"] for i in range(0, len(source), 16)])
+  np.testing.assert_allclose(stats["mean"], all_motion.mean(0), atol=0.05)
+  assert "stats" not in config.model            # nothing is written into the config
   cache = list((stage1 / "stage1" / "motion_codes").rglob("train_logmel8.npz"))
   assert len(cache) == 1
+
+
+def test_statistics_travel_with_the_checkpoint_into_sampling(stage1, tmp_path):
+  config = stage2_config(stage1, "train.steps=1", "checkpoint.every=1", "checkpoint.async_save=False")
+  task = make_task(config)
+  train(config, task, tmp_path / "stage2", progress=False, devices=jax.devices()[:1])
+  saved = stages.read_params(tmp_path / "stage2").params["frozen"]["motion_stats"]
+  expected = task.initial_values()["frozen"]["motion_stats"]
+  for k in expected:
+    np.testing.assert_array_equal(saved[k], expected[k])
+  hook, params = load_generator(tmp_path / "stage2")
+  np.testing.assert_array_equal(params["motion_stats"]["window_std"], expected["window_std"])
+  assert hook.resolution == 64 and hook.linked["stage1"].family == "ifmdm_stage1"
+  # A model file of the run samples the same frames as the folder.
+  assert main(["convert", "bundle", "--src", str(tmp_path / "stage2"),
+               "--out", str(tmp_path / "m.msgpack")]) == 0
+  image = np.full((1, 64, 64, 3), 128, np.uint8)
+  audio = np.random.default_rng(0).standard_normal((1, 20 * 640)).astype(np.float32) * 0.1
+  a = Sampler(hook, params).generate(image, audio, seed=3)["frames"]
+  b = Sampler.load(tmp_path / "m.msgpack").generate(image, audio, seed=3)["frames"]
+  assert np.abs(a.astype(int) - b.astype(int)).max() <= 2  # float16 storage
 
 
 def test_dit_starts_at_zero_output_and_keeps_shapes(stage1):
   task = make_task(stage2_config(stage1))
   batch = {k: jnp.asarray(np.random.default_rng(0).standard_normal(v.shape), jnp.float32)
            for k, v in task.example_batch(2).items()}
-  params = nn.meta.unbox(task.init(jax.random.PRNGKey(0), batch))
+  params = nn.meta.unbox(task.init(jax.random.PRNGKey(0), batch))["trainable"]["dit"]
   out = task.model.apply({"params": params}, batch["motion"], jnp.array([5, 900]), batch["audio"],
                          batch["hint"], batch["mean"], batch["std"], jnp.zeros((2, 4), bool))
   assert out.shape == (2, 16, 20)
@@ -88,14 +119,16 @@ def test_a_few_training_steps_reduce_the_loss(stage1):
   task = make_task(config)
   source = task.data_source("train")
   batch = {k: jnp.stack([jnp.asarray(source[i][k]) for i in range(8)]) for k in source[0]}
-  params = nn.meta.unbox(task.init(jax.random.PRNGKey(0), batch))
+  params = nn.meta.unbox(task.init(jax.random.PRNGKey(0), batch))["trainable"]
+  frozen = task.initial_values()["frozen"]
   tx = optax.adam(3e-3)
   opt = tx.init(params)
   rng = jax.random.PRNGKey(1)  # the same noise and timesteps every step: a fixed objective
+  full = lambda p: {"trainable": p, "frozen": frozen}
 
   @jax.jit
   def step(params, opt):
-    loss, grads = jax.value_and_grad(lambda p: task.loss(p, batch, rng)[0].mean())(params)
+    loss, grads = jax.value_and_grad(lambda p: task.loss(full(p), batch, rng)[0].mean())(params)
     updates, opt = tx.update(grads, opt)
     return optax.apply_updates(params, updates), opt, loss
 
@@ -107,22 +140,24 @@ def test_a_few_training_steps_reduce_the_loss(stage1):
 
 
 def test_classifier_free_guidance_extrapolates_from_the_audio_free_prediction(generator):
-  g = generator
+  g, params = generator.hook, generator.params
+  stats = params["motion_stats"]
   rng = np.random.default_rng(0)
   feats = jnp.asarray(rng.standard_normal((2, 16, 16)), jnp.float32)
   hint = jnp.asarray(rng.uniform(-0.5, 0.5, (2, 20)), jnp.float32)
-  std = jnp.broadcast_to(g.window_std, (2, 20))
+  std = jnp.broadcast_to(stats["window_std"], (2, 20))
   noise = jnp.asarray(rng.standard_normal((2, 16, 20)), jnp.float32)
   # One DDIM step from t = T-1 lands on the predicted x0 (x0-prediction).
-  one = lambda scale: g.sample_motion(g.params, feats, hint, hint, std, noise, Knobs(steps=1, guidance=scale))
-  z = lambda x: (x - g.mean) / g.std
+  one = lambda scale: g.sample_motion(params, feats, hint, hint, std, noise,
+                                      IFMDMKnobs(steps=1, guidance=scale))
+  z = lambda x: (x - stats["mean"]) / stats["std"]
   t = jnp.full((2,), g.config.diffusion.steps - 1)
-  pred = lambda drop_audio: g.dit.apply({"params": g.params["dit"]}, noise, t, feats, z(hint), z(hint),
-                                        std / g.std, jnp.zeros((2, 4), bool).at[:, 0].set(drop_audio))
+  pred = lambda drop_audio: g.dit.apply({"params": params["dit"]}, noise, t, feats, z(hint), z(hint),
+                                        std / stats["std"], jnp.zeros((2, 4), bool).at[:, 0].set(drop_audio))
   cond, uncond = pred(False), pred(True)
   assert float(jnp.abs(cond - uncond).max()) > 1e-3  # audio matters to the model
   for scale in (1.0, 3.0):
-    expected = (uncond + scale * (cond - uncond)) * g.std + g.mean
+    expected = (uncond + scale * (cond - uncond)) * stats["std"] + stats["mean"]
     np.testing.assert_allclose(one(scale), expected, atol=1e-5)
 
 
@@ -131,7 +166,8 @@ def test_streaming_gives_the_offline_frames_and_chunks_chain(generator, stage1):
   from talkjax_datasets.synthtalk.spec import BuildSpec
   clip = make_clip(BuildSpec(identities=2, clips=2, seconds=1.5, resolution=64, seed=5), 0)
   audio = clip["audio"][:-100]  # not a whole number of frames: the last one is padded
-  motion, frames = generator.generate(clip["frames"][:1], audio[None], seed=7)
+  out = generator.generate(clip["frames"][:1], audio[None], seed=7)
+  motion, frames = out["motion"], out["frames"]
   assert frames.shape == (1, 38, 64, 64, 3) and frames.dtype == np.uint8
   stream = generator.stream(clip["frames"][0], seed=7)
   pieces = [stream.push(audio[i:i + 5000]) for i in range(0, len(audio), 5000)]
@@ -139,13 +175,15 @@ def test_streaming_gives_the_offline_frames_and_chunks_chain(generator, stage1):
   streamed = np.concatenate(pieces + [stream.finish()])
   assert np.abs(streamed.astype(int) - frames[0].astype(int)).max() <= 1
   # Chaining: chunk 2 is chunk 1's continuation, its hint being chunk 1's last motion.
-  app = generator.appearance(generator.params, clip["frames"][:1])
-  padded = np.pad(audio, (0, 48 * 640 - len(audio)))[None]
-  feats = generator.speech.chunks(jnp.asarray(padded), 16)
-  _, (second, _) = generator.chunk_step(generator.params, app, (jnp.asarray(motion[:, 15]), app[2]), feats[1],
-                                        generator.chunk_noise([7], 1),
-                                        Knobs.from_config(generator.config.sample), jnp.ones(1))
-  np.testing.assert_allclose(second, motion[:, 16:32], atol=1e-4)
+  hook, params = generator.hook, generator.params
+  appearance, _ = hook.start(params, {"image": clip["frames"][:1]}, hook.knobs())
+  ctx = hook.audio_context
+  padded = np.pad(audio, (ctx, 48 * 640 - len(audio)))[None]
+  tracks = {"audio": jnp.asarray(padded[:, 16 * 640:16 * 640 + ctx + 16 * 640])}
+  keys = jax.random.fold_in(jax.random.PRNGKey(7), 1)[None]
+  _, second = hook.chunk(params, appearance, (jnp.asarray(motion[:, 15]), appearance[2]), tracks,
+                         keys, hook.knobs(), {"std_scale": jnp.ones(1)})
+  np.testing.assert_allclose(second["motion"], motion[:, 16:32], atol=1e-4)
 
 
 def test_too_short_audio_and_missing_stage1_are_clear_errors(generator, tmp_path, capsys):
@@ -157,5 +195,4 @@ def test_too_short_audio_and_missing_stage1_are_clear_errors(generator, tmp_path
                "model.window=16"])
   assert code == 2
   err = capsys.readouterr().err
-  assert "stage-1" in err and "talkjax train --config ifmdm/synthtalk_tiny_stage1" in err
-
+  assert "stage1" in err and "talkjax train --config ifmdm/synthtalk_tiny_stage1" in err

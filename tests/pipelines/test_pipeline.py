@@ -92,11 +92,17 @@ def test_bad_single_inputs_are_clear_errors(pipe, tmp_path, capsys):
   with pytest.raises(TalkjaxError, match="shorter than one video frame"):
     pipe(str(image), np.zeros(100, np.float32))
   with pytest.raises(MissingCapabilityError, match="face detector"):
-    Pipeline(pipe.generator, crop="face")(str(image), str(audio))
+    Pipeline(pipe.sampler, crop="face")(str(image), str(audio))
   with pytest.raises(TalkjaxError, match="no partner audio"):
     pipe(str(image), str(audio), partner_audio=str(audio))
   with pytest.raises(TalkjaxError, match="unknown IF-MDM sampling option"):
     pipe(str(image), str(audio), temperature=2.0)
+  with pytest.raises(TalkjaxError, match="guidance='abc' is not a number"):
+    pipe(str(image), str(audio), guidance="abc")
+  with pytest.raises(TalkjaxError, match="steps=2.5 is not a whole number"):
+    pipe(str(image), str(audio), steps=2.5)
+  with pytest.raises(TalkjaxError, match="batch size must be at least 1"):
+    Pipeline(pipe.sampler, batch_size=0)
   (tmp_path / "text.jpg").write_text("hello")
   code = main(["sample", "--checkpoint", str(shipped_model()), "--image", str(tmp_path / "text.jpg"),
                "--audio", str(audio), "--out", str(tmp_path / "x.mp4")])

@@ -92,7 +92,8 @@ class WarpDecoder(nn.Module):
       scale, shift = jnp.split(film[:, None, None, :], 2, axis=-1)
       h = h * (1 + scale) + shift
       # Flow and mask start at zero: the untrained decoder copies the source's features.
-      fm = conv(3, 3, dtype=self.dtype, zero_init=True, name=f"flow_mask_{i}")(nn.silu(h))
+      fm = conv(3, 3, dtype=self.dtype, zero_init=True, name=f"flow_mask_{i}",
+                out_axis="out_channels")(nn.silu(h))
       flow, mask = jnp.tanh(fm[..., :2]), nn.sigmoid(fm[..., 2:])
       warped = warp(feat, flow)
       h = ResBlock(c, dtype=self.dtype, name=f"fuse_{i}")(
@@ -100,8 +101,9 @@ class WarpDecoder(nn.Module):
       flows.append(flow)
     h = ResBlock(self.channels[0], "up", dtype=self.dtype, name="up_out")(h)
     h = ResBlock(self.channels[0], dtype=self.dtype, name="refine")(h)
-    rgb = jnp.tanh(conv(3, 3, dtype=self.dtype, name="to_rgb")(nn.silu(h)))
-    fm = conv(3, 3, dtype=self.dtype, zero_init=True, name="image_flow_mask")(nn.silu(h))
+    rgb = jnp.tanh(conv(3, 3, dtype=self.dtype, name="to_rgb", out_axis="out_channels")(nn.silu(h)))
+    fm = conv(3, 3, dtype=self.dtype, zero_init=True, name="image_flow_mask",
+              out_axis="out_channels")(nn.silu(h))
     flow = jnp.tanh(fm[..., :2])
     keep = nn.sigmoid(fm[..., 2:] + 2.0)  # starts at 0.88: mostly the warped source
     out = keep * warp(source.astype(rgb.dtype), flow) + (1 - keep) * rgb

@@ -1,5 +1,6 @@
-"""IF-MDM stage 2's data: every frame's motion code (read by the trained stage-1 encoder)
-and speech features, cached once per (stage-1 checkpoint, dataset, split), cut into windows.
+"""IF-MDM's data. Stage 1: (source, driving) frame pairs from SynthTalk clips. Stage 2:
+every frame's motion code (read by the trained stage-1 encoder) and speech features, cached
+once per (stage-1 checkpoint, dataset, split), cut into windows.
 
 Cache: `<stage-1 workdir>/motion_codes/step<S>/<dataset config>/<split>_<features>.npz`
 holding per clip the motion codes (T, D) and features (T, 2F), concatenated, with offsets.
@@ -22,6 +23,40 @@ def feature_tag(audio_config) -> str:
   return f"w2v{pathlib.Path(audio_config.wav2vec2).name}_l{audio_config.layer}"
 
 
+class FramePairs:
+  """(source, driving) frame pairs from SynthTalk clips.
+
+  Far pairs use the clip's first frame (the identity image, as at sampling time) as the
+  source: they teach head pose. Near pairs take the source `gap` frames before the driving
+  frame: over ~0.1 s the head barely moves while lips and eyelids do, so these pairs put
+  the reconstruction error where the fast articulators are. `near` is their share.
+  """
+
+  def __init__(self, windows, near: float = 0.0):
+    self.windows, self.near = windows, near
+
+  def __len__(self):
+    return len(self.windows)
+
+  def __getitem__(self, index):
+    ex = self.windows[index]
+    # A fixed low-discrepancy pattern, so the share is exact and deterministic in index.
+    is_near = (index * 0.6180339887) % 1.0 < self.near
+    return {"source": ex["frames"][0] if is_near else ex["reference"], "driving": ex["frames"][-1]}
+
+  def __repr__(self):
+    clips = self.windows.clips
+    return f"FramePairs({clips.path}, {clips.split!r}, near={self.near}, len={len(self)})"
+
+
+def synthtalk_frame_pairs(config, split: str):
+  from talkjax.data.prepare import ensure_synthtalk
+  from talkjax.data.synthtalk import SynthTalkWindows
+  d = config.data
+  windows = SynthTalkWindows(ensure_synthtalk(d), split, window=d.near_gap + 1)
+  return FramePairs(windows, near=d.near_pairs)
+
+
 def extract_clip_codes(stage1, clips, speech, batch: int = 64):
   """{motion (sum T, D), features (sum T, 2F), offsets (n + 1,)} over every clip."""
   import jax
@@ -30,6 +65,7 @@ def extract_clip_codes(stage1, clips, speech, batch: int = 64):
 
   model, params = stage1
   encode = jax.jit(lambda x: model.apply({"params": params}, x, method=model.encode_motion))
+  features = speech.whole(speech.load())
   motion, feats, offsets = [], [], [0]
   for i in tqdm(range(len(clips)), desc=f"motion codes ({clips.split})", unit="clip",
                 file=sys.stderr):
@@ -40,7 +76,7 @@ def extract_clip_codes(stage1, clips, speech, batch: int = 64):
     audio = np.asarray(clip["audio"], np.float32)
     n = len(frames)
     audio = np.pad(audio, (0, max(0, n * 640 - len(audio))))[:n * 640]
-    feats.append(np.asarray(speech.whole(jnp.asarray(audio[None])))[0])
+    feats.append(np.asarray(features(jnp.asarray(audio[None])))[0])
     motion.append(np.concatenate(codes))
     offsets.append(offsets[-1] + n)
   return {"motion": np.concatenate(motion).astype(np.float32),
@@ -56,17 +92,18 @@ def cached_codes(config, split: str) -> dict:
   """Motion codes and features of one split, from the cache or computed now."""
   from talkjax.data.prepare import ensure_synthtalk
   from talkjax.data.synthtalk import SynthTalkClips
-  from talkjax.models.ifmdm_audio import SpeechFeatures
   import jax
   from jax.experimental import multihost_utils
-  from talkjax.models.ifmdm import load_stage1
+  from talkjax.models.ifmdm.audio import SpeechFeatures
+  from talkjax.models.ifmdm.builders import build_autoencoder, generator_params, load_stage1
 
   dataset = ensure_synthtalk(config.data)
   stage1 = load_stage1(config)
   path = (stage1.workdir / "motion_codes" / f"step{stage1.step}" / dataset.parent.name
           / f"{split}_{feature_tag(config.model.audio)}.npz")
   if not path.exists() and jax.process_index() == 0:
-    codes = extract_clip_codes((stage1.model, stage1.params), SynthTalkClips(dataset, split),
+    model = build_autoencoder(stage1.config.model)
+    codes = extract_clip_codes((model, generator_params(stage1)), SynthTalkClips(dataset, split),
                                SpeechFeatures(config.model.audio))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.npz")
@@ -79,7 +116,7 @@ def cached_codes(config, split: str) -> dict:
 
 
 def motion_stats(codes: dict, window: int) -> dict:
-  """Per-dimension mean and std over all frames, and the median per-window std."""
+  """Per-dimension mean and std over all frames, and the median per-window std (float32)."""
   motion, offsets = codes["motion"], codes["offsets"]
   stds = []
   for a, b in zip(offsets[:-1], offsets[1:]):
@@ -88,9 +125,9 @@ def motion_stats(codes: dict, window: int) -> dict:
   if not stds:
     raise TalkjaxError(f"no clip is as long as the window ({window} frames)",
                        fix="build longer clips (data.synthtalk.seconds) or shorten model.window")
-  return {"mean": tuple(float(v) for v in motion.mean(0)),
-          "std": tuple(float(v) for v in motion.std(0) + 1e-6),
-          "window_std": tuple(float(v) for v in np.median(np.stack(stds), 0))}
+  return {"mean": motion.mean(0).astype(np.float32),
+          "std": (motion.std(0) + 1e-6).astype(np.float32),
+          "window_std": np.median(np.stack(stds), 0).astype(np.float32)}
 
 
 class MotionWindows:

@@ -1,0 +1,106 @@
+"""IF-MDM's speech features: two 50 Hz vectors per 25 fps video frame, from raw audio.
+
+`model.audio.kind`:
+- "logmel": log-mel with a 40 ms window and 20 ms hop (n_mels bins), computed in JAX
+  (talkjax.audio.mel), no parameters; the tiny SynthTalk configs use it.
+- "wav2vec2": a hidden state of a converted wav2vec2 (`talkjax convert wav2vec2`), as in the
+  paper (768-d at 50 Hz); `model.audio.wav2vec2` names the converted folder.
+
+Features are computed per chunk of audio with `context_s` of the preceding audio in front
+(the first chunk gets silence), so offline chunked generation and streaming see the same
+numbers.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from talkjax.audio.mel import MelConfig, log_mel_jax
+from talkjax.errors import ConfigError
+
+SAMPLE_RATE = 16000
+FPS = 25
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS   # 640
+HOP = SAMPLES_PER_FRAME // 2             # 50 Hz
+
+
+class SpeechFeatures:
+  """(B, N) samples (N a multiple of 640) -> (B, N / 640, 2 * F) per-frame features.
+
+  Holds no weights: `init(rng)` gives random ones (benchmarks), `load()` the converted
+  wav2vec2 that `model.audio.wav2vec2` names; log-mel has none ({}). `w2v_config` (a dict)
+  replaces reading that folder's config.json, for models loaded from a single file.
+  """
+
+  def __init__(self, audio_config, w2v_config: dict | None = None):
+    self.kind = audio_config.kind
+    self.folder = audio_config.get("wav2vec2", "")
+    self.context = int(round(float(audio_config.context_s) * SAMPLE_RATE / SAMPLES_PER_FRAME)) \
+        * SAMPLES_PER_FRAME
+    if self.kind == "logmel":
+      self.mel = MelConfig(n_fft=2 * HOP, hop_length=HOP, win_length=2 * HOP,
+                           n_mels=int(audio_config.n_mels))
+      self.dim = 2 * int(audio_config.n_mels)
+    elif self.kind == "wav2vec2":
+      from talkjax.audio.wav2vec2 import Wav2Vec2Config, Wav2Vec2Model, read_config
+      if w2v_config is not None:
+        self.w2v_config = Wav2Vec2Config.from_hf_dict(dict(w2v_config))
+      elif self.folder:
+        self.w2v_config = read_config(self.folder)
+      else:  # random weights (speed measurements): the base layout
+        self.w2v_config = Wav2Vec2Config.base()
+      if self.w2v_config.hidden_size != int(audio_config.hidden_size):
+        raise ConfigError(f"the wav2vec2 in {self.folder or 'the model file'} has hidden size "
+                          f"{self.w2v_config.hidden_size}, model.audio.hidden_size says "
+                          f"{audio_config.hidden_size}",
+                          fix=f"set model.audio.hidden_size={self.w2v_config.hidden_size}")
+      self.model = Wav2Vec2Model(self.w2v_config)
+      self.layer = int(audio_config.layer)
+      self.dim = 2 * self.w2v_config.hidden_size
+    else:
+      raise ConfigError(f"unknown model.audio.kind {self.kind!r}", fix="use 'logmel' or 'wav2vec2'")
+
+  def init(self, rng) -> dict:
+    """Random weights (boxed), {} for log-mel."""
+    if self.kind == "logmel":
+      return {}
+    return self.model.init(rng, jnp.zeros((1, SAMPLE_RATE), jnp.float32))["params"]
+
+  def load(self) -> dict:
+    """The converted wav2vec2's weights, {} for log-mel."""
+    if self.kind == "logmel":
+      return {}
+    if not self.folder:
+      raise ConfigError("model.audio.kind is 'wav2vec2' but model.audio.wav2vec2 is empty",
+                        fix="convert one with `talkjax convert wav2vec2` and set "
+                            "model.audio.wav2vec2=FOLDER")
+    from talkjax.audio.wav2vec2 import load_pretrained
+    return load_pretrained(self.folder)[1]
+
+  def _raw(self, samples, frames: int, params):
+    """(B, N') -> (B, 2 * frames, F) at 50 Hz."""
+    if self.kind == "logmel":
+      return log_mel_jax(samples, self.mel)[:, :2 * frames]
+    out = self.model.apply({"params": params}, samples, num_frames=2 * frames)
+    return out["hidden_states"][self.layer]
+
+  def chunk(self, samples, context, params):
+    """Features of `samples` (B, N) given the `context` (B, self.context) that precedes
+    them; `params` are this encoder's weights ({} or None for log-mel)."""
+    frames = samples.shape[1] // SAMPLES_PER_FRAME
+    lead = self.context // SAMPLES_PER_FRAME
+    feats = self._raw(jnp.concatenate([context, samples], axis=1), frames + lead, params)[:, 2 * lead:]
+    return feats.reshape(feats.shape[0], frames, self.dim).astype(jnp.float32)
+
+  def whole(self, params):
+    """jitted (B, N) -> (B, N / 640, 2F) over whole clips (to cache training features)."""
+    fn = jax.jit(lambda p, s: self.chunk(s, jnp.zeros((s.shape[0], self.context), s.dtype), p))
+    return lambda samples: fn(params, samples)
+
+
+def feature_dim(audio_config) -> int:
+  """Per-frame feature size, from the config alone (no weights are read)."""
+  if audio_config.kind == "logmel":
+    return 2 * int(audio_config.n_mels)
+  return 2 * int(audio_config.hidden_size)

@@ -1,0 +1,44 @@
+"""IF-MDM's networks from their configs, and the trained stage 1 that stage 2 reads."""
+
+from __future__ import annotations
+
+from talkjax import stages
+from talkjax.errors import ConfigError, TalkjaxError
+from talkjax.models.ifmdm.autoencoder import MotionAutoencoder
+from talkjax.models.ifmdm.motion import MotionDiT
+
+
+def build_autoencoder(model_config, dtype=None) -> MotionAutoencoder:
+  m = model_config
+  if m.latent < m.directions:
+    raise ConfigError(f"model.latent ({m.latent}) must be >= model.directions ({m.directions}): "
+                      "the directions are orthonormal vectors in the latent space",
+                      fix=f"set model.latent to at least {m.directions}")
+  scale = 2 ** (len(m.channels) + 1)  # one stride-2 block per channel entry, >= 2x2 at the end
+  if not 64 <= m.resolution <= 512 or m.resolution % scale:
+    raise ConfigError(f"model.resolution {m.resolution} must be in 64..512 and a multiple of "
+                      f"{scale} (2 ** (len(model.channels) + 1))",
+                      fix="use 64, 128, 256 or 512 (or change model.channels)")
+  return MotionAutoencoder(channels=tuple(m.channels), latent=m.latent, directions=m.directions,
+                           dtype=dtype)
+
+
+def build_motion_dit(config, dtype=None) -> MotionDiT:
+  m = config.model
+  return MotionDiT(window=m.window, hidden=m.hidden, layers=m.layers, heads=m.heads,
+                   mlp_ratio=m.mlp_ratio, dtype=dtype, remat=bool(config.train.remat))
+
+
+def load_stage1(config) -> stages.Trained:
+  """The trained stage-1 model that `config.stage1` ({workdir, config}) names."""
+  stage1 = stages.load_stage(config, "stage1", "ifmdm_stage1")
+  if int(stage1.config.model.directions) != int(config.model.motion_dim):
+    raise TalkjaxError(f"stage 1 has {stage1.config.model.directions} motion directions but "
+                       f"model.motion_dim is {config.model.motion_dim}", path=stage1.workdir,
+                       fix=f"set model.motion_dim={stage1.config.model.directions}")
+  return stage1
+
+
+def generator_params(stage1: stages.Trained):
+  """Stage 1's renderer (the generator, without the discriminator)."""
+  return stage1.params["trainable"]["generator"]

@@ -1,0 +1,208 @@
+"""IF-MDM's generation hook: image + audio -> motion (few-step DDIM + CFG) -> rendered frames.
+
+The generation layer (talkjax/pipelines/) cuts long audio into chunks of `window` frames and
+calls `chunk` once per chunk (see talkjax/family.py). Each chunk's hint token is the previous
+chunk's last motion (the input image's motion for the first), so chunks chain without a
+seam; its mean token is the input image's motion ("image": keeps the posture) or the
+previous chunk's last motion ("previous": lets the pose wander); its std token is
+`std_scale` x the training set's median window std (larger = livelier motion).
+
+Parameters: {"renderer": stage 1's generator, "dit": stage 2's DiT, "motion_stats": the
+training set's motion statistics, "speech": the wav2vec2 weights (absent for log-mel)}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from talkjax import stages
+from talkjax.diffusion import guidance, samplers, schedules
+from talkjax.errors import TalkjaxError
+from talkjax.family import Knobs
+from talkjax.models.ifmdm.audio import SpeechFeatures
+from talkjax.models.ifmdm.builders import (build_autoencoder, build_motion_dit, generator_params,
+                                           load_stage1)
+from talkjax.models.ifmdm.tasks import identity_stats
+
+MEAN_MODES = ("image", "previous")
+
+
+@dataclasses.dataclass(frozen=True)
+class IFMDMKnobs(Knobs):
+  RUNTIME = ("std_scale",)   # a per-example input: intensities share a program and a batch
+  FAMILY = "IF-MDM"
+  steps: int = 10            # DDIM steps
+  guidance: float = 2.0      # classifier-free guidance scale on audio (1 = off)
+  std_scale: float = 1.0     # motion intensity
+  mean: str = "image"        # "image" | "previous"
+
+  def validate(self):
+    if self.mean not in MEAN_MODES:
+      raise TalkjaxError(f"mean mode {self.mean!r} is not known", fix=f"use one of {MEAN_MODES}")
+    if self.steps < 1 or self.std_scale < 0:
+      raise TalkjaxError(f"sampling steps ({self.steps}) must be >= 1 and std_scale "
+                         f"({self.std_scale}) >= 0", fix="pick valid values")
+
+
+def to_model_image(image):
+  """uint8 (..., R, R, 3) or float in [-1, 1] -> float32 in [-1, 1]."""
+  image = jnp.asarray(image)
+  return image.astype(jnp.float32) / 127.5 - 1.0 if image.dtype == jnp.uint8 else image.astype(jnp.float32)
+
+
+class IFMDMGeneration:
+  """Stage-1 renderer + stage-2 motion DiT, as a generation hook."""
+
+  fps = 25
+  accepts = frozenset()      # no partner audio, no emotion label
+  requires = frozenset()
+  # Kept float32 in a model file (everything else is stored as float16).
+  full_precision = (r"^motion_stats/",)
+
+  def __init__(self, config, stage1_config, w2v_config: dict | None = None):
+    self.config = config
+    self.window = int(config.model.window)
+    self.resolution = int(stage1_config.model.resolution)
+    self.renderer, self.dit = build_autoencoder(stage1_config.model), build_motion_dit(config)
+    self.speech = SpeechFeatures(config.model.audio, w2v_config)
+    self.audio_context = self.speech.context
+    self.alphas = schedules.alphas_cumprod(config.diffusion.steps, config.diffusion.schedule)
+    self.linked = {"stage1": stage1_config}
+    if self.speech.kind == "wav2vec2":  # so that a model file needs no wav2vec2 folder
+      import ml_collections
+      self.linked["wav2vec2"] = ml_collections.ConfigDict(self.speech.w2v_config.to_dict())
+
+  # ---- building ----------------------------------------------------------------------------
+
+  @classmethod
+  def from_config(cls, config, linked=None, *, resolution: int | None = None):
+    """From the stage-2 config and the stage-1 config (`linked["stage1"]`, or the shipped
+    config that `stage1.config` names); `resolution` re-sizes the renderer (benchmarks)."""
+    import ml_collections
+    from talkjax import config as cfg
+    linked = dict(linked or {})
+    stage1 = linked.get("stage1")
+    if stage1 is None:
+      if not config.stage1.config:
+        raise TalkjaxError("this stage-2 config names no stage-1 config (stage1.config)",
+                           fix="set stage1.config, e.g. ifmdm/synthtalk_tiny_stage1")
+      stage1 = cfg.load_config(config.stage1.config)
+    if resolution is not None and int(resolution) != int(stage1.model.resolution):
+      stage1 = cfg.apply_overrides(ml_collections.ConfigDict(stage1.to_dict()),
+                                   [f"model.resolution={int(resolution)}"])
+    w2v = linked.get("wav2vec2")
+    return cls(config, stage1, None if w2v is None else w2v.to_dict())
+
+  @classmethod
+  def from_workdir(cls, workdir, *, ema: bool = True):
+    """(hook, params) from the stage-2 training folder and the stage-1 folder it names."""
+    trained = stages.read_params(workdir, ema=ema)
+    if trained.config.family != "ifmdm_stage2":
+      raise TalkjaxError(f"this folder holds a {trained.config.family!r} model, not IF-MDM "
+                         "stage 2", path=workdir, fix="pass the stage-2 training folder")
+    stage1 = load_stage1(trained.config)
+    hook = cls(trained.config, stage1.config)
+    params = {"renderer": generator_params(stage1), "dit": trained.params["trainable"]["dit"],
+              "motion_stats": trained.params["frozen"]["motion_stats"],
+              "speech": hook.speech.load()}
+    return hook, params
+
+  @classmethod
+  def from_legacy_file(cls, data: dict):
+    """(hook, params) from a model file of talkjax 0.1's first layout (renderer and DiT as
+    top-level keys, motion statistics inside the config)."""
+    import json
+    import ml_collections
+    import numpy as np
+    config = ml_collections.ConfigDict(json.loads(data["config"]))
+    stage1 = ml_collections.ConfigDict(json.loads(data["stage1_config"]))
+    stats = {k: np.asarray(config.model.stats[k], np.float32) for k in ("mean", "std", "window_std")}
+    with config.unlocked():
+      del config.model["stats"]
+    f32 = lambda t: jax.tree.map(lambda x: np.asarray(x, np.float32), t)
+    return cls(config, stage1), {"renderer": f32(data["renderer"]), "dit": f32(data["dit"]),
+                                 "motion_stats": stats}
+
+  def init(self, rng):
+    r_rng, d_rng, s_rng = jax.random.split(rng, 3)
+    image = jnp.zeros((1, self.resolution, self.resolution, 3), jnp.float32)
+    d = int(self.config.model.motion_dim)
+    w = self.window
+    feats = jnp.zeros((1, w, self.speech.dim), jnp.float32)
+    vec = jnp.zeros((1, d), jnp.float32)
+    dit = self.dit.init(d_rng, jnp.zeros((1, w, d)), jnp.zeros((1,), jnp.int32), feats, vec, vec,
+                        vec, jnp.zeros((1, 4), bool))["params"]
+    return {"renderer": self.renderer.init(r_rng, image, image)["params"], "dit": dit,
+            "motion_stats": identity_stats(d), "speech": self.speech.init(s_rng)}
+
+  def knobs(self, **overrides) -> IFMDMKnobs:
+    """Sampling settings: the config's `sample.*` with `overrides` (unknown names fail)."""
+    return IFMDMKnobs.build(self.config.sample, **overrides)
+
+  def request_inputs(self, *, emotion=None) -> dict:
+    if emotion is not None:
+      raise TalkjaxError("IF-MDM takes no emotion label", fix="drop it")
+    return {}
+
+  # ---- one chunk ---------------------------------------------------------------------------
+
+  def sample_motion(self, params, feats, hint, mean, std, noise, knobs: IFMDMKnobs):
+    """Normalised-space DDIM with CFG on audio; inputs/outputs in raw motion units."""
+    stats = params["motion_stats"]
+    z = lambda x: (x - stats["mean"]) / stats["std"]
+    b = feats.shape[0]
+    cond = {"audio": feats, "drop": jnp.zeros((b, 4), bool)}
+
+    def model(x_t, t, c):
+      n = x_t.shape[0] // b
+      rep = lambda v: jnp.concatenate([v] * n)
+      return self.dit.apply({"params": params["dit"]}, x_t, t, c["audio"], rep(z(hint)),
+                            rep(z(mean)), rep(std / stats["std"]), c["drop"])
+
+    def unconditional(c):  # drop the audio only: CFG is on audio
+      return {"audio": c["audio"], "drop": c["drop"].at[:, 0].set(True)}
+
+    fn = guidance.guided(model, knobs.guidance, unconditional)
+    x = samplers.ddim_sample(lambda x_t, t: fn(x_t, t, cond), noise, self.alphas, knobs.steps,
+                             prediction=self.config.diffusion.prediction)
+    return x * stats["std"] + stats["mean"]
+
+  def render(self, params, appearance, motion):
+    """(B, W, D) motion -> (B, W, R, R, 3) uint8.
+
+    The W frames of each example are folded into the batch (the appearance repeated per
+    frame) rather than vmapped: partitioned over 8 CPU devices the vmapped warp ran about
+    9x slower, and XLA's SPMD partitioner (jax 0.10) computed wrong frames for it on
+    meshes with both an fsdp and a tensor axis (tests/pipelines/test_sharded_sampling.py).
+    On one device both forms run at the same speed."""
+    b, w = motion.shape[:2]
+    per_frame = jax.tree.map(lambda x: jnp.repeat(x, w, axis=0), appearance)
+    rgb = self.renderer.apply({"params": params["renderer"]}, per_frame,
+                              motion.reshape((b * w,) + motion.shape[2:]),
+                              method=self.renderer.render)
+    rgb = rgb.reshape((b, w) + rgb.shape[1:])
+    return jnp.clip(jnp.round((rgb.astype(jnp.float32) + 1) * 127.5), 0, 255).astype(jnp.uint8)
+
+  def appearance(self, params, image):
+    """(features, latent, the image's own motion code, the image) of a portrait batch."""
+    return self.renderer.apply({"params": params["renderer"]}, to_model_image(image),
+                               method=self.renderer.encode_appearance)
+
+  def start(self, params, inputs, knobs):
+    appearance = self.appearance(params, inputs["image"])
+    return appearance, (appearance[2], appearance[2])   # carry: (hint, the image's motion)
+
+  def chunk(self, params, context, carry, tracks, keys, knobs, runtime):
+    audio, ctx = tracks["audio"], self.audio_context
+    feats = self.speech.chunk(audio[:, ctx:], audio[:, :ctx], params.get("speech"))
+    shape = (self.window, int(self.config.model.motion_dim))
+    noise = jax.vmap(lambda k: jax.random.normal(k, shape))(keys)
+    hint, image_motion = carry
+    mean = image_motion if knobs.mean == "image" else hint
+    std = runtime["std_scale"][:, None] * params["motion_stats"]["window_std"]
+    motion = self.sample_motion(params, feats, hint, mean, std, noise, knobs)
+    frames = self.render(params, context, motion)
+    return (motion[:, -1], image_motion), {"motion": motion, "frames": frames}

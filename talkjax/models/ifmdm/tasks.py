@@ -1,0 +1,155 @@
+"""IF-MDM: the tasks the trainer runs for each stage.
+
+Stage 1 (`ifmdm_stage1`) trains the motion autoencoder (autoencoder.py) to redraw a
+driving frame from its clip's reference frame: L1 + LPIPS + non-saturating GAN with R1.
+Generator and discriminator live in one parameter tree and are updated together by one
+objective whose parts stop gradients crosswise (see gan_losses), so the generic trainer
+needs no GAN-specific code.
+
+Stage 2 (`ifmdm_stage2`) trains the motion DiT (motion.py) on windows of motion codes that
+the trained stage-1 encoder reads from every frame (data.py). Motion is normalised per
+dimension by the training set's statistics: frozen parameters (`frozen/motion_stats`) that
+the task derives from data once (`initial_values`) and that then travel with every
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from talkjax.diffusion import objectives, schedules
+from talkjax.models.ifmdm.autoencoder import Discriminator, gan_losses
+from talkjax.models.ifmdm.builders import build_autoencoder, build_motion_dit
+from talkjax.models.ifmdm.data import MotionWindows, cached_codes, motion_stats, synthtalk_frame_pairs
+from talkjax.nn.perceptual import lpips
+
+
+class Stage1Task:
+  """Motion autoencoder training (IF-MDM stage 1)."""
+
+  def __init__(self, config):
+    self.config = config
+    dtype = jnp.dtype(config.compute_dtype)
+    self.generator = build_autoencoder(config.model, dtype)
+    self.discriminator = Discriminator(channels=tuple(config.model.disc_channels), dtype=dtype)
+
+  def example_batch(self, batch_size):
+    r = self.config.model.resolution
+    image = np.zeros((batch_size, r, r, 3), np.float32)
+    return {"source": image, "driving": image}
+
+  def batch_axes(self):
+    axes = ("batch", "height", "width", None)
+    return {"source": axes, "driving": axes}
+
+  def init(self, rng, batch):
+    g_rng, d_rng = jax.random.split(rng)
+    return {"trainable": {
+        "generator": self.generator.init(g_rng, batch["source"], batch["driving"])["params"],
+        "discriminator": self.discriminator.init(d_rng, batch["driving"])["params"]},
+        "frozen": {}}
+
+  def loss(self, params, batch, rng):
+    del rng
+    params = params["trainable"]
+    w = self.config.loss
+    real = batch["driving"]
+    fake = self.generator.apply({"params": params["generator"]}, batch["source"], real)
+    fake = fake.astype(jnp.float32)
+    # Pixels that differ between the two frames (an opening mouth, a turned head) weigh
+    # more: most of a talking face is static, and a plain L1 mostly rewards copying it.
+    moving = jnp.mean(jnp.abs(real - batch["source"]), axis=-1, keepdims=True)
+    l1 = jnp.mean((1 + w.motion_weight * moving) * jnp.abs(fake - real), axis=(1, 2, 3))
+    total = w.l1 * l1
+    metrics = {"l1": jnp.mean(l1)}
+    if w.perceptual > 0:
+      perceptual = lpips(fake, real)
+      total = total + w.perceptual * perceptual
+      metrics["lpips"] = jnp.mean(perceptual)
+    if w.gan > 0:
+      disc = lambda p, x: self.discriminator.apply({"params": p}, x).astype(jnp.float32)
+      g_loss, d_loss = gan_losses(disc, params["discriminator"], real, fake, w.r1)
+      total = total + w.gan * g_loss + d_loss
+      metrics.update(g_loss=jnp.mean(g_loss), d_loss=jnp.mean(d_loss))
+    return total, metrics
+
+  def data_source(self, split):
+    return synthtalk_frame_pairs(self.config, "train" if split == "train" else "val")
+
+
+def identity_stats(motion_dim: int) -> dict:
+  """Motion statistics before any data is seen: no normalisation."""
+  zeros, ones = jnp.zeros((motion_dim,), jnp.float32), jnp.ones((motion_dim,), jnp.float32)
+  return {"mean": zeros, "std": ones, "window_std": ones}
+
+
+class Stage2Task:
+  """Audio-to-motion diffusion (IF-MDM stage 2)."""
+
+  def __init__(self, config):
+    self.config = config
+    self.model = build_motion_dit(config, jnp.dtype(config.compute_dtype))
+    self.alphas = schedules.alphas_cumprod(config.diffusion.steps, config.diffusion.schedule)
+
+  def feature_dim(self) -> int:
+    from talkjax.models.ifmdm.audio import feature_dim
+    return feature_dim(self.config.model.audio)
+
+  def example_batch(self, batch_size):
+    w, d = self.config.model.window, self.config.model.motion_dim
+    vec = np.zeros((batch_size, d), np.float32)
+    return {"motion": np.zeros((batch_size, w, d), np.float32),
+            "audio": np.zeros((batch_size, w, self.feature_dim()), np.float32),
+            "hint": vec, "mean": vec, "std": vec}
+
+  def batch_axes(self):
+    seq = ("batch", "frames", None)
+    vec = ("batch", None)
+    return {"motion": seq, "audio": seq, "hint": vec, "mean": vec, "std": vec}
+
+  def init(self, rng, batch):
+    b = batch["motion"].shape[0]
+    dit = self.model.init(rng, batch["motion"], jnp.zeros((b,), jnp.int32), batch["audio"],
+                          batch["hint"], batch["mean"], batch["std"],
+                          jnp.zeros((b, 4), bool))["params"]
+    return {"trainable": {"dit": dit},
+            "frozen": {"motion_stats": identity_stats(int(self.config.model.motion_dim))}}
+
+  def initial_values(self):
+    """The training split's motion statistics (from the cached stage-1 motion codes)."""
+    stats = motion_stats(cached_codes(self.config, "train"), int(self.config.model.window))
+    return {"frozen": {"motion_stats": stats}}
+
+  @staticmethod
+  def normalise(stats, batch):
+    z = lambda x: (x - stats["mean"]) / stats["std"]
+    return z(batch["motion"]), z(batch["hint"]), z(batch["mean"]), batch["std"] / stats["std"]
+
+  def loss(self, params, batch, rng):
+    dc = self.config.diffusion
+    x0, hint, mean, std = self.normalise(params["frozen"]["motion_stats"], batch)
+    b = x0.shape[0]
+    t_rng, n_rng, d_rng = jax.random.split(rng, 3)
+    t = jax.random.randint(t_rng, (b,), 0, dc.steps)
+    eps = jax.random.normal(n_rng, x0.shape)
+    a_t = jnp.asarray(self.alphas, jnp.float32)[t]
+    x_t = objectives.q_sample(x0, eps, a_t)
+    drop = jax.random.uniform(d_rng, (b, 4)) < dc.condition_dropout
+    out = self.model.apply({"params": params["trainable"]["dit"]}, x_t, t, batch["audio"], hint,
+                           mean, std, drop)
+    err = (out - objectives.target(dc.prediction, x0, eps, a_t)) ** 2
+    per_example = jnp.mean(err, axis=(1, 2))
+    metrics = {"mse": jnp.mean(per_example)}
+    if self.config.loss.velocity > 0:  # smoothness: match frame-to-frame motion (x0 space)
+      x0_hat, _ = objectives.to_x0_eps(dc.prediction, out, x_t, a_t)
+      vel = jnp.mean((jnp.diff(x0_hat, axis=1) - jnp.diff(x0, axis=1)) ** 2, axis=(1, 2))
+      per_example = per_example + self.config.loss.velocity * vel
+      metrics["velocity"] = jnp.mean(vel)
+    return per_example, metrics
+
+  def data_source(self, split):
+    codes = cached_codes(self.config, "train" if split == "train" else "val")
+    return MotionWindows(codes, self.config.model.window, self.config.data.stride,
+                         name=f"{self.config.data.path}:{split}")

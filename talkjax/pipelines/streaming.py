@@ -1,0 +1,94 @@
+"""Live generation: audio arriving in pieces of any size -> frames, one chunk at a time.
+
+```python
+stream = Sampler.load("model.msgpack").stream(portrait, seed=0)
+for piece in microphone:                 # any number of samples at 16 kHz
+  show(stream.push(piece))               # the frames of every chunk these samples completed
+show(stream.finish())                    # the rest, the last chunk padded with silence
+```
+
+Dyadic families take the partner's track too: `push(agent, partner_audio=partner)` (either
+may be pushed alone; a chunk is made once both tracks hold it). Latency is at most one chunk
+of audio. The stream runs the very function the offline sampler scans (the family's
+`chunk`, with the same per-chunk keys and audio context), so its frames equal
+`Sampler.generate`'s for the same seed, up to float reassociation inside XLA.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import jax
+import numpy as np
+
+from talkjax import parallel
+from talkjax.errors import TalkjaxError
+
+
+class Stream:
+  def __init__(self, sampler, image, *, seed: int, knobs, inputs: Mapping | None = None):
+    from talkjax.pipelines.inputs import load_image
+    self.sampler, self.hook, self.knobs = sampler, sampler.hook, knobs.compiled_part()
+    image, _ = load_image(image, sampler.resolution, "center")
+    self.empty = np.zeros((0,) + image.shape, np.uint8)
+    self.size = sampler.chunk_samples
+    self.context_samples = int(self.hook.audio_context)
+    self.runtime = {k: np.asarray([v], np.float32) for k, v in knobs.runtime_values().items()}
+    self.seed = jax.random.PRNGKey(np.uint32(seed))
+    extras = {**self.hook.request_inputs(), **(inputs or {})}
+    batch = {"image": image[None], **{k: np.asarray(v)[None] for k, v in extras.items()}}
+    with parallel.use_mesh(sampler.mesh, sampler.rules):
+      self.context, self.carry = jax.jit(self.hook.start, static_argnums=2)(
+          sampler.params, batch, self.knobs)
+    self.pending = {name: np.zeros(0, np.float32) for name in sampler.tracks}
+    self.history = {name: np.zeros(self.context_samples, np.float32) for name in sampler.tracks}
+    self.received = 0
+    self.index = 0
+    self._chunk = jax.jit(self._one_chunk, static_argnums=5)
+
+  def _one_chunk(self, params, context, carry, tracks, index, knobs, runtime):
+    keys = jax.random.fold_in(self.seed, index)[None]
+    carry, outputs = self.hook.chunk(params, context, carry, tracks, keys, knobs, runtime)
+    return carry, outputs["frames"][0]
+
+  def push(self, audio=None, *, partner_audio=None) -> np.ndarray:
+    """Adds samples to either track; returns the frames of every chunk now complete."""
+    for name, samples in (("audio", audio), ("partner_audio", partner_audio)):
+      if samples is None:
+        continue
+      if name not in self.pending:
+        raise TalkjaxError("this model takes no partner audio", fix="push the agent's audio only")
+      samples = np.asarray(samples, np.float32).reshape(-1)
+      if not np.all(np.isfinite(samples)):
+        raise TalkjaxError(f"the pushed {name.replace('_', ' ')} contains NaN or infinite samples",
+                           fix="clean the signal")
+      self.pending[name] = np.concatenate([self.pending[name], samples])
+      if name == "audio":
+        self.received += len(samples)
+    out = []
+    while all(len(p) >= self.size for p in self.pending.values()):
+      out.append(self._run({n: p[:self.size] for n, p in self.pending.items()}))
+      self.pending = {n: p[self.size:] for n, p in self.pending.items()}
+    return np.concatenate(out) if out else self.empty
+
+  def _run(self, pieces: dict) -> np.ndarray:
+    tracks = {n: np.concatenate([self.history[n], pieces[n]])[None] for n in pieces}
+    with parallel.use_mesh(self.sampler.mesh, self.sampler.rules):
+      self.carry, frames = self._chunk(self.sampler.params, self.context, self.carry, tracks,
+                                       np.int32(self.index), self.knobs, self.runtime)
+    for n in pieces:
+      self.history[n] = tracks[n][0, len(tracks[n][0]) - self.context_samples:]
+    self.index += 1
+    return np.asarray(frames)
+
+  def finish(self) -> np.ndarray:
+    """The frames still owed: the video is as long as the agent's audio (the partner's
+    track is padded with silence or cut to it)."""
+    total = -(-self.received // (self.size // self.sampler.window))
+    done = self.index * self.sampler.window
+    pad = lambda p: np.pad(p, (0, max(0, self.size - len(p))))[:self.size]
+    out = []
+    while self.index * self.sampler.window < total:
+      out.append(self._run({n: pad(p) for n, p in self.pending.items()}))
+      self.pending = {n: p[self.size:] for n, p in self.pending.items()}
+    return np.concatenate(out)[:total - done] if out else self.empty
