@@ -1,0 +1,244 @@
+"""Golden sharding tables: how every parameter of each family is laid out on a
+(data=2, fsdp=2, tensor=2) mesh under the default rules, at training and at sampling time.
+A change of rules, names or layout shows up here in review. (The test-bed transformer"s
+table is in tests/test_parallel.py.)"""
+
+import jax
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from talkjax import config as cfg
+from talkjax import parallel, trees
+from talkjax.models import make_task, random_generator
+from talkjax.pipelines.sampler import Sampler
+
+# ifmdm/synthtalk_tiny_stage1
+IFMDM_STAGE1 = {
+    "trainable/discriminator/down_0/conv1/bias": P("fsdp"),
+    "trainable/discriminator/down_0/conv1/kernel": P(None, None, None, "fsdp"),
+    "trainable/discriminator/down_0/conv2/bias": P("fsdp"),
+    "trainable/discriminator/down_0/conv2/kernel": P(None, None, None, "fsdp"),
+    "trainable/discriminator/down_1/conv1/bias": P("fsdp"),
+    "trainable/discriminator/down_1/conv1/kernel": P(None, None, None, "fsdp"),
+    "trainable/discriminator/down_1/conv2/bias": P("fsdp"),
+    "trainable/discriminator/down_1/conv2/kernel": P(None, None, None, "fsdp"),
+    "trainable/discriminator/down_1/skip/bias": P("fsdp"),
+    "trainable/discriminator/down_1/skip/kernel": P(None, None, None, "fsdp"),
+    "trainable/discriminator/down_2/conv1/bias": P("fsdp"),
+    "trainable/discriminator/down_2/conv1/kernel": P(None, None, None, "fsdp"),
+    "trainable/discriminator/down_2/conv2/bias": P("fsdp"),
+    "trainable/discriminator/down_2/conv2/kernel": P(None, None, None, "fsdp"),
+    "trainable/discriminator/down_2/skip/bias": P("fsdp"),
+    "trainable/discriminator/down_2/skip/kernel": P(None, None, None, "fsdp"),
+    "trainable/discriminator/down_3/conv1/bias": P("fsdp"),
+    "trainable/discriminator/down_3/conv1/kernel": P(None, None, None, "fsdp"),
+    "trainable/discriminator/down_3/conv2/bias": P("fsdp"),
+    "trainable/discriminator/down_3/conv2/kernel": P(None, None, None, "fsdp"),
+    "trainable/discriminator/logit/bias": P(None),
+    "trainable/discriminator/logit/kernel": P("fsdp", None),
+    "trainable/discriminator/stem/bias": P("fsdp"),
+    "trainable/discriminator/stem/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/bank/matrix": P("fsdp", None),
+    "trainable/generator/decoder/film_0/bias": P("tensor"),
+    "trainable/generator/decoder/film_0/kernel": P("fsdp", "tensor"),
+    "trainable/generator/decoder/film_1/bias": P("tensor"),
+    "trainable/generator/decoder/film_1/kernel": P("fsdp", "tensor"),
+    "trainable/generator/decoder/film_2/bias": P("tensor"),
+    "trainable/generator/decoder/film_2/kernel": P("fsdp", "tensor"),
+    "trainable/generator/decoder/film_3/bias": P("tensor"),
+    "trainable/generator/decoder/film_3/kernel": P("fsdp", "tensor"),
+    "trainable/generator/decoder/flow_mask_0/bias": P(None),
+    "trainable/generator/decoder/flow_mask_0/kernel": P(None, None, None, None),
+    "trainable/generator/decoder/flow_mask_1/bias": P(None),
+    "trainable/generator/decoder/flow_mask_1/kernel": P(None, None, None, None),
+    "trainable/generator/decoder/flow_mask_2/bias": P(None),
+    "trainable/generator/decoder/flow_mask_2/kernel": P(None, None, None, None),
+    "trainable/generator/decoder/flow_mask_3/bias": P(None),
+    "trainable/generator/decoder/flow_mask_3/kernel": P(None, None, None, None),
+    "trainable/generator/decoder/from_latent/bias": P("tensor"),
+    "trainable/generator/decoder/from_latent/kernel": P("fsdp", "tensor"),
+    "trainable/generator/decoder/fuse_0/conv1/bias": P("fsdp"),
+    "trainable/generator/decoder/fuse_0/conv1/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/fuse_0/conv2/bias": P("fsdp"),
+    "trainable/generator/decoder/fuse_0/conv2/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/fuse_0/skip/bias": P("fsdp"),
+    "trainable/generator/decoder/fuse_0/skip/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/fuse_1/conv1/bias": P("fsdp"),
+    "trainable/generator/decoder/fuse_1/conv1/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/fuse_1/conv2/bias": P("fsdp"),
+    "trainable/generator/decoder/fuse_1/conv2/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/fuse_1/skip/bias": P("fsdp"),
+    "trainable/generator/decoder/fuse_1/skip/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/fuse_2/conv1/bias": P("fsdp"),
+    "trainable/generator/decoder/fuse_2/conv1/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/fuse_2/conv2/bias": P("fsdp"),
+    "trainable/generator/decoder/fuse_2/conv2/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/fuse_2/skip/bias": P("fsdp"),
+    "trainable/generator/decoder/fuse_2/skip/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/fuse_3/conv1/bias": P("fsdp"),
+    "trainable/generator/decoder/fuse_3/conv1/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/fuse_3/conv2/bias": P("fsdp"),
+    "trainable/generator/decoder/fuse_3/conv2/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/fuse_3/skip/bias": P("fsdp"),
+    "trainable/generator/decoder/fuse_3/skip/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/image_flow_mask/bias": P(None),
+    "trainable/generator/decoder/image_flow_mask/kernel": P(None, None, None, None),
+    "trainable/generator/decoder/refine/conv1/bias": P("fsdp"),
+    "trainable/generator/decoder/refine/conv1/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/refine/conv2/bias": P("fsdp"),
+    "trainable/generator/decoder/refine/conv2/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/to_rgb/bias": P(None),
+    "trainable/generator/decoder/to_rgb/kernel": P(None, None, None, None),
+    "trainable/generator/decoder/up_0/conv1/bias": P("fsdp"),
+    "trainable/generator/decoder/up_0/conv1/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/up_0/conv2/bias": P("fsdp"),
+    "trainable/generator/decoder/up_0/conv2/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/up_0/skip/bias": P("fsdp"),
+    "trainable/generator/decoder/up_0/skip/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/up_1/conv1/bias": P("fsdp"),
+    "trainable/generator/decoder/up_1/conv1/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/up_1/conv2/bias": P("fsdp"),
+    "trainable/generator/decoder/up_1/conv2/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/up_1/skip/bias": P("fsdp"),
+    "trainable/generator/decoder/up_1/skip/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/up_2/conv1/bias": P("fsdp"),
+    "trainable/generator/decoder/up_2/conv1/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/up_2/conv2/bias": P("fsdp"),
+    "trainable/generator/decoder/up_2/conv2/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/up_out/conv1/bias": P("fsdp"),
+    "trainable/generator/decoder/up_out/conv1/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/decoder/up_out/conv2/bias": P("fsdp"),
+    "trainable/generator/decoder/up_out/conv2/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/encoder/down_0/conv1/bias": P("fsdp"),
+    "trainable/generator/encoder/down_0/conv1/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/encoder/down_0/conv2/bias": P("fsdp"),
+    "trainable/generator/encoder/down_0/conv2/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/encoder/down_1/conv1/bias": P("fsdp"),
+    "trainable/generator/encoder/down_1/conv1/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/encoder/down_1/conv2/bias": P("fsdp"),
+    "trainable/generator/encoder/down_1/conv2/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/encoder/down_1/skip/bias": P("fsdp"),
+    "trainable/generator/encoder/down_1/skip/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/encoder/down_2/conv1/bias": P("fsdp"),
+    "trainable/generator/encoder/down_2/conv1/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/encoder/down_2/conv2/bias": P("fsdp"),
+    "trainable/generator/encoder/down_2/conv2/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/encoder/down_2/skip/bias": P("fsdp"),
+    "trainable/generator/encoder/down_2/skip/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/encoder/down_3/conv1/bias": P("fsdp"),
+    "trainable/generator/encoder/down_3/conv1/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/encoder/down_3/conv2/bias": P("fsdp"),
+    "trainable/generator/encoder/down_3/conv2/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/encoder/stem/bias": P("fsdp"),
+    "trainable/generator/encoder/stem/kernel": P(None, None, None, "fsdp"),
+    "trainable/generator/encoder/to_latent/bias": P("fsdp"),
+    "trainable/generator/encoder/to_latent/kernel": P(None, "fsdp"),
+    "trainable/generator/motion_head/fc_0/bias": P("tensor"),
+    "trainable/generator/motion_head/fc_0/kernel": P("fsdp", "tensor"),
+    "trainable/generator/motion_head/fc_1/bias": P("tensor"),
+    "trainable/generator/motion_head/fc_1/kernel": P("fsdp", "tensor"),
+    "trainable/generator/motion_head/fc_2/bias": P("tensor"),
+    "trainable/generator/motion_head/fc_2/kernel": P("fsdp", "tensor"),
+    "trainable/generator/motion_head/out/bias": P(None),
+    "trainable/generator/motion_head/out/kernel": P("tensor", None),
+}
+
+# ifmdm/synthtalk_tiny_stage2 model.layers=1
+IFMDM_STAGE2 = {
+    "frozen/motion_stats/mean": P(),
+    "frozen/motion_stats/std": P(),
+    "frozen/motion_stats/window_std": P(),
+    "trainable/dit/audio_cond/bias": P("tensor"),
+    "trainable/dit/audio_cond/kernel": P("fsdp", "tensor"),
+    "trainable/dit/audio_in/bias": P("fsdp"),
+    "trainable/dit/audio_in/kernel": P(None, "fsdp"),
+    "trainable/dit/audio_norm/bias": P(),
+    "trainable/dit/audio_norm/scale": P(),
+    "trainable/dit/blocks_0/attention/to_k/bias": P("tensor", None),
+    "trainable/dit/blocks_0/attention/to_k/kernel": P("fsdp", "tensor", None),
+    "trainable/dit/blocks_0/attention/to_out/bias": P("fsdp"),
+    "trainable/dit/blocks_0/attention/to_out/kernel": P("tensor", None, "fsdp"),
+    "trainable/dit/blocks_0/attention/to_q/bias": P("tensor", None),
+    "trainable/dit/blocks_0/attention/to_q/kernel": P("fsdp", "tensor", None),
+    "trainable/dit/blocks_0/attention/to_v/bias": P("tensor", None),
+    "trainable/dit/blocks_0/attention/to_v/kernel": P("fsdp", "tensor", None),
+    "trainable/dit/blocks_0/mlp_in/bias": P("tensor"),
+    "trainable/dit/blocks_0/mlp_in/kernel": P("fsdp", "tensor"),
+    "trainable/dit/blocks_0/mlp_out/bias": P("fsdp"),
+    "trainable/dit/blocks_0/mlp_out/kernel": P("tensor", "fsdp"),
+    "trainable/dit/blocks_0/modulation/bias": P("tensor"),
+    "trainable/dit/blocks_0/modulation/kernel": P("fsdp", "tensor"),
+    "trainable/dit/final/modulation/bias": P("tensor"),
+    "trainable/dit/final/modulation/kernel": P("fsdp", "tensor"),
+    "trainable/dit/final/out/bias": P(None),
+    "trainable/dit/final/out/kernel": P("fsdp", None),
+    "trainable/dit/hint_in/bias": P("fsdp"),
+    "trainable/dit/hint_in/kernel": P(None, "fsdp"),
+    "trainable/dit/mean_in/bias": P("fsdp"),
+    "trainable/dit/mean_in/kernel": P(None, "fsdp"),
+    "trainable/dit/motion_in/bias": P("fsdp"),
+    "trainable/dit/motion_in/kernel": P(None, "fsdp"),
+    "trainable/dit/null_audio": P("fsdp"),
+    "trainable/dit/null_hint": P("fsdp"),
+    "trainable/dit/null_mean": P("fsdp"),
+    "trainable/dit/null_std": P("fsdp"),
+    "trainable/dit/positions": P(None, "fsdp"),
+    "trainable/dit/std_in/bias": P("fsdp"),
+    "trainable/dit/std_in/kernel": P(None, "fsdp"),
+    "trainable/dit/time/fc_in/bias": P("tensor"),
+    "trainable/dit/time/fc_in/kernel": P(None, "tensor"),
+    "trainable/dit/time/fc_out/bias": P("fsdp"),
+    "trainable/dit/time/fc_out/kernel": P("tensor", "fsdp"),
+}
+
+# testbed/talker
+TALKER = {
+    "trainable/net/audio_in/bias": P("fsdp"),
+    "trainable/net/audio_in/kernel": P(None, "fsdp"),
+    "trainable/net/emotion_table": P(None, "fsdp"),
+    "trainable/net/out/bias": P(None),
+    "trainable/net/out/kernel": P("tensor", None),
+    "trainable/net/recurrent": P("fsdp", "tensor"),
+}
+
+MESH = {"data": 2, "fsdp": 2, "tensor": 2}
+
+
+def training_layout(name, overrides=()):
+  config = cfg.load_config(name, list(overrides))
+  task = make_task(config)
+  mesh = parallel.make_mesh(MESH)
+  params, shardings = parallel.shard_init(task.init, mesh, config.axis_rules,
+                                          jax.random.PRNGKey(0), task.example_batch(1))
+  for path, x in trees.flatten(params).items():   # initialised straight into the layout
+    assert x.sharding.spec == trees.flatten(shardings)[path].spec, path
+  return {k: s.spec for k, s in trees.flatten(shardings).items()}
+
+
+@pytest.mark.parametrize("golden, name, overrides", [
+    (IFMDM_STAGE1, "ifmdm/synthtalk_tiny_stage1", ()),
+    (IFMDM_STAGE2, "ifmdm/synthtalk_tiny_stage2", ("model.layers=1",)),
+    (TALKER, "testbed/talker", ())])
+def test_golden_training_shardings(golden, name, overrides):
+  assert training_layout(name, overrides) == golden
+
+
+# sampling-time path prefix -> the training table and prefix it comes from
+SAMPLING = {
+    "ifmdm/synthtalk_tiny_stage2": {"renderer/": (IFMDM_STAGE1, "trainable/generator/"),
+                                    "dit/": (IFMDM_STAGE2, "trainable/dit/"),
+                                    "motion_stats/": (IFMDM_STAGE2, "frozen/motion_stats/")},
+    "testbed/talker": {"net/": (TALKER, "trainable/net/")},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLING))
+def test_sampling_lays_parameters_out_as_training_does(name):
+  config = cfg.load_config(name, ["model.layers=1"] if "ifmdm" in name else [])
+  sampler = Sampler(*random_generator(config), mesh=MESH)
+  got = trees.flatten(sampler.params)
+  expected = {}
+  for prefix, (table, source) in SAMPLING[name].items():
+    expected.update({prefix + k[len(source):]: spec for k, spec in table.items()
+                     if k.startswith(source)})
+  assert {k: x.sharding.spec for k, x in got.items()} == expected
