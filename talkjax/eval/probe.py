@@ -26,7 +26,6 @@ HEADS = {"mouth_open": 1, "mouth_width": 1, "emotion": 8, "intensity": 3, "speak
 
 def _model_class():
   import flax.linen as nn
-  import jax.numpy as jnp
 
   class Probe(nn.Module):
     """Patch embedding -> two strided convs -> flatten (keeps where features are) -> heads.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from talkjax.nn.attention import SelfAttention

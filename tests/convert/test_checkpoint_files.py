@@ -1,6 +1,5 @@
 """Reading PyTorch .bin archives without running pickled code."""
 
-import io
 import os
 import pickle
 import zipfile
