@@ -13,7 +13,7 @@ hosts, each samples its own requests.
 from __future__ import annotations
 
 import functools
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -26,6 +26,9 @@ from talkjax import parallel, trees
 from talkjax.errors import TalkjaxError
 
 SAMPLE_RATE = 16000
+# Frames one compiled call makes at most; a longer video is made piece by piece, so device
+# and host memory do not grow with its length.
+SEGMENT_FRAMES = 256
 
 
 def parse_mesh(items: Sequence[str] | Mapping | None, base) -> ml_collections.ConfigDict:
@@ -69,6 +72,7 @@ class Sampler:
     axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
     self.batch_ways = int(np.prod([self.mesh.shape[a] for a in axes]))
     self.batch_sharding = NamedSharding(self.mesh, PartitionSpec(axes or None))
+    self._executables = {}
 
   @classmethod
   def load(cls, checkpoint, **kwargs) -> "Sampler":
@@ -93,13 +97,26 @@ class Sampler:
 
   # ---- whole videos ------------------------------------------------------------------------
 
-  def generate(self, images, audio, *, partner_audio=None, inputs: Mapping | None = None,
-               seed=0, knobs=None, chunks: int = 0) -> dict[str, np.ndarray]:
+  def segment_chunks(self, chunks: int) -> int:
+    """Chunks per compiled call: a whole short video, or SEGMENT_FRAMES' worth of chunks."""
+    return max(1, min(chunks, SEGMENT_FRAMES // self.window))
+
+  def generate(self, images, audio, **kwargs) -> dict[str, np.ndarray]:
     """images (B, R, R, 3) uint8, audio (B, N) 16 kHz -> {"frames": (B, T, R, R, 3), ...},
-    T = ceil(N / 640) frames at 25 fps. The audio is padded with silence to whole chunks (at
-    least `chunks`); `partner_audio` (B, N') is padded or cut to N. `seed` is one int or one
-    per example; `knobs` one setting or one per example (equal but for runtime fields);
-    `inputs` holds the per-example arrays of `hook.request_inputs` (default: its defaults)."""
+    T = ceil(N / 640) frames at 25 fps, held whole; see `segments` for the arguments."""
+    parts = list(self.segments(images, audio, **kwargs))
+    return {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
+
+  def segments(self, images, audio, *, partner_audio=None, inputs: Mapping | None = None,
+               seed=0, knobs=None, chunks: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """The video in consecutive pieces {"frames": (B, t, R, R, 3), ...} as each is made, so
+    memory stays bounded however long the audio is (pieces of SEGMENT_FRAMES frames, the
+    carried state passed from one to the next; the frames equal one whole run's).
+
+    The audio is padded with silence to whole chunks (at least `chunks`); `partner_audio`
+    (B, N') is padded or cut to N. `seed` is one int or one per example; `knobs` one
+    setting or one per example (equal but for runtime fields); `inputs` holds the
+    per-example arrays of `hook.request_inputs` (default: its defaults)."""
     knobs = knobs if knobs is not None else self.knobs()
     images, audio = np.asarray(images), np.asarray(audio, np.float32)
     b = len(audio)
@@ -109,6 +126,7 @@ class Sampler:
       raise TalkjaxError("one batch needs one setting per example, equal but for the runtime "
                          f"options {list(type(per_example[0]).RUNTIME)}",
                          fix="sample requests with other settings in another batch")
+    knobs = compiled.pop()
     spf = SAMPLE_RATE // self.fps
     if audio.ndim != 2 or audio.shape[1] < spf:
       raise TalkjaxError(f"audio of shape {audio.shape} is shorter than one frame ({spf} "
@@ -120,58 +138,90 @@ class Sampler:
     if images.shape[1:] != (r, r, 3):
       raise TalkjaxError(f"images of shape {images.shape[1:]}, the model takes ({r}, {r}, 3)",
                          fix="load them with talkjax.pipelines.inputs.load_image")
+    if "partner_audio" not in self.tracks and partner_audio is not None:
+      raise TalkjaxError("this model takes no partner audio", fix="drop it")
     frames = -(-audio.shape[1] // spf)
     chunks = max(chunks, -(-frames // self.window))
-    length = chunks * self.chunk_samples
+    per_call = self.segment_chunks(chunks)
+    chunks = -(-chunks // per_call) * per_call     # whole segments: one program for them all
+    length, size = chunks * self.chunk_samples, self.chunk_samples
     ctx = int(self.hook.audio_context)
     fit = lambda x: np.pad(x, ((0, 0), (ctx, max(0, length - x.shape[1]))))[:, :ctx + length]
     tracks = {"audio": fit(audio)}
     if "partner_audio" in self.tracks:
-      partner = np.zeros_like(audio) if partner_audio is None else np.asarray(partner_audio, np.float32)
-      tracks["partner_audio"] = fit(partner)
-    elif partner_audio is not None:
-      raise TalkjaxError("this model takes no partner audio", fix="drop it")
+      tracks["partner_audio"] = fit(np.zeros_like(audio) if partner_audio is None
+                                    else np.asarray(partner_audio, np.float32))
     # The family's per-example inputs; those not given take the family's defaults.
     extras = {k: np.broadcast_to(np.asarray(v), (b,) + np.shape(v))
               for k, v in self.hook.request_inputs().items()}
     extras.update({k: np.asarray(v) for k, v in (inputs or {}).items()})
     batch = {"inputs": {"image": images, **extras},
-             "tracks": tracks,
              "seeds": np.broadcast_to(np.asarray(seed, np.uint32), (b,)),
              "runtime": {name: np.asarray([k.runtime_values()[name] for k in per_example],
                                           np.float32)
-                         for name in type(per_example[0]).RUNTIME}}
+                         for name in type(knobs).RUNTIME}}
     pad = -b % self.batch_ways          # every device gets an equal share of the batch
-    if pad:
-      batch = jax.tree.map(lambda x: np.concatenate([x, np.repeat(x[-1:], pad, 0)]), batch)
-    batch = jax.device_put(batch, self.batch_sharding)
+    grow = (lambda x: np.concatenate([x, np.repeat(x[-1:], pad, 0)])) if pad else (lambda x: x)
+    batch = jax.device_put(jax.tree.map(grow, batch), self.batch_sharding)
+    tracks = {n: grow(t) for n, t in tracks.items()}
+    start, segment = self._programs(knobs)   # start is jitted; segment is jitted below
+    piece_of = lambda first: {n: jax.device_put(t[:, first * size:ctx + (first + per_call) * size],
+                                                self.batch_sharding) for n, t in tracks.items()}
     with parallel.use_mesh(self.mesh, self.rules):
-      out = self._program(compiled.pop())(self.params, batch)
-    return {k: np.asarray(v)[:b, :frames] for k, v in out.items()}
+      start = self._compiled(("start", knobs), lambda: start, (self.params, batch["inputs"]),
+                             b + pad, "encoding the portraits")
+      context, carry = start(self.params, batch["inputs"])
+      # The carry leaves each segment laid out as it came in, so one executable serves all.
+      carry_layout = jax.tree.map(lambda x: x.sharding, carry)
+      segment = self._compiled(
+          ("segment", knobs),
+          lambda: jax.jit(segment, out_shardings=(carry_layout, self.batch_sharding)),
+          (self.params, context, carry, piece_of(0), batch["seeds"], batch["runtime"],
+           np.int32(0)), b + pad, f"{per_call * self.window} frames per call")
+      for first in range(0, chunks, per_call):
+        carry, out = segment(self.params, context, carry, piece_of(first), batch["seeds"],
+                             batch["runtime"], np.int32(first))
+        done = first * self.window
+        keep = min(per_call * self.window, frames - done)
+        if keep <= 0:
+          break
+        yield {k: np.asarray(v)[:b, :keep] for k, v in out.items()}
+
+  def _compiled(self, name, make_jitted, args, rows: int, what: str):
+    """The program `make_jitted()` compiled for these argument shapes (once; kept), after
+    checking that it fits in memory."""
+    leaves, tree = jax.tree.flatten(args)
+    key = (name, tree, tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves))
+    if key not in self._executables:
+      compiled = make_jitted().lower(*args).compile()
+      check_memory(compiled, rows, what)
+      self._executables[key] = compiled
+    return self._executables[key]
 
   @functools.lru_cache(maxsize=None)
-  def _program(self, knobs):
-    """One compiled program per compiled setting (and, inside jit's cache, per shape)."""
+  def _programs(self, knobs):
+    """The jitted start program and the segment function of one compiled setting; their
+    executables are kept per shape (a bucket) by `_compiled`."""
     hook, size = self.hook, self.chunk_samples
     ctx = int(hook.audio_context)
 
-    def run(params, batch):
-      context, carry = hook.start(params, batch["inputs"], knobs)
-      seeds = jax.vmap(jax.random.PRNGKey)(batch["seeds"])
-      chunks = (batch["tracks"]["audio"].shape[1] - ctx) // size
+    def segment(params, context, carry, tracks, seeds, runtime, first):
+      keys = jax.vmap(jax.random.PRNGKey)(seeds)
+      count = (tracks["audio"].shape[1] - ctx) // size
 
-      def body(carry, index):
-        keys = jax.vmap(lambda k: jax.random.fold_in(k, index))(seeds)
-        tracks = {n: jax.lax.dynamic_slice_in_dim(t, index * size, ctx + size, axis=1)
-                  for n, t in batch["tracks"].items()}
-        return hook.chunk(params, context, carry, tracks, keys, knobs, batch["runtime"])
+      def body(carry, index):   # `index` counts chunks from the start of the video
+        chunk_keys = jax.vmap(lambda k: jax.random.fold_in(k, index))(keys)
+        piece = {n: jax.lax.dynamic_slice_in_dim(t, (index - first) * size, ctx + size, axis=1)
+                 for n, t in tracks.items()}
+        return hook.chunk(params, context, carry, piece, chunk_keys, knobs, runtime)
 
-      _, outputs = jax.lax.scan(body, carry, jnp.arange(chunks))
+      carry, outputs = jax.lax.scan(body, carry, first + jnp.arange(count))
       # (chunks, B, window, ...) -> (B, chunks * window, ...)
       join = lambda x: jnp.swapaxes(x, 0, 1).reshape((x.shape[1], -1) + x.shape[3:])
-      return {k: join(v) for k, v in outputs.items()}
+      return carry, {k: join(v) for k, v in outputs.items()}
 
-    return jax.jit(run, out_shardings=self.batch_sharding)
+    start = jax.jit(lambda params, inputs: hook.start(params, inputs, knobs))
+    return start, segment
 
   # ---- streaming ---------------------------------------------------------------------------
 
@@ -180,6 +230,40 @@ class Sampler:
     from talkjax.pipelines.streaming import Stream
     return Stream(self, image, seed=seed, knobs=knobs if knobs is not None else self.knobs(),
                   inputs=inputs)
+
+
+def free_bytes(device) -> int | None:
+  """Memory one device can still allocate (an accelerator's own; on a CPU the host's,
+  shared by its devices), or None when unknown."""
+  stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+  if stats and "bytes_limit" in stats:
+    return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+  try:
+    import psutil
+  except ImportError:
+    return None
+  share = sum(1 for d in jax.local_devices() if d.platform == device.platform)
+  return int(psutil.virtual_memory().available // max(1, share))
+
+
+def check_memory(compiled, rows: int, what: str) -> None:
+  """Refuses, before running it, a compiled program that needs more memory per device than
+  is free, saying how many rows per batch would fit (XLA's own size analysis)."""
+  analysis = compiled.memory_analysis()
+  if analysis is None:
+    return
+  need = sum(int(getattr(analysis, f, 0) or 0) for f in (
+      "temp_size_in_bytes", "argument_size_in_bytes", "output_size_in_bytes",
+      "generated_code_size_in_bytes")) - int(getattr(analysis, "alias_size_in_bytes", 0) or 0)
+  free = free_bytes(jax.local_devices()[0])
+  if free is None or need <= free:
+    return
+  fits = max(0, int(rows * free / need))
+  raise TalkjaxError(
+      f"a batch of {rows} ({what}) needs about {need / 2**30:.2f} GiB per device and "
+      f"{free / 2**30:.2f} GiB is free",
+      fix=(f"use --batch-size {fits} or fewer" if fits else
+           "use a smaller model or resolution, or more devices (--mesh with fsdp)"))
 
 
 def _check_layout(abstract, params) -> None:
