@@ -58,6 +58,9 @@ def _decode_pyav(path: str):
 def decode(path: os.PathLike | str) -> tuple[np.ndarray, int]:
   """(samples, channels) float32 in [-1, 1] and the file's sample rate, or TalkjaxError."""
   path = os.fspath(path)
+  if os.path.isdir(path):
+    raise TalkjaxError("is a folder, not an audio file", path=path,
+                       fix="pass an audio file (wav, flac, mp3, m4a, ogg)")
   if not os.path.isfile(path):
     raise TalkjaxError("audio file not found", path=path, fix="check the path")
   if os.path.getsize(path) == 0:
@@ -72,6 +75,31 @@ def decode(path: os.PathLike | str) -> tuple[np.ndarray, int]:
   raise TalkjaxError("cannot decode audio (" + "; ".join(reasons) + ")", path=path,
                      fix="convert it to wav, flac, mp3, m4a or ogg, e.g. "
                          "`ffmpeg -i IN -ac 1 -ar 16000 out.wav`")
+
+
+def wav_shortfall(path: str) -> tuple[float, float] | None:
+  """(seconds a WAV header promises, seconds the file holds) when the file is shorter than
+  its header says (a cut-off download or copy); None otherwise or when it is no WAV."""
+  import struct
+  try:
+    with open(path, "rb") as f:
+      head = f.read(1 << 16)
+    if head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+      return None
+    pos, byte_rate = 12, 0
+    while pos + 8 <= len(head):
+      chunk, size = head[pos:pos + 4], struct.unpack("<I", head[pos + 4:pos + 8])[0]
+      if chunk == b"fmt " and pos + 16 <= len(head):
+        byte_rate = struct.unpack("<I", head[pos + 16:pos + 20])[0]
+      if chunk == b"data":
+        if not byte_rate or size == 0xFFFFFFFF:   # streamed WAVs leave the size open
+          return None
+        held = os.path.getsize(path) - (pos + 8)
+        return (size / byte_rate, held / byte_rate) if held < 0.99 * size else None
+      pos += 8 + size + (size & 1)
+  except (OSError, struct.error):
+    return None
+  return None
 
 
 def select_channel(data: np.ndarray, channel: Channel, path: str = "") -> np.ndarray:
@@ -112,16 +140,22 @@ def normalize_loudness(x: np.ndarray, target_dbfs: float = DEFAULT_LOUDNESS_DBFS
 
 def load_audio(path: os.PathLike | str, *, sample_rate: int = SAMPLE_RATE,
                channel: Channel = "mix", loudness_dbfs: float | None = DEFAULT_LOUDNESS_DBFS,
-               min_seconds: float = 1.0 / 25.0) -> np.ndarray:
+               min_seconds: float = 1.0 / 25.0, notes: list | None = None) -> np.ndarray:
   """Mono float32 samples at `sample_rate`.
 
   Args:
     channel: 'mix' (average of all channels) or the index of one channel.
     loudness_dbfs: RMS target of the whole clip (see `normalize_loudness`); None keeps levels.
     min_seconds: shorter files raise TalkjaxError; the default is one video frame at 25 fps.
+    notes: if given, warnings about the file (a header promising more than it holds) are
+      appended to it.
   """
   path = os.fspath(path)
   data, rate = decode(path)
+  short = wav_shortfall(path)
+  if short is not None and notes is not None:
+    notes.append(f"{os.path.basename(path)}: the header promises {short[0]:.2f} s but the file "
+                 f"holds {short[1]:.2f} s (cut off?): only what is there is used")
   if data.shape[0] == 0:
     raise TalkjaxError("audio file decodes to no samples", path=path,
                        fix="check the file plays; re-export it")

@@ -29,7 +29,7 @@ class Stream:
   def __init__(self, sampler, image, *, seed: int, knobs, inputs: Mapping | None = None):
     from talkjax.pipelines.inputs import load_image
     self.sampler, self.hook, self.knobs = sampler, sampler.hook, knobs.compiled_part()
-    image, _ = load_image(image, sampler.resolution, "center")
+    image = load_image(image, sampler.resolution, "center").image
     self.empty = np.zeros((0,) + image.shape, np.uint8)
     self.size = sampler.chunk_samples
     self.context_samples = int(self.hook.audio_context)
