@@ -82,7 +82,7 @@ def run(args):
   out.mkdir(parents=True, exist_ok=True)
   t0 = time.perf_counter()
   model = train_demo_model(out) if args.train else pathlib.Path(args.model or shipped_model())
-  pipe = Pipeline.load(model, batch_size=1)
+  pipe = Pipeline.load(model, batch_size=1, crop="center")   # a SynthTalk frame is framed already
   r = pipe.sampler.resolution
   clip = make_clip(BuildSpec(identities=4, clips=4, seconds=args.seconds, resolution=r,
                              seed=HELD_OUT_SEED + args.seed), 0)

@@ -3,7 +3,10 @@
 One request with --image/--audio, or many with --manifest (a JSONL file, one request per
 line, see talkjax/pipelines/manifest.py); manifest requests are bucketed by length and
 sampled as sharded batches over every device, compiling once per bucket. Each request gets
-a result line; bad requests are reported and skipped, the rest still run.
+a result line (and its warnings); bad requests are reported and skipped, the rest still
+run. Everything that can be checked is checked before sampling starts: options, inputs,
+and that every output can be written. Frames are written as they are made, so a long
+video needs no more memory than a short one; its sound is the user's own audio file.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import pathlib
 import sys
 
 from talkjax.errors import TalkjaxError
+
+MAX_BATCH = 1024
 
 EXAMPLES = """\
 examples:
@@ -32,21 +37,23 @@ def add_arguments(parser):
   parser.add_argument("--audio", help="driving speech (wav, flac, mp3, m4a, ogg)")
   parser.add_argument("--partner-audio", help="the partner's track (dyadic families)")
   parser.add_argument("--emotion", help="emotion name, e.g. happy (families that take one)")
-  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--seed", type=int, default=0, help="noise seed, 0..2**32-1 (default 0)")
   parser.add_argument("--manifest", help="JSONL file of requests instead of --image/--audio")
   parser.add_argument("--out", required=True, help="output .mp4 (a folder with --manifest)")
   parser.add_argument("--set", dest="options", nargs="+", default=[], metavar="NAME=VALUE",
                       help="sampling options (IF-MDM: steps, guidance, std_scale, mean)")
   parser.add_argument("--crop", default="auto", choices=["auto", "center", "face", "none"],
-                      help="how the portrait becomes a square: auto (face-centred when a "
-                           "detector is available, else centred; the default), center, face "
-                           "(detector required), none (resize the whole image)")
+                      help="how the portrait becomes a square: auto (the default: around the "
+                           "largest face, framed as the model's training data; the whole image "
+                           "with a warning when no face is found), face (no face is an error), "
+                           "center (the centred square), none (resize the whole image)")
   parser.add_argument("--batch-size", type=int, default=8,
-                      help="requests per sharded call (manifest; default 8)")
+                      help=f"requests per sharded call, 1..{MAX_BATCH} (manifest; default 8)")
   parser.add_argument("--png", action="store_true", help="also write PNG frames (a folder)")
   parser.add_argument("--gif", action="store_true", help="also write a GIF preview")
   parser.add_argument("--view-size", type=int, default=0,
-                      help="resize written frames to this many pixels (default: model size)")
+                      help="resize written frames to this many pixels, 16..2048 (default 0: "
+                           "the model's size)")
   parser.add_argument("--mesh", nargs="+", default=[], metavar="AXIS=SIZE",
                       help="device mesh sizes (data, fsdp, tensor; one may be -1 = the rest) "
                            "over this host's devices; default: the config's mesh. Parameters "
@@ -68,17 +75,53 @@ def parse_options(items) -> dict:
   return options
 
 
+def _targets(requests, out: pathlib.Path, single: bool):
+  """request -> its mp4 path; a request whose output another already claims, or that
+  cannot be written, becomes a Failure here, before any sampling."""
+  from talkjax.pipelines.pipeline import Failure, Request
+  from talkjax.pipelines.writing import check_writable
+  targets, owners, kept = {}, {}, []
+  for r in requests:
+    if not isinstance(r, Request):
+      kept.append(r)
+      continue
+    target = pathlib.Path(r.out) if r.out else out / f"{r.name}.mp4"
+    key = target.resolve()
+    try:
+      if target.suffix.lower() != ".mp4":
+        raise TalkjaxError(f"the output {target} is not an .mp4", fix='give "out" an .mp4 name')
+      if key in owners:
+        raise TalkjaxError(f"writes {target}, which request {owners[key]!r} writes too",
+                           fix='give each request its own "name" (or "out")')
+      check_writable(target)
+    except TalkjaxError as e:
+      if single:
+        raise
+      kept.append(Failure(r.name, e.one_line(), r, e))
+      continue
+    owners[key] = r.name
+    targets[id(r)] = target
+    kept.append(r)
+  return kept, targets
+
+
 def run(args):
   from talkjax.pipelines.manifest import read_manifest
   from talkjax.pipelines.pipeline import Failure, Pipeline, Request
-  from talkjax.pipelines.writing import write_result
+  from talkjax.pipelines.writing import ResultWriter, check_view_size
   options = parse_options(args.options)
+  check_view_size(args.view_size)
+  if not 1 <= args.batch_size <= MAX_BATCH:
+    raise TalkjaxError(f"--batch-size {args.batch_size} is out of range",
+                       fix=f"give 1..{MAX_BATCH} requests per call")
   out = pathlib.Path(args.out)
   if args.manifest:
     if args.image or args.audio:
       raise TalkjaxError("give either --manifest or --image/--audio, not both")
+    if out.exists() and not out.is_dir():
+      raise TalkjaxError("--out must be a folder with --manifest", path=out,
+                         fix="e.g. --out results/")
     requests = read_manifest(args.manifest)
-    out.mkdir(parents=True, exist_ok=True)
   else:
     if not (args.image and args.audio):
       raise TalkjaxError("--image and --audio are both needed (or --manifest)",
@@ -90,29 +133,35 @@ def run(args):
   for r in requests:
     if isinstance(r, Request):
       r.knobs = {**options, **r.knobs}
+  requests, targets = _targets(requests, out, single=not args.manifest)
   pipe = Pipeline.load(args.checkpoint, crop=args.crop, batch_size=args.batch_size,
                        mesh=args.mesh)
+
+  def sink(result):
+    target = targets[id(result.request)]
+    return ResultWriter(target, result.fps, audio=result.audio, track=result.track,
+                        png_dir=target.with_suffix("") if args.png else None,
+                        gif_path=target.with_suffix(".gif") if args.gif else None,
+                        view_size=args.view_size)
+
   failures = [r for r in requests if isinstance(r, Failure)]
   for f in failures:
     print(f"FAILED {f.name}: {f.error}", file=sys.stderr)
   written = 0
   for result in pipe.run([r for r in requests if isinstance(r, Request)],
-                         progress=bool(args.manifest)):
+                         progress=bool(args.manifest), sink=sink):
     if isinstance(result, Failure):
       if not args.manifest:  # one request: its error is the command's error
         raise TalkjaxError(result.error)
       failures.append(result)
       print(f"FAILED {result.name}: {result.error}", file=sys.stderr)
       continue
-    target = pathlib.Path(result.request.out or out / f"{result.name}.mp4")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    files = write_result(result, target,
-                         png_dir=target.with_suffix("") if args.png else None,
-                         gif_path=target.with_suffix(".gif") if args.gif else None,
-                         view_size=args.view_size)
+    for note in result.warnings:
+      print(f"warning {result.name}: {note}", file=sys.stderr)
     written += 1
-    print(f"ok {result.name}: {len(result.frames)} frames ({len(result.frames) / result.fps:.2f} s), "
-          f"crop {result.crop} -> {', '.join(files)}")
+    sound = "your audio" if result.track else "the model's audio"
+    print(f"ok {result.name}: {result.length} frames ({result.length / result.fps:.2f} s), "
+          f"crop {result.crop}, sound: {sound} -> {', '.join(result.files)}")
   if args.manifest or failures:
     print(f"{written} written, {len(failures)} failed", file=sys.stderr)
   if failures and not written:

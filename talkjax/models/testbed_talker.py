@@ -30,14 +30,15 @@ CONTEXT = SAMPLES_PER_FRAME      # each chunk also sees the frame of audio befor
 QUARTERS = 4
 
 
-def loudness(track, frames: int):
+def loudness(track, frames: int, xp=jnp):
   """(B, 640 + frames * 640) -> (B, frames, 5): the log-energy of each quarter of every
-  frame, and of the whole frame before it."""
+  frame, and of the whole frame before it. `xp=np` for data loading (no JAX in Grain's
+  threads)."""
   b = track.shape[0]
   x = track.reshape(b, frames + 1, QUARTERS, SAMPLES_PER_FRAME // QUARTERS)
-  energy = jnp.log(jnp.mean(x ** 2, axis=-1) + 1e-4)          # (B, frames + 1, 4)
-  previous = jnp.mean(energy[:, :-1], axis=-1, keepdims=True)
-  return jnp.concatenate([energy[:, 1:], previous], axis=-1)
+  energy = xp.log(xp.mean(x ** 2, axis=-1) + 1e-4)          # (B, frames + 1, 4)
+  previous = xp.mean(energy[:, :-1], axis=-1, keepdims=True)
+  return xp.concatenate([energy[:, 1:], previous], axis=-1)
 
 
 class TalkerNet(nn.Module):
@@ -81,8 +82,7 @@ class SyntheticTalk:
     audio = (rng.standard_normal(n) * envelope()).astype(np.float32)
     partner = (rng.standard_normal(n) * envelope()).astype(np.float32)
     emotion = np.int32(rng.integers(len(EMOTIONS)))
-    feats = np.concatenate([np.asarray(loudness(jnp.asarray(t[None]), self.frames))[0]
-                            for t in (audio, partner)], -1)
+    feats = np.concatenate([loudness(t[None], self.frames, xp=np)[0] for t in (audio, partner)], -1)
     target = np.tanh(feats @ self.w / 4 + 0.3 * (emotion - 1.5)).astype(np.float32)
     return {"audio": audio, "partner": partner, "emotion": emotion, "target": target}
 
@@ -137,8 +137,10 @@ class TalkerKnobs(Knobs):
   amplitude: float = 60.0     # grey levels of the largest offset
 
   def validate(self):
-    if self.noise_scale < 0 or self.amplitude < 0:
-      raise TalkjaxError("noise_scale and amplitude must be >= 0", fix="pick valid values")
+    for name, hi in (("noise_scale", 100.0), ("amplitude", 255.0)):
+      if not 0 <= getattr(self, name) <= hi:
+        raise TalkjaxError(f"sampling option {name}={getattr(self, name)} is out of range",
+                           fix=f"give {name} a value in 0..{hi}")
 
 
 class TalkerGeneration:

@@ -14,13 +14,16 @@ fixed size (the last one padded), and every batch is one sharded call (sampler.p
 bucket compiles once. A request's noise depends only on its own seed, so it gets the same
 frames alone or in any batch. A request whose inputs are bad is reported and skipped; the
 others still run. Every request field (image, audio, partner audio, emotion, options)
-reaches the family; one it does not take is refused with a clear error.
+reaches the family; one it does not take is refused with a clear error. With a `sink`
+(e.g. writing.ResultWriter), frames go to it piece by piece as they are made instead of
+being held: memory then does not grow with the length of the audio.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Iterator
+import os
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -46,12 +49,15 @@ class Request:
 @dataclasses.dataclass
 class Result:
   name: str
-  frames: np.ndarray              # uint8 (T, R, R, 3)
+  frames: np.ndarray | None       # uint8 (T, R, R, 3); None when a sink took them
   audio: np.ndarray               # float32, 16 kHz, padded/trimmed to T frames
   fps: int
   crop: str
   request: Request | None = None
-
+  track: str | None = None        # the user's audio file: the sound of the written video
+  warnings: list = dataclasses.field(default_factory=list)
+  files: list = dataclasses.field(default_factory=list)   # what a sink wrote
+  length: int = 0                 # frames
 
 @dataclasses.dataclass
 class Failure:
@@ -73,6 +79,7 @@ class _Prepared:
   chunks: int
   knobs: Any
   crop: str
+  warnings: list
 
 
 class Pipeline:
@@ -111,20 +118,32 @@ class Pipeline:
                            fix="drop it, or use a family that takes it")
       if value is None and field in g.requires:
         raise TalkjaxError(f"this {family} model needs the {words}", fix=f"give the {words}")
+    if isinstance(request.seed, bool) or not isinstance(request.seed, (int, np.integer)) \
+        or not 0 <= int(request.seed) < 2 ** 32:
+      raise TalkjaxError(f"seed {request.seed!r} must be a whole number in 0..{2 ** 32 - 1}",
+                         fix="pick another seed")
     knobs = g.knobs(**request.knobs)
     inputs = g.hook.request_inputs(emotion=request.emotion)
-    image, crop = load_image(request.image, g.resolution, self.crop)
-    audio = load_request_audio(request.audio)
+    framing = getattr(g.hook, "face_framing", None)
+    image, crop, notes = load_image(request.image, g.resolution, self.crop,
+                                    **({"framing": framing} if framing else {}))
+    audio = load_request_audio(request.audio, notes=notes)
     partner = None
     if request.partner_audio is not None:  # the video follows the agent's audio
-      partner = load_request_audio(request.partner_audio, what="partner audio")
+      partner = load_request_audio(request.partner_audio, what="partner audio", notes=notes)
       partner = np.pad(partner, (0, max(0, len(audio) - len(partner))))[:len(audio)]
     frames = -(-len(audio) // (SAMPLE_RATE // self.fps))
     chunks = -(-frames // g.window)
-    return _Prepared(index, request, image, audio, partner, inputs, frames, chunks, knobs, crop)
+    return _Prepared(index, request, image, audio, partner, inputs, frames, chunks, knobs, crop,
+                     notes)
 
-  def run(self, requests: Iterable[Request], progress: bool = True) -> Iterator[Result | Failure]:
-    """Yields one Result or Failure per request, each bucket as soon as it is done."""
+  def run(self, requests: Iterable[Request], progress: bool = True,
+          sink: Callable[[Result], Any] | None = None) -> Iterator[Result | Failure]:
+    """Yields one Result or Failure per request, each batch as soon as it is done.
+
+    `sink(result)` (frames not yet made) returns a writer with write(frames), close() ->
+    files and abort(); it then receives every frame instead of the Result holding them,
+    and a writer that fails turns its request into a Failure (the others go on)."""
     from tqdm import tqdm
     prepared, buckets = [], {}
     requests = list(requests)
@@ -142,17 +161,19 @@ class Pipeline:
                desc="sampling", dynamic_ncols=True)
     try:
       for (chunks, _), items in sorted(buckets.items(), key=lambda kv: kv[0][0]):
-        for start in range(0, len(items), self.batch_size):
-          batch = items[start:start + self.batch_size]
-          yield from self._sample(batch, chunks)
-          bar.update(sum(p.frames for p in batch))
+        # A bucket smaller than the batch size runs at its own size (no idle padded rows);
+        # either way every batch of a bucket has one shape: one compile.
+        size = min(self.batch_size, len(items))
+        for start in range(0, len(items), size):
+          yield from self._sample(items[start:start + size], chunks, size, sink, bar)
     finally:
       bar.close()
 
-  def _sample(self, batch: list[_Prepared], chunks: int) -> Iterator[Result]:
+  def _sample(self, batch: list[_Prepared], chunks: int, size: int, sink,
+              bar) -> Iterator[Result | Failure]:
     g = self.sampler
     samples = chunks * g.chunk_samples
-    pad = self.batch_size - len(batch)           # fixed batch shape: one compile per bucket
+    pad = size - len(batch)                      # fixed batch shape: one compile per bucket
     rows = batch + [batch[-1]] * pad
     track = lambda x: np.pad(x, (0, samples - len(x)))
     images = np.stack([p.image for p in rows])
@@ -162,9 +183,59 @@ class Pipeline:
       partner = np.stack([track(p.partner_audio if p.partner_audio is not None
                                 else np.zeros_like(p.audio)) for p in rows])
     inputs = {k: np.stack([p.inputs[k] for p in rows]) for k in rows[0].inputs}
-    seeds = [p.request.seed for p in rows]
-    out = g.generate(images, audio, partner_audio=partner, inputs=inputs, seed=seeds,
-                     knobs=[p.knobs for p in rows], chunks=chunks)
-    for p, video in zip(batch, out["frames"]):
-      used = pad_or_trim(p.audio, p.frames, self.fps)
-      yield Result(p.request.name, video[:p.frames], used, self.fps, p.crop, p.request)
+    results = [self._result(p) for p in batch]
+    writers = [None] * len(batch)
+    failed: dict[int, Failure] = {}
+    pieces: list[list] = [[] for _ in batch]
+    for i, result in enumerate(results):
+      if sink is not None:
+        try:
+          writers[i] = sink(result)
+        except (TalkjaxError, OSError) as e:
+          failed[i] = self._failure(result, e)
+    done = 0
+    for segment in g.segments(images, audio, partner_audio=partner, inputs=inputs,
+                              seed=[p.request.seed for p in rows], knobs=[p.knobs for p in rows],
+                              chunks=chunks):
+      count = segment["frames"].shape[1]
+      for i, p in enumerate(batch):
+        frames = segment["frames"][i, :max(0, p.frames - done)]
+        if not len(frames) or i in failed:
+          continue
+        if writers[i] is None:
+          pieces[i].append(frames)
+          continue
+        try:
+          writers[i].write(frames)
+        except (TalkjaxError, OSError) as e:
+          writers[i].abort()
+          failed[i] = self._failure(results[i], e)
+      bar.update(sum(min(count, max(0, p.frames - done)) for p in batch))
+      done += count
+    for i, result in enumerate(results):
+      if i in failed:
+        yield failed[i]
+        continue
+      if writers[i] is not None:
+        try:
+          result.files = writers[i].close()
+          result.warnings += getattr(writers[i], "notes", [])
+        except (TalkjaxError, OSError) as e:
+          writers[i].abort()
+          yield self._failure(result, e)
+          continue
+      else:
+        result.frames = np.concatenate(pieces[i])
+      yield result
+
+  def _result(self, p: _Prepared) -> Result:
+    source = p.request.audio
+    return Result(p.request.name, None, pad_or_trim(p.audio, p.frames, self.fps), self.fps,
+                  p.crop, p.request, track=str(source) if isinstance(source, (str, os.PathLike)) else None,
+                  warnings=list(p.warnings), length=p.frames)
+
+  @staticmethod
+  def _failure(result: Result, error: Exception) -> Failure:
+    text = error.one_line() if isinstance(error, TalkjaxError) else \
+        f"writing failed ({type(error).__name__}: {error})"
+    return Failure(result.name, text, result.request, error)

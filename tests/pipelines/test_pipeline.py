@@ -9,7 +9,7 @@ from PIL import Image
 
 from talkjax.cli import main
 from talkjax.commands.demo import shipped_model
-from talkjax.errors import MissingCapabilityError, TalkjaxError
+from talkjax.errors import TalkjaxError
 from talkjax.pipelines.pipeline import Pipeline, Request
 from talkjax_datasets.synthtalk.clip import make_clip
 from talkjax_datasets.synthtalk.spec import BuildSpec
@@ -17,7 +17,7 @@ from talkjax_datasets.synthtalk.spec import BuildSpec
 
 @pytest.fixture(scope="module")
 def pipe():
-  return Pipeline.load(shipped_model(), batch_size=4)
+  return Pipeline.load(shipped_model(), batch_size=4, crop="center")
 
 
 def person(seconds, seed):
@@ -91,8 +91,10 @@ def test_bad_single_inputs_are_clear_errors(pipe, tmp_path, capsys):
     pipe(str(image), str(empty))
   with pytest.raises(TalkjaxError, match="shorter than one video frame"):
     pipe(str(image), np.zeros(100, np.float32))
-  with pytest.raises(MissingCapabilityError, match="face detector"):
-    Pipeline(pipe.sampler, crop="face")(str(image), str(audio))
+  noise = tmp_path / "noise.png"
+  Image.fromarray(np.random.default_rng(1).integers(0, 255, (80, 80, 3), np.uint8)).save(noise)
+  with pytest.raises(TalkjaxError, match="noise.png: no face found"):
+    Pipeline(pipe.sampler, crop="face")(str(noise), str(audio))
   with pytest.raises(TalkjaxError, match="no partner audio"):
     pipe(str(image), str(audio), partner_audio=str(audio))
   with pytest.raises(TalkjaxError, match="unknown IF-MDM sampling option"):
@@ -117,6 +119,6 @@ def test_any_image_mode_becomes_a_square_rgb_portrait(mode, tmp_path):
   im = Image.fromarray(rgb)
   im = im.convert(mode) if mode != "I;16" else Image.fromarray(rgb[..., 0].astype(np.uint16) * 200)
   im.save(tmp_path / "x.png")
-  out, how = load_image(str(tmp_path / "x.png"), 64)
+  out, how, _ = load_image(str(tmp_path / "x.png"), 64, "center")
   assert out.shape == (64, 64, 3) and out.dtype == np.uint8
   assert "center square 70x70" in how

@@ -16,9 +16,12 @@ def build_autoencoder(model_config, dtype=None) -> MotionAutoencoder:
                       fix=f"set model.latent to at least {m.directions}")
   scale = 2 ** (len(m.channels) + 1)  # one stride-2 block per channel entry, >= 2x2 at the end
   if not 64 <= m.resolution <= 512 or m.resolution % scale:
+    valid = [r for r in range(scale, 513, scale) if r >= 64]
     raise ConfigError(f"model.resolution {m.resolution} must be in 64..512 and a multiple of "
-                      f"{scale} (2 ** (len(model.channels) + 1))",
-                      fix="use 64, 128, 256 or 512 (or change model.channels)")
+                      f"{scale} (2 ** (len(model.channels) + 1), for {len(m.channels)} "
+                      "model.channels)",
+                      fix=f"use one of {', '.join(map(str, valid))}, or fewer model.channels "
+                          "for smaller frames")
   return MotionAutoencoder(channels=tuple(m.channels), latent=m.latent, directions=m.directions,
                            dtype=dtype)
 

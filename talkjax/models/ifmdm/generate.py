@@ -42,9 +42,10 @@ class IFMDMKnobs(Knobs):
   def validate(self):
     if self.mean not in MEAN_MODES:
       raise TalkjaxError(f"mean mode {self.mean!r} is not known", fix=f"use one of {MEAN_MODES}")
-    if self.steps < 1 or self.std_scale < 0:
-      raise TalkjaxError(f"sampling steps ({self.steps}) must be >= 1 and std_scale "
-                         f"({self.std_scale}) >= 0", fix="pick valid values")
+    for name, lo, hi in (("steps", 1, 1000), ("guidance", 0.0, 50.0), ("std_scale", 0.0, 10.0)):
+      if not lo <= getattr(self, name) <= hi:
+        raise TalkjaxError(f"sampling option {name}={getattr(self, name)} is out of range",
+                           fix=f"give {name} a value in {lo}..{hi}")
 
 
 def to_model_image(image):
