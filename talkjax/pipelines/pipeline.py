@@ -59,6 +59,7 @@ class Result:
   files: list = dataclasses.field(default_factory=list)   # what a sink wrote
   length: int = 0                 # frames
 
+
 @dataclasses.dataclass
 class Failure:
   name: str
@@ -194,26 +195,36 @@ class Pipeline:
         except (TalkjaxError, OSError) as e:
           failed[i] = self._failure(result, e)
     done = 0
-    for segment in g.segments(images, audio, partner_audio=partner, inputs=inputs,
-                              seed=[p.request.seed for p in rows], knobs=[p.knobs for p in rows],
-                              chunks=chunks):
-      count = segment["frames"].shape[1]
-      for i, p in enumerate(batch):
-        frames = segment["frames"][i, :max(0, p.frames - done)]
-        if not len(frames) or i in failed:
-          continue
-        if writers[i] is None:
-          pieces[i].append(frames)
-          continue
-        try:
-          writers[i].write(frames)
-        except (TalkjaxError, OSError) as e:
-          writers[i].abort()
-          failed[i] = self._failure(results[i], e)
-      bar.update(sum(min(count, max(0, p.frames - done)) for p in batch))
-      done += count
+    try:
+      for segment in g.segments(images, audio, partner_audio=partner, inputs=inputs,
+                                seed=[p.request.seed for p in rows],
+                                knobs=[p.knobs for p in rows], chunks=chunks):
+        count = segment["frames"].shape[1]
+        for i, p in enumerate(batch):
+          frames = segment["frames"][i, :max(0, p.frames - done)]
+          if not len(frames) or i in failed:
+            continue
+          if writers[i] is None:
+            pieces[i].append(frames)
+            continue
+          try:
+            writers[i].write(frames)
+          except (TalkjaxError, OSError) as e:
+            writers[i].abort()
+            failed[i] = self._failure(results[i], e)
+        bar.update(sum(min(count, max(0, p.frames - done)) for p in batch))
+        done += count
+    except TalkjaxError as e:   # the batch cannot run (e.g. too big): its requests fail
+      failed.update({i: self._failure(r, e) for i, r in enumerate(results) if i not in failed})
+    except BaseException:       # interrupted: no half-written file keeps its name
+      for w in writers:
+        if w is not None:
+          w.abort()
+      raise
     for i, result in enumerate(results):
       if i in failed:
+        if writers[i] is not None:
+          writers[i].abort()
         yield failed[i]
         continue
       if writers[i] is not None:
@@ -230,9 +241,9 @@ class Pipeline:
 
   def _result(self, p: _Prepared) -> Result:
     source = p.request.audio
+    track = str(source) if isinstance(source, (str, os.PathLike)) else None
     return Result(p.request.name, None, pad_or_trim(p.audio, p.frames, self.fps), self.fps,
-                  p.crop, p.request, track=str(source) if isinstance(source, (str, os.PathLike)) else None,
-                  warnings=list(p.warnings), length=p.frames)
+                  p.crop, p.request, track=track, warnings=list(p.warnings), length=p.frames)
 
   @staticmethod
   def _failure(result: Result, error: Exception) -> Failure:

@@ -140,3 +140,24 @@ def test_bench_names_the_resolutions_a_config_can_take(capsys):
   err = capsys.readouterr().err
   assert code == 2
   assert "a multiple of 128" in err and "use one of 128, 256, 384, 512" in err
+
+
+def test_a_batch_too_big_fails_its_requests_and_the_others_are_written(files):
+  import psutil
+  from talkjax import config as cfg
+  from talkjax.models import random_generator
+  from talkjax.pipelines.pipeline import Failure, Pipeline, Request
+  from talkjax.pipelines.sampler import SEGMENT_FRAMES, Sampler
+  from talkjax.pipelines.writing import ResultWriter
+  sampler = Sampler(*random_generator(cfg.load_config("testbed/talker"), resolution=1024))
+  long = files / "long.wav"
+  soundfile.write(long, np.zeros(11 * 16000, np.float32), 16000)
+  big = int(2 * psutil.virtual_memory().total // (SEGMENT_FRAMES * 1024 * 1024 * 3 * 2)) + 1
+  requests = [Request(str(files / "face.png"), str(long), name=f"big{i}") for i in range(big)]
+  requests.append(Request(str(files / "face.png"), str(files / "a.wav"), name="small"))
+  sink = lambda r: ResultWriter(files / f"{r.name}.mp4", r.fps, audio=r.audio, track=r.track)
+  out = list(Pipeline(sampler, crop="center", batch_size=big).run(requests, progress=False, sink=sink))
+  failed = [r for r in out if isinstance(r, Failure)]
+  assert len(failed) == big and all("GiB per device" in f.error for f in failed)
+  assert [r.name for r in out if not isinstance(r, Failure)] == ["small"]
+  assert sorted(p.name for p in files.glob("*.mp4")) == ["small.mp4"]   # no partial files
