@@ -61,12 +61,3 @@ def merge(*trees: Mapping | None) -> dict:
       flat[name] = leaf
   return unflatten(flat)
 
-
-def subtree(tree: Mapping, prefix: str) -> dict:
-  """The branch at '/'-joined `prefix` ({} when absent)."""
-  node: Any = tree
-  for key in prefix.split("/") if prefix else ():
-    if not isinstance(node, Mapping) or key not in node:
-      return {}
-    node = node[key]
-  return dict(node)

@@ -32,10 +32,6 @@ class Face:
   score: float
   landmarks: np.ndarray    # (5, 2) x, y: left eye, right eye, nose, mouth left, mouth right
 
-  @property
-  def size(self) -> float:
-    return float(min(self.box[2] - self.box[0], self.box[3] - self.box[1]))
-
 
 @dataclasses.dataclass(frozen=True)
 class Framing:

@@ -62,7 +62,6 @@ class Mp4Writer:
     self.frames = 0
 
   def _open_streams(self, h: int, w: int):
-    import av
     self.video = self.container.add_stream("libx264", rate=self.fps)
     self.video.width, self.video.height = w + w % 2, h + h % 2   # yuv420p needs even sizes
     self.video.pix_fmt = "yuv420p"

@@ -162,8 +162,9 @@ class TalkerGeneration:
     del linked
     if resolution is not None and int(resolution) != int(config.model.resolution):
       import ml_collections
-      config = ml_collections.ConfigDict(config.to_dict())
-      config.model.resolution = int(resolution)
+      from talkjax import config as cfg
+      config = cfg.apply_overrides(ml_collections.ConfigDict(config.to_dict()),
+                                   [f"model.resolution={int(resolution)}"])
     return cls(config)
 
   @classmethod

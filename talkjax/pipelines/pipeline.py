@@ -29,7 +29,7 @@ import numpy as np
 
 from talkjax.audio.align import pad_or_trim
 from talkjax.errors import TalkjaxError
-from talkjax.pipelines.inputs import load_image, load_request_audio
+from talkjax.pipelines.inputs import SYNTHTALK_FRAMING, load_image, load_request_audio
 
 SAMPLE_RATE = 16000
 
@@ -125,9 +125,8 @@ class Pipeline:
                          fix="pick another seed")
     knobs = g.knobs(**request.knobs)
     inputs = g.hook.request_inputs(emotion=request.emotion)
-    framing = getattr(g.hook, "face_framing", None)
-    image, crop, notes = load_image(request.image, g.resolution, self.crop,
-                                    **({"framing": framing} if framing else {}))
+    framing = getattr(g.hook, "face_framing", SYNTHTALK_FRAMING)
+    image, crop, notes = load_image(request.image, g.resolution, self.crop, framing)
     audio = load_request_audio(request.audio, notes=notes)
     partner = None
     if request.partner_audio is not None:  # the video follows the agent's audio
@@ -185,15 +184,13 @@ class Pipeline:
                                 else np.zeros_like(p.audio)) for p in rows])
     inputs = {k: np.stack([p.inputs[k] for p in rows]) for k in rows[0].inputs}
     results = [self._result(p) for p in batch]
-    writers = [None] * len(batch)
+    writers: list = [None] * len(batch)
     failed: dict[int, Failure] = {}
-    pieces: list[list] = [[] for _ in batch]
     for i, result in enumerate(results):
-      if sink is not None:
-        try:
-          writers[i] = sink(result)
-        except (TalkjaxError, OSError) as e:
-          failed[i] = self._failure(result, e)
+      try:
+        writers[i] = sink(result) if sink is not None else _InMemory(result)
+      except (TalkjaxError, OSError) as e:
+        failed[i] = self._failure(result, e)
     done = 0
     try:
       for segment in g.segments(images, audio, partner_audio=partner, inputs=inputs,
@@ -203,9 +200,6 @@ class Pipeline:
         for i, p in enumerate(batch):
           frames = segment["frames"][i, :max(0, p.frames - done)]
           if not len(frames) or i in failed:
-            continue
-          if writers[i] is None:
-            pieces[i].append(frames)
             continue
           try:
             writers[i].write(frames)
@@ -227,16 +221,13 @@ class Pipeline:
           writers[i].abort()
         yield failed[i]
         continue
-      if writers[i] is not None:
-        try:
-          result.files = writers[i].close()
-          result.warnings += getattr(writers[i], "notes", [])
-        except (TalkjaxError, OSError) as e:
-          writers[i].abort()
-          yield self._failure(result, e)
-          continue
-      else:
-        result.frames = np.concatenate(pieces[i])
+      try:
+        result.files = writers[i].close()
+        result.warnings += getattr(writers[i], "notes", [])
+      except (TalkjaxError, OSError) as e:
+        writers[i].abort()
+        yield self._failure(result, e)
+        continue
       yield result
 
   def _result(self, p: _Prepared) -> Result:
@@ -250,3 +241,20 @@ class Pipeline:
     text = error.one_line() if isinstance(error, TalkjaxError) else \
         f"writing failed ({type(error).__name__}: {error})"
     return Failure(result.name, text, result.request, error)
+
+
+class _InMemory:
+  """The writer when no sink is given: the frames end up in `result.frames`."""
+
+  def __init__(self, result: Result):
+    self.result, self.pieces = result, []
+
+  def write(self, frames) -> None:
+    self.pieces.append(frames)
+
+  def close(self) -> list:
+    self.result.frames = np.concatenate(self.pieces)
+    return []
+
+  def abort(self) -> None:
+    self.pieces = []

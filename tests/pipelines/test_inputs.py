@@ -2,7 +2,6 @@
 photographs from scikit-image for the face detector, and every hostile file's outcome."""
 
 import struct
-import zlib
 
 import numpy as np
 import pytest
