@@ -92,6 +92,13 @@ class Stage2Task:
     self.config = config
     self.model = build_motion_dit(config, jnp.dtype(config.compute_dtype))
     self.alphas = schedules.alphas_cumprod(config.diffusion.steps, config.diffusion.schedule)
+    self._codes = {}
+
+  def codes(self, split: str) -> dict:
+    """A split's motion codes, read once per task (statistics and data share them)."""
+    if split not in self._codes:
+      self._codes[split] = cached_codes(self.config, split)
+    return self._codes[split]
 
   def feature_dim(self) -> int:
     from talkjax.models.ifmdm.audio import feature_dim
@@ -119,7 +126,7 @@ class Stage2Task:
 
   def initial_values(self):
     """The training split's motion statistics (from the cached stage-1 motion codes)."""
-    stats = motion_stats(cached_codes(self.config, "train"), int(self.config.model.window))
+    stats = motion_stats(self.codes("train"), int(self.config.model.window))
     return {"frozen": {"motion_stats": stats}}
 
   @staticmethod
@@ -150,6 +157,6 @@ class Stage2Task:
     return per_example, metrics
 
   def data_source(self, split):
-    codes = cached_codes(self.config, "train" if split == "train" else "val")
+    codes = self.codes("train" if split == "train" else "val")
     return MotionWindows(codes, self.config.model.window, self.config.data.stride,
                          name=f"{self.config.data.path}:{split}")
