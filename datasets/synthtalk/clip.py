@@ -39,6 +39,16 @@ def _turns(rng, seconds):
 
 def make_clip(spec: BuildSpec, index: int) -> dict:
   """Raw clip: uint8 frames (T, R, R, 3), audio, and per-frame / per-clip ground truth."""
+  ident, state, example = clip_state(spec, index)
+  example["frames"] = render_frames(ident, state, spec.resolution)
+  return example
+
+
+def clip_state(spec: BuildSpec, index: int) -> tuple[dict, dict, dict]:
+  """(identity, per-frame face state, example without frames) of clip `index`.
+
+  Rendering the state gives the clip's frames; evaluation renders edited states (a halved
+  mouth, another identity) to check that its metrics reject them."""
   rng = np.random.default_rng([spec.seed, 104729, index])
   ident_id = identity_of_clip(spec, index)
   ident = draw_identity(spec.seed, ident_id)
@@ -80,9 +90,7 @@ def make_clip(spec: BuildSpec, index: int) -> dict:
   mouth_width = np.clip(width + face[:, 6] * 0.5, 0, 1).astype(np.float32)
   state = {"mouth_open": mouth_open, "mouth_width": mouth_width, "pose": pose,
            "blink": blink, "speaking": speaking, "emotion_face": face}
-  frames = render_frames(ident, state, spec.resolution)
   example.update({
-      "frames": frames,
       "audio": audio.astype(np.float32),
       "mouth_open": mouth_open,
       "mouth_width": mouth_width,
@@ -95,7 +103,7 @@ def make_clip(spec: BuildSpec, index: int) -> dict:
       "identity_params": identity_vector(ident),
       "clip_index": np.int64(index),
   })
-  return example
+  return ident, state, example
 
 
 def encode_frames(frames: np.ndarray, image_format: str) -> np.ndarray:

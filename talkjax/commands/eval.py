@@ -19,7 +19,8 @@ examples:
   talkjax eval --video out.mp4 --audio speech.wav --emotion happy --json metrics.json
   talkjax eval --video out.mp4 --partner-audio partner.wav   # dyadic: speak/listen accuracy
   talkjax eval check-probe --data data/heldout        # probe accuracy on unseen identities
-  talkjax eval model --checkpoint runs/ifmdm_tiny_stage2 --data data/heldout_20s --json m.json
+  talkjax eval model --checkpoint runs/ifmdm_tiny_stage2 --data data/heldout20 --split train \\
+      --controls --report reports/ifmdm_tiny      # metrics vs ground truth: JSON, table, plots
   talkjax eval train-probe --data data/probe_train --steps 5000 --weights probe.msgpack
 """
 
@@ -45,6 +46,12 @@ def add_arguments(parser):
   parser.add_argument("--split", default="test", help="model: which split of --data (default test)")
   parser.add_argument("--clips", type=int, default=0, help="model: score the first N clips (0: all)")
   parser.add_argument("--seed", type=int, default=0, help="model: sampling seed")
+  parser.add_argument("--controls", action="store_true",
+                      help="model: also score control videos made from each clip's ground "
+                           "truth (still portrait, 2 frames late, mouth halved, another "
+                           "person) to show what each pass mark rejects")
+  parser.add_argument("--report", help="model: write metrics.json, table.md (Markdown) and "
+                                       "curves.png (plots) to this folder")
   parser.add_argument("--json", help="also write the result to this file")
 
 
@@ -71,7 +78,8 @@ def run(args):
     print(f"wrote {args.weights or probe_lib.WEIGHTS}")
     return 0
   if args.action == "model":
-    return _emit(_score_model(args), args.json)
+    from talkjax.eval.report import to_json
+    return _emit(to_json(_score_model(args)), args.json, quiet=bool(args.report))
   params = probe_lib.load_params(args.weights or probe_lib.WEIGHTS)
   if args.action == "check-probe":
     if not args.data:
@@ -118,22 +126,41 @@ def _score_model(args):
   if not args.checkpoint or not args.data:
     raise TalkjaxError("`talkjax eval model` needs --checkpoint and --data",
                        fix="talkjax eval model --checkpoint runs/ifmdm_tiny_stage2 --data "
-                           "data/heldout (build it: talkjax data build synthtalk --out "
-                           "data/heldout --seconds 20 --seed 12345)")
+                           "data/heldout20 --split train (build it: talkjax data build "
+                           "synthtalk --out data/heldout20 --identities 24 --clips 24 "
+                           "--seconds 20 --seed 12345)")
   from talkjax.data.synthtalk import SynthTalkClips
-  from talkjax.eval.generated import load_generator, score_generator
-  generate = load_generator(args.checkpoint, seed=args.seed)
-  source = SynthTalkClips(args.data, args.split)
-  count = min(args.clips or len(source), len(source))
-  clips = (source.clip(i) for i in range(count))
-  result = score_generator(generate, clips, fps=source.fps, total=count)
-  result.update(checkpoint=str(args.checkpoint), data=str(source.path), split=args.split)
+  from talkjax.eval.generated import check_held_out, evaluate_generator, load_generator
+  source = SynthTalkClips(args.data, args.split)   # validated before the model loads
+  if args.clips < 0:
+    raise TalkjaxError(f"--clips must be >= 0 (0: all), got {args.clips}")
+  generate, sampler = load_generator(args.checkpoint, seed=args.seed)
+  check_held_out(sampler.hook, source.meta, source.path)
+  if int(source.meta["resolution"]) != sampler.resolution:
+    raise TalkjaxError(f"the data is {source.meta['resolution']} px but the model makes "
+                       f"{sampler.resolution} px frames", path=source.path,
+                       fix=f"build the held-out set with --resolution {sampler.resolution}")
+  suite = _suite(args)
+  result = evaluate_generator(generate, source, args.clips or None, controls=args.controls,
+                              suite=suite)
+  result.update(checkpoint=str(args.checkpoint), data=str(source.path), split=args.split,
+                sampling_seed=args.seed, data_seed=int(source.meta["seed"]))
+  if args.report:
+    from talkjax.eval import report
+    files = report.write(result, args.report)
+    print("\n" + files["markdown"].read_text())
+    print("report: " + ", ".join(str(f) for f in files.values()))
   return result
 
 
-def _emit(result, json_path):
+def _suite(args):
+  return None
+
+
+def _emit(result, json_path, quiet: bool = False):
   text = json.dumps(result, indent=2)
-  print(text)
+  if not quiet:
+    print(text)
   if json_path:
     with open(json_path, "w") as f:
       f.write(text + "\n")

@@ -1,10 +1,13 @@
-"""Scoring a generator on held-out SynthTalk clips: each clip's first frame is the identity
-image, its audio drives the generator, and the probe scores the result.
+"""Scoring a generator on held-out SynthTalk clips, against those clips' ground truth.
 
-`score_generator(generate, clips)` accepts any `generate(image uint8 (R, R, 3), audio
+Each clip's first frame is the identity image and its audio drives the generator; the
+probe then reads the generated video *and* the clip's ground-truth video, and
+`versus_truth.compare` judges the first against the second (talkjax/eval/README.md).
+`evaluate_generator(generate, source)` accepts any `generate(image uint8 (R, R, 3), audio
 16 kHz) -> frames uint8 (T, R, R, 3)`, so every model family is judged by the same rule.
-Aggregates: mean lip-sync correlation, every clip's best offset and their median, and the
-identity drift 1 - cos(identity of a frame, identity of the input image), mean and worst.
+With `controls=True` the same marks also judge the control videos (a still portrait,
+ground truth 2 frames late, the mouth halved, another person): the report then shows
+what each mark rejects next to what the model scored.
 """
 
 from __future__ import annotations
@@ -12,36 +15,115 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
+from talkjax.errors import TalkjaxError
+from talkjax.eval import controls as controls_lib
+from talkjax.eval import versus_truth
+
+CURVE_CLIPS = 3   # clips whose per-frame curves the report keeps (for the plots)
+
 
 def load_generator(checkpoint, seed: int = 0):
-  """`generate(image, audio) -> frames` of a trained model (folder or single file)."""
+  """(`generate(image, audio) -> frames`, the sampler) of a trained model (folder or file)."""
   from talkjax.pipelines.sampler import Sampler
   sampler = Sampler.load(checkpoint)
-  return lambda image, audio: sampler.generate(image[None], audio[None], seed=seed)["frames"][0]
+  generate = lambda image, audio: sampler.generate(image[None], audio[None], seed=seed)["frames"][0]
+  return generate, sampler
 
 
-def score_generator(generate, clips, fps: float = 25.0, progress: bool = True,
-                    total: int | None = None) -> dict:
+def training_data_seeds(hook) -> set[int]:
+  """The SynthTalk seeds every stage of a generator was trained on (from the configs the
+  model file or training folder records)."""
+  seeds = set()
+  for config in [hook.config, *getattr(hook, "linked", {}).values()]:
+    data = config.get("data", None) if config is not None else None
+    if data is not None and data.get("kind") == "synthtalk" and "synthtalk" in data:
+      seeds.add(int(data.synthtalk.seed))
+  return seeds
+
+
+def check_held_out(hook, meta: dict, data_path) -> None:
+  """Refuses a SynthTalk set drawn with a seed the model was trained on (same people)."""
+  seed = int(meta.get("seed", -1))
+  if seed in training_data_seeds(hook):
+    raise TalkjaxError(
+        f"this SynthTalk set was built with seed {seed}, the seed the model was trained on: "
+        "its people and speech are training data", path=data_path,
+        fix="build a held-out set with another seed: talkjax data build synthtalk --out "
+            "data/heldout20 --identities 20 --clips 20 --seconds 20 --seed 12345")
+
+
+class ClipList:
+  """Clips held in memory (made by `make_clip`), readable like a built SynthTalkClips."""
+
+  def __init__(self, clips: list[dict], spec):
+    import dataclasses
+    self.clips, self.fps, self.path = clips, int(spec.fps), "<in memory>"
+    self.meta = dataclasses.asdict(spec)
+
+  def __len__(self):
+    return len(self.clips)
+
+  def clip(self, index: int) -> dict:
+    return self.clips[index]
+
+
+def evaluate_generator(generate, source, count: int | None = None, *, controls: bool = False,
+                       suite=None, progress: bool = True) -> dict:
+  """Scores `generate` on the first `count` clips of `source` (SynthTalkClips or ClipList).
+
+  Returns {comparison, controls (optional), suite (optional), per_clip, curves}."""
   from talkjax.eval import probe as probe_lib
-  from talkjax.eval.metrics import evaluate_video
   params = probe_lib.load_params()
-  per_clip = []
-  for clip in tqdm(clips, desc="scoring", unit="clip", disable=not progress, total=total):
-    image = clip["frames"][0]
-    frames = generate(image, clip["audio"])
-    m = evaluate_video(frames, clip["audio"], fps, params=params, reference_frame=image)
-    per_clip.append({"lipsync_corr": m["lipsync_corr"], "best_offset": m["best_offset"],
-                     "identity_drift_max": 1.0 - m["identity_cos_min"],
-                     "identity_drift_last": 1.0 - m["identity_cos_last"],
-                     "seconds": len(frames) / fps,
-                     "head_std_ratio_to_data": m["head_std_ratio_to_data"]})
-  offsets = [c["best_offset"] for c in per_clip]
-  return {
-      "clips": len(per_clip),
-      "lipsync_corr": float(np.mean([c["lipsync_corr"] for c in per_clip])),
-      "best_offset_median": float(np.median(offsets)),
-      "best_offsets": offsets,
-      "identity_drift_max": float(np.max([c["identity_drift_max"] for c in per_clip])),
-      "identity_drift_mean_last": float(np.mean([c["identity_drift_last"] for c in per_clip])),
-      "per_clip": per_clip,
-  }
+  count = len(source) if count is None else min(count, len(source))
+  if count < 1:
+    raise TalkjaxError("no clips to score", path=source.path, fix="pass --clips 1 or more")
+  fps = source.fps
+  spec = controls_lib.spec_from_metadata(source.meta) if controls else None
+  scored = {"generated": [], "truth": []}
+  control_scores = {name: [] for name in controls_lib.CONTROLS} if controls else {}
+  per_clip, curves = [], []
+  for i in tqdm(range(count), desc="evaluating", unit="clip", disable=not progress):
+    clip = source.clip(i)
+    truth = clip["frames"]
+    image = truth[0]
+    generated = np.asarray(generate(image, clip["audio"]))
+    if generated.shape[1:] != truth.shape[1:]:
+      raise TalkjaxError(f"the generator made {generated.shape[1:3]} frames for "
+                         f"{truth.shape[1:3]} ground truth", path=source.path,
+                         fix="evaluate on a SynthTalk set built at the model's resolution")
+    n = min(len(generated), len(truth))   # a generator may round the length to its chunks
+    generated, truth = generated[:n], truth[:n]
+    ref = probe_lib.read_frames(params, image[None])["identity"][0]
+    kwargs = dict(emotion=int(clip["emotion"][0]), partner_audio=clip.get("partner_audio"))
+
+    def score(frames):
+      return versus_truth.video_scores(probe_lib.read_frames(params, frames), clip["audio"],
+                                       fps, ref, **kwargs)
+
+    row = {"generated": score(generated), "truth": score(truth)}
+    for key in scored:
+      scored[key].append(row[key])
+    for name in control_scores:
+      video = controls_lib.control_video(name, truth, spec, int(clip["clip_index"]))
+      control_scores[name].append(score(video[:n]))
+    if suite is not None:
+      suite.add(image, generated, truth, clip["audio"], fps)
+    per_clip.append({"clip": i, **{k: _plain(v) for k, v in row.items()}})
+    if i < CURVE_CLIPS:
+      curves.append({"clip": i, "generated": row["generated"]["curves"],
+                     "truth": row["truth"]["curves"]})
+  result = {"clips": count, "fps": fps,
+            "comparison": versus_truth.compare(scored["generated"], scored["truth"]),
+            "per_clip": per_clip, "curves": curves}
+  if controls:
+    result["controls"] = {name: versus_truth.compare(s, scored["truth"])
+                          for name, s in control_scores.items()}
+  if suite is not None:
+    result["suite"] = suite.results()
+  return result
+
+
+def _plain(scores: dict) -> dict:
+  """A video's scores without the per-frame curves, JSON-ready."""
+  return {k: (np.round(v, 5).tolist() if isinstance(v, np.ndarray) else v)
+          for k, v in scores.items() if k != "curves"}

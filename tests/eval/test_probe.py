@@ -8,7 +8,7 @@ import pytest
 from talkjax.cli import main
 from talkjax.eval import probe as probe_lib
 from talkjax.eval.metrics import lip_sync
-from talkjax.eval.probe_check import THRESHOLDS, check_probe
+from talkjax.eval.probe_check import check_probe
 from talkjax_datasets.synthtalk.builder import build
 from talkjax_datasets.synthtalk.spec import BuildSpec
 
@@ -33,8 +33,11 @@ def test_shipped_weights_are_small():
 def test_probe_reaches_thresholds_on_held_out_identities(held_out, params):
   result = check_probe(held_out, params)
   assert result["identities"] == 24
-  for name, threshold in THRESHOLDS.items():
-    assert result[name] >= threshold, (name, result)
+  # The marks of talkjax/eval/README.md, written here (not imported from the module).
+  assert result["mouth_open_corr"] >= 0.95, result
+  assert result["emotion_accuracy"] >= 0.95, result
+  assert result["speaking_accuracy"] >= 0.95, result
+  assert result["identity_top1"] >= 0.99, result
 
 
 def _clips(held_out, n):

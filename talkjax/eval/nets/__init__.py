@@ -1,0 +1,1 @@
+"""Networks of the standard metric suite, each importing its published weights file."""
