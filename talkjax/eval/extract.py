@@ -56,6 +56,8 @@ def map_batches(fn: Callable, params, items: np.ndarray, batch_size: int = 32,
     pad = batch_size - len(chunk)
     if pad:
       chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
+    # Placed explicitly: with several processes jit refuses numpy for a sharded argument.
+    chunk = jax.device_put(chunk, NamedSharding(_local_mesh(), PartitionSpec("data")))
     out.append(np.asarray(run(params, chunk))[:batch_size - pad])
   return np.concatenate(out)
 
