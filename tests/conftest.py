@@ -8,3 +8,36 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Tests stay hermetic: no persistent XLA cache in ~/.cache (test_cli checks the cache itself).
 os.environ.setdefault("TALKJAX_COMPILATION_CACHE", "off")
+# Two pytest workers share the 2 cores: one BLAS thread each (a 2048-d Frechet distance ran
+# ~5x slower with OpenBLAS threads spinning against the other worker).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def _importable_torchvision():
+  """PyPI's Linux torchvision (pulled in by the reference packages pytorch-fid, lpips and
+  syncnet-python) is a CUDA build whose C extension cannot load beside the CPU torch; its
+  import then stops registering fake kernels for two detection ops, nms and qnms, and
+  transformers' Wav2Vec2 import fails with it. No reference the tests run uses those ops, so
+  their schemas are declared (only when that failure happens) and torchvision imports."""
+  import importlib.util
+  import sys
+  if importlib.util.find_spec("torchvision") is None:
+    return
+  import torch
+  try:
+    import torchvision  # noqa: F401
+  except RuntimeError as e:
+    if "torchvision::" not in str(e):
+      raise
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+      del sys.modules[name]
+    lib = torch.library.Library("torchvision", "FRAGMENT")
+    for op in ("nms", "qnms"):
+      lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _LIBRARIES.append(lib)
+    import torchvision  # noqa: F401,F811
+
+
+_LIBRARIES = []   # keeps the op library alive for the session
+_importable_torchvision()
+

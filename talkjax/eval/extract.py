@@ -31,6 +31,21 @@ def _compiled(fn: Callable):
                  out_shardings=NamedSharding(mesh, PartitionSpec("data")))
 
 
+_PLACED: list = []   # [(params, their replicated copy)] of the last few networks
+
+
+def _replicated(params):
+  """Parameters copied to every local device once per network, not once per call (SyncNet
+  is 60 MB and is called twice per clip)."""
+  for source, placed in _PLACED:
+    if source is params:
+      return placed
+  placed = jax.device_put(params, NamedSharding(_local_mesh(), PartitionSpec()))
+  _PLACED.append((params, placed))   # holding `params` keeps its identity from being reused
+  del _PLACED[:-4]
+  return placed
+
+
 def map_batches(fn: Callable, params, items: np.ndarray, batch_size: int = 32,
                 progress: str | None = None) -> np.ndarray:
   """`fn(params, items[i:i+b])` over all of `items` (leading axis), concatenated as numpy.
@@ -45,7 +60,7 @@ def map_batches(fn: Callable, params, items: np.ndarray, batch_size: int = 32,
   ways = len(jax.local_devices())
   batch_size = -(-max(1, min(batch_size, len(items))) // ways) * ways
   run = _compiled(fn)
-  params = jax.device_put(params, NamedSharding(_local_mesh(), PartitionSpec()))
+  params = _replicated(params)
   starts = range(0, len(items), batch_size)
   if progress:
     from tqdm import tqdm
