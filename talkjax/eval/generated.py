@@ -107,7 +107,8 @@ def evaluate_generator(generate, source, count: int | None = None, *, controls: 
       video = controls_lib.control_video(name, truth, spec, int(clip["clip_index"]))
       control_scores[name].append(score(video[:n]))
     if suite is not None:
-      suite.add(image, generated, truth, clip["audio"], fps)
+      suite.add(image, generated, truth, clip["audio"], fps,
+                still=controls_lib.still(truth) if controls else None)
     per_clip.append({"clip": i, **{k: _plain(v) for k, v in row.items()}})
     if i < CURVE_CLIPS:
       curves.append({"clip": i, "generated": row["generated"]["curves"],
@@ -120,6 +121,8 @@ def evaluate_generator(generate, source, count: int | None = None, *, controls: 
                           for name, s in control_scores.items()}
   if suite is not None:
     result["suite"] = suite.results()
+    for clip, sync in zip(result["curves"], suite.sync_curves):
+      clip["syncnet"] = sync   # per-window SyncNet confidence, for the plots
   return result
 
 

@@ -55,10 +55,14 @@ def markdown(result: dict) -> str:
 
 
 def suite_markdown(suite: dict) -> str:
-  lines = ["| standard metric | generated | ground truth | protocol |", "|---|---|---|---|"]
+  still = any("still" in row for row in suite.values())
+  head = ["standard metric", "ground truth", "generated"] + (["still portrait"] if still else [])
+  lines = ["| " + " | ".join(head + ["protocol"]) + " |", "|" + "---|" * (len(head) + 1)]
+  cell = lambda v: "n/a" if v is None else _fmt(v)
   for name, row in suite.items():
-    truth = "" if row.get("truth") is None else _fmt(row["truth"])
-    lines.append(f"| {name} | {_fmt(row['generated'])} | {truth} | {row.get('protocol', '')} |")
+    cells = [name, cell(row.get("truth")), cell(row["generated"])]
+    cells += [cell(row.get("still"))] if still else []
+    lines.append("| " + " | ".join(cells + [row.get("protocol", "")]) + " |")
   return "\n".join(lines)
 
 
@@ -81,7 +85,9 @@ def plot_curves(result: dict, path) -> pathlib.Path:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   curves, fps = result["curves"], result["fps"]
-  fig, axes = plt.subplots(len(curves), 3, figsize=(15, 3.2 * len(curves)), squeeze=False)
+  columns = 4 if curves and "syncnet" in curves[0] else 3
+  fig, axes = plt.subplots(len(curves), columns, figsize=(5 * columns, 3.2 * len(curves)),
+                           squeeze=False)
   for row, clip in zip(axes, curves):
     g, t = clip["generated"], clip["truth"]
     time = np.arange(len(g["mouth_open"])) / fps
@@ -98,6 +104,12 @@ def plot_curves(result: dict, path) -> pathlib.Path:
       sync = rolling_sync(c["mouth_open"], c["implied_mouth"], fps)
       row[2].plot(time[zoom], sync[zoom], color=color, lw=1, label=name)
     row[2].set(title=f"lip-sync over {ROLLING_S:g} s windows", xlabel="s", ylim=(-1, 1))
+    if columns == 4:   # SyncNet's per-window confidence (one value per 5-frame window)
+      for name, key, color in (("ground truth", "truth", "k"), ("generated", "generated", "tab:red")):
+        conf = np.asarray(clip["syncnet"][key])
+        row[3].plot(np.arange(len(conf))[:int(ZOOM_S * fps)] / fps, conf[:int(ZOOM_S * fps)],
+                    color=color, lw=1, label=name)
+      row[3].set(title="SyncNet confidence per window", xlabel="s")
     for ax in row:
       ax.legend(fontsize=7, loc="lower right")
   fig.tight_layout()
