@@ -21,7 +21,7 @@ COMMANDS = {
     "demo": ("talkjax.commands.demo", "make a talking-head video from the built-in SynthTalk model"),
     "train": ("talkjax.commands.train", "train a model from an experiment config"),
     "sample": ("talkjax.commands.sample", "image + audio -> talking-head mp4 (one request or a manifest)"),
-    "eval": ("talkjax.commands.eval", "score generated videos with the SynthTalk probe"),
+    "eval": ("talkjax.commands.eval", "judge a model against ground truth, or score a video"),
     "data": ("talkjax.commands.data", "build and inspect datasets (SynthTalk, MEAD, HDTF, DyConv)"),
     "convert": ("talkjax.commands.convert", "import pretrained weights (e.g. wav2vec2) into talkjax"),
     "bench": ("talkjax.commands.bench", "measure speed: training, audio features, sampling"),

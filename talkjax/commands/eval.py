@@ -1,10 +1,13 @@
-"""Score generated talking-head videos with the SynthTalk probe.
+"""Judge a talking-head model against ground truth, or score one video.
 
-Reports lip-sync (correlation with the audio-implied mouth trajectory and the best
-audio-video offset), emotion accuracy, identity drift, head-motion statistics and
-speak/listen accuracy as JSON. The probe is a small CNN trained on SynthTalk that ships
-with talkjax; `train-probe` retrains it and `check-probe` measures it on a held-out set
-(see talkjax/eval/README.md).
+`model` generates from every held-out SynthTalk clip (its first frame + its audio) and
+judges each SynthTalk metric against ground truth's value on the same clips, with 95 %
+intervals and pass marks written as ratios to ground truth; `--controls` shows what each
+mark rejects (a still portrait, 2 frames late, half mouth, another person); the standard
+suite (FVD, FID, Sync-C/D, CSIM, LPIPS/PSNR/SSIM) is added by its flags; `--report DIR`
+writes JSON, a Markdown table and plots. `video` (default) scores one video with the
+SynthTalk probe; `train-probe` retrains the probe and `check-probe` measures it on a
+held-out set. Protocols and pass marks: talkjax/eval/README.md.
 """
 
 from __future__ import annotations
