@@ -1,9 +1,10 @@
 """Metrics for a generated talking-head video and its driving audio, read by the probe.
 
 - lip-sync: Pearson correlation between the probe's mouth opening and the mouth trajectory
-  the audio implies (audio_mouth.py), at the best offset within +-SYNC_TOLERANCE frames
-  (read 60 ms ahead: lips lead sound, so natural sync peaks at 0); plus the best offset over +-MAX_OFFSET frames and its
-  correlation, like SyncNet's offset search. A shifted or foreign audio track scores low.
+  the audio implies (audio_mouth.py) at offset 0 (read 60 ms ahead: lips lead sound, so
+  natural sync peaks at 0): a mouth 2 frames late loses it; plus the best offset over
+  +-MAX_OFFSET frames and its correlation, like SyncNet's offset search. A shifted or
+  foreign audio track scores low.
 - emotion accuracy (against a target emotion, when given) and the emotion histogram;
 - identity drift: cosine of each frame's identity embedding to the first frame's (or to a
   reference image's);
@@ -22,7 +23,6 @@ import numpy as np
 from talkjax.eval import audio_mouth
 from talkjax_datasets.synthtalk.spec import EMOTIONS, POSE_FIELDS
 
-SYNC_TOLERANCE = 3
 MAX_OFFSET = 15
 
 
@@ -48,10 +48,10 @@ def lip_sync(mouth, audio, fps, max_offset=MAX_OFFSET) -> dict:
   corrs = offset_correlations(np.asarray(mouth, np.float64), implied, max_offset)
   if not corrs:
     return {"lipsync_corr": 0.0, "best_offset": 0, "best_offset_corr": 0.0}
-  near = max(v for d, v in corrs.items() if abs(d) <= SYNC_TOLERANCE)
   best = max(corrs, key=corrs.get)
   values = np.array(list(corrs.values()))
-  return {"lipsync_corr": near, "best_offset": int(best), "best_offset_corr": corrs[best],
+  return {"lipsync_corr": corrs.get(0, 0.0), "best_offset": int(best),
+          "best_offset_corr": corrs[best],
           "sync_confidence": float(corrs[best] - np.median(values))}
 
 
