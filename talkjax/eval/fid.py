@@ -27,6 +27,7 @@ import jax
 import numpy as np
 
 from talkjax.errors import TalkjaxError
+from talkjax.eval.checks import uint8_frames
 from talkjax.eval import extract, frechet
 from talkjax.eval.nets import inception
 
@@ -41,18 +42,7 @@ def _check_frames(frames, what: str, minimum: int) -> np.ndarray:
     if len(shapes) > 1:
       raise TalkjaxError(f"{what}: frames of different sizes {sorted(shapes)[:3]}",
                          fix="resize all frames of a set to one size first")
-  frames = np.asarray(frames)
-  if frames.dtype != np.uint8:
-    raise TalkjaxError(f"{what} must be uint8 RGB frames (0..255), got dtype {frames.dtype}",
-                       fix="pass frames as decoded from the video; convert floats in [0, 1] "
-                           "with (x * 255).round().astype(np.uint8)")
-  if frames.ndim != 4 or frames.shape[-1] != 3:
-    raise TalkjaxError(f"{what} must be shaped (N, H, W, 3), got {frames.shape}",
-                       fix="stack RGB frames along a leading axis (grayscale: repeat it to 3 "
-                           "channels; RGBA: drop alpha)")
-  if frames.shape[1] < 1 or frames.shape[2] < 1:
-    raise TalkjaxError(f"{what} have an empty frame size {frames.shape[1:3]}",
-                       fix="pass decoded frames")
+  frames = uint8_frames(frames, what, "(N, H, W, 3)")
   if len(frames) < minimum:
     raise TalkjaxError(f"{what}: {len(frames)} frame(s); FID needs at least {minimum} per set "
                        "(and is only stable with thousands)", fix="pass more frames")

@@ -28,6 +28,7 @@ import pickle
 import numpy as np
 
 from talkjax.errors import TalkjaxError
+from talkjax.eval.checks import uint8_frames
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -72,15 +73,7 @@ def pair_metrics(params, pairs):
 
 
 def _check(video, name: str) -> np.ndarray:
-  if not isinstance(video, np.ndarray):
-    video = np.asarray(video)
-  if video.dtype != np.uint8:
-    raise TalkjaxError(f"{name} video has dtype {video.dtype}, expected uint8 frames (0-255)",
-                       fix="pass frames as np.uint8, e.g. np.clip(x * 255, 0, 255)"
-                           ".astype(np.uint8) for floats in [0, 1]")
-  if video.ndim != 4 or video.shape[-1] != 3:
-    raise TalkjaxError(f"{name} video has shape {video.shape}, expected (frames, height, "
-                       "width, 3)", fix="pass one RGB video as a (T, H, W, 3) array")
+  video = uint8_frames(video, f"{name} video")
   return video
 
 

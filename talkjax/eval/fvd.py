@@ -39,6 +39,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from talkjax.errors import TalkjaxError
+from talkjax.eval.checks import uint8_frames
 
 CLIP_LEN = 16
 INPUT_SIZE = 224
@@ -131,17 +132,7 @@ def clip_logits(params, clips):
 
 
 def _check_video(video, name: str, clip_len: int) -> np.ndarray:
-  if not isinstance(video, np.ndarray):
-    video = np.asarray(video)
-  if video.dtype != np.uint8:
-    raise TalkjaxError(f"{name} has dtype {video.dtype}, expected uint8 frames (0-255)",
-                       fix="pass frames as np.uint8, e.g. np.clip(x * 255, 0, 255)"
-                           ".astype(np.uint8) for floats in [0, 1]")
-  if video.ndim != 4 or video.shape[-1] != 3:
-    raise TalkjaxError(f"{name} has shape {video.shape}, expected (frames, height, width, 3)",
-                       fix="pass one RGB video as a (T, H, W, 3) array")
-  if video.shape[1] < 1 or video.shape[2] < 1:
-    raise TalkjaxError(f"{name} has empty frames of shape {video.shape[1:]}")
+  video = uint8_frames(video, name)
   if len(video) < clip_len:
     raise TalkjaxError(f"{name} has {len(video)} frames, FVD clips need {clip_len}",
                        fix=f"use videos of at least {clip_len} frames")

@@ -209,7 +209,7 @@ def test_bad_weights_files(reference, tmp_path):
 
 def test_bad_frames_and_statistics(tmp_path):
   ok = np.zeros((2, 16, 16, 3), np.uint8)
-  _raises("must be uint8", fidlib.features, None, ok.astype(np.float32))
+  _raises("expected uint8", fidlib.features, None, ok.astype(np.float32))
   _raises(r"\(N, H, W, 3\)", fidlib.features, None, np.zeros((2, 16, 16), np.uint8))
   _raises(r"\(N, H, W, 3\)", fidlib.features, None, np.zeros((2, 16, 16, 4), np.uint8))
   _raises("different sizes", fidlib.features, None, [ok[0], np.zeros((8, 8, 3), np.uint8)])
