@@ -26,6 +26,9 @@ import numpy as np
 
 from talkjax.audio.wav2vec2 import Wav2Vec2Config, init_params
 from talkjax.convert.checkpoint_files import read_checkpoint_folder
+from talkjax.convert.torch_names import flatten as _flatten
+from talkjax.convert.torch_names import module_path, to_flax
+from talkjax.convert.torch_names import unflatten as _unflatten
 from talkjax.errors import TalkjaxError
 
 _POS_CONV = "encoder.pos_conv_embed.conv."
@@ -58,26 +61,13 @@ def _fold_weight_norm(tensors: dict, path: str) -> dict:
 
 
 def _flax_key(hf_key: str, array: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
-  parts = hf_key.split(".")
-  # "layers.3" / "conv_layers.0" -> "layers_3" / "conv_layers_0"
-  merged = []
-  for p in parts:
-    if p.isdigit() and merged:
-      merged[-1] = f"{merged[-1]}_{p}"
-    else:
-      merged.append(p)
-  *module, leaf = merged
-  owner = module[-1] if module else ""
-  if leaf == "weight":
-    if owner in ("layer_norm", "final_layer_norm"):
-      return tuple(module) + ("scale",), array
-    if array.ndim == 3:  # Conv1d (out, in/groups, k) -> (k, in/groups, out)
-      return tuple(module) + ("kernel",), np.transpose(array, (2, 1, 0))
-    if array.ndim == 2:  # Linear (out, in) -> (in, out)
-      return tuple(module) + ("kernel",), array.T
-  if leaf == "bias":
-    return tuple(module) + ("bias",), array
-  raise KeyError(hf_key)
+  """torch_names.to_flax, except that a 1-D weight is a scale only for the layer norms
+  (wav2vec2 has no other 1-D weights; anything else is refused)."""
+  *module, leaf = module_path(hf_key)
+  if leaf == "weight" and array.ndim == 1 and module[-1:] not in (["layer_norm"],
+                                                                   ["final_layer_norm"]):
+    raise KeyError(hf_key)
+  return to_flax(hf_key, array)
 
 
 def hf_to_flax(tensors: dict, config: Wav2Vec2Config, path: str = "") -> dict:
@@ -110,26 +100,6 @@ def init_params_shapes(config: Wav2Vec2Config) -> dict:
   import jax
   shapes = jax.eval_shape(lambda: init_params(config, num_samples=4000))
   return jax.tree.map(lambda s: s.shape, shapes)
-
-
-def _flatten(tree, prefix=()):
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, prefix + (k,)))
-    else:
-      out[prefix + (k,)] = v
-  return out
-
-
-def _unflatten(flat: dict) -> dict:
-  tree = {}
-  for key, value in flat.items():
-    node = tree
-    for k in key[:-1]:
-      node = node.setdefault(k, {})
-    node[key[-1]] = value
-  return tree
 
 
 def convert_folder(src: os.PathLike | str, out: os.PathLike | str) -> Wav2Vec2Config:
