@@ -15,6 +15,7 @@ examples:
   talkjax bench train --config testbed/tiny --json bench.json
   talkjax bench audio --json audio.json
   talkjax bench sample --config experiments/ifmdm/synthtalk_tiny_stage2.py
+  talkjax bench backbone --reference --json backbone.json
 """
 
 # target -> (module, summary, what is missing while the module does not exist)
@@ -25,6 +26,8 @@ TARGETS = {
               "the audio front-end work (talkjax/audio/)"),
     "sample": ("talkjax.pipelines.bench", "sampling frames per second, batch 1 and batched",
                "the IF-MDM and pipelines work (talkjax/pipelines/)"),
+    "backbone": ("talkjax.nn.bench", "latent-diffusion VAE decode and UNet forward, beside "
+                 "diffusers", "the latent backbone (talkjax/nn/vae.py, unet.py)"),
 }
 
 

@@ -4,6 +4,11 @@ wav2vec2: reads Hugging Face folders (config.json + model.safetensors, or a PyTo
 read without executing pickled code) and writes a talkjax weight folder (config.json +
 params.safetensors) that `talkjax.audio.wav2vec2.load_pretrained` reads.
 
+diffusers: reads diffusers AutoencoderKL / UNet2DConditionModel folders (or a Stable
+Diffusion pipeline folder with vae/ and unet/) and writes talkjax weight folders (Orbax
+parameters + talkjax config + a report of every tensor mapped); see
+talkjax/convert/diffusers.py.
+
 bundle: packs a trained generator (its last stage's training folder and every stage that
 folder's config names, e.g. IF-MDM's stage 1; EMA weights when present) into one file that
 `talkjax sample --checkpoint` and `talkjax eval model --checkpoint` accept.
@@ -13,23 +18,32 @@ EXAMPLES = """\
 examples:
   talkjax convert wav2vec2 --src ~/models/wav2vec2-base-960h --out weights/wav2vec2-base
   talkjax convert wav2vec2 --src ~/models/wav2vec2-large-xlsr-53 --out weights/wav2vec2-large
+  talkjax convert diffusers --src ~/models/sd-vae-ft-mse --out weights/sd-vae-ft-mse
+  talkjax convert diffusers --src ~/models/stable-diffusion-v1-5 --out weights/sd15  # vae/ + unet/
   talkjax convert bundle --src runs/ifmdm_tiny_stage2 --out ifmdm_tiny.msgpack
 """
 
 
 def add_arguments(parser):
-  parser.add_argument("what", choices=["wav2vec2", "bundle"],
-                      help="wav2vec2: import Hugging Face weights; bundle: one file from a "
+  parser.add_argument("what", choices=["wav2vec2", "diffusers", "bundle"],
+                      help="wav2vec2: import Hugging Face weights; diffusers: import a VAE / "
+                           "UNet (or both from a pipeline folder); bundle: one file from a "
                            "trained generator")
   parser.add_argument("--src", required=True,
                       help="wav2vec2: Hugging Face model folder (config.json + *.safetensors or "
-                           "*.bin); bundle: the generator's last training folder (IF-MDM: "
+                           "*.bin); diffusers: a diffusers model folder or pipeline folder; bundle: the generator's last training folder (IF-MDM: "
                            "stage 2) or a model file to rewrite")
   parser.add_argument("--out", required=True,
-                      help="wav2vec2: output folder (created if missing); bundle: the model file")
+                      help="wav2vec2, diffusers: output folder (created if missing); bundle: "
+                           "the model file")
 
 
 def run(args):
+  if args.what == "diffusers":
+    from talkjax.convert.diffusers import convert_folder
+    for kind, folder, tensors in convert_folder(args.src, args.out):
+      print(f"wrote {folder}: {kind}, {tensors} tensors mapped (list: {folder / 'report.txt'})")
+    return 0
   if args.what == "bundle":
     from talkjax import bundle
     from talkjax.models import load_generator
