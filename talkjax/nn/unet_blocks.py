@@ -25,12 +25,13 @@ import jax
 import jax.numpy as jnp
 
 from talkjax.errors import TalkjaxError
+from talkjax.nn.latent_blocks import (MAP_AXES, Downsample2D, ResnetBlock2D, Upsample2D,  # noqa: F401
+                                      conv, group_norm, upsample_nearest)
 from talkjax.nn.layers import Dense, logical_init
 
 # None, "xla", "cudnn": jax.nn.dot_product_attention(implementation=...); "reference": einsums.
 ATTENTION_IMPLEMENTATIONS = (None, "xla", "cudnn", "reference")
 HOOK_POINTS = ("attn1", "layer")
-MAP_AXES = ("batch", "height", "width", "embed")
 TOKEN_AXES = ("batch", "length", "embed")
 HEAD_AXES = ("batch", "length", "heads", "kv")
 
@@ -120,28 +121,10 @@ def timestep_features(t, dim: int, flip_sin_to_cos: bool, freq_shift: float,
   return jnp.pad(out, ((0, 0), (0, dim % 2)))
 
 
-def group_norm(groups: int, eps: float, dtype, name: str) -> nn.GroupNorm:
-  return nn.GroupNorm(num_groups=groups, epsilon=eps, dtype=dtype, use_fast_variance=False,
-                      scale_init=logical_init(nn.initializers.ones, ("embed",)),
-                      bias_init=logical_init(nn.initializers.zeros, ("embed",)), name=name)
-
-
 def layer_norm(dtype, name: str) -> nn.LayerNorm:
   return nn.LayerNorm(epsilon=1e-5, dtype=dtype, use_fast_variance=False,
                       scale_init=logical_init(nn.initializers.ones, ("embed",)),
                       bias_init=logical_init(nn.initializers.zeros, ("embed",)), name=name)
-
-
-def conv(features: int, kernel: int, dtype, name: str, stride: int = 1, padding=None,
-         out_axis: str = "embed") -> nn.Conv:
-  """torch-style conv: `padding` (default kernel // 2) zeros on every side."""
-  pad = kernel // 2 if padding is None else padding
-  pad = ((pad, pad), (pad, pad)) if isinstance(pad, int) else pad
-  return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=pad,
-                 dtype=dtype, name=name,
-                 kernel_init=logical_init(nn.initializers.lecun_normal(),
-                                          (None, None, "channels", out_axis)),
-                 bias_init=logical_init(nn.initializers.zeros, (out_axis,)))
 
 
 class Attention(nn.Module):
@@ -243,67 +226,6 @@ class Transformer2DModel(nn.Module):
         feats[site.name] = f
     h = Dense(c, axes=("embed", "channels"), dtype=self.dtype, name="proj_out")(h)
     return nn.with_logical_constraint(h.reshape(x.shape) + x, MAP_AXES), feats
-
-
-class ResnetBlock2D(nn.Module):
-  """norm-silu-conv, + time embedding (added, or scale/shift after norm2), norm-silu-conv,
-  + (1x1-projected) input, all / output_scale_factor."""
-  out_channels: int
-  groups: int
-  eps: float
-  dtype: Any = None
-  time_scale_shift: bool = False
-  output_scale_factor: float = 1.0
-
-  @nn.compact
-  def __call__(self, x, temb):
-    c = self.out_channels
-    h = conv(c, 3, self.dtype, "conv1")(nn.silu(group_norm(self.groups, self.eps, self.dtype,
-                                                           "norm1")(x)))
-    t = Dense(2 * c if self.time_scale_shift else c, axes=("embed", "channels"),
-              dtype=self.dtype, name="time_emb_proj")(nn.silu(temb))[:, None, None, :]
-    if self.time_scale_shift:
-      scale, shift = jnp.split(t, 2, axis=-1)
-      h = group_norm(self.groups, self.eps, self.dtype, "norm2")(h) * (1 + scale) + shift
-    else:
-      h = group_norm(self.groups, self.eps, self.dtype, "norm2")(h + t)
-    h = conv(c, 3, self.dtype, "conv2")(nn.silu(h))
-    if x.shape[-1] != c:
-      x = conv(c, 1, self.dtype, "conv_shortcut")(x)
-    return nn.with_logical_constraint((x + h) / self.output_scale_factor, MAP_AXES)
-
-
-class Downsample2D(nn.Module):
-  features: int
-  padding: int = 1
-  dtype: Any = None
-
-  @nn.compact
-  def __call__(self, x):
-    pad = ((0, 1), (0, 1)) if self.padding == 0 else self.padding
-    return conv(self.features, 3, self.dtype, "conv", stride=2, padding=pad)(x)
-
-
-def upsample_nearest(x, size: tuple[int, int]):
-  """Nearest-neighbour resize of NHWC x to `size`: source index floor(i * in / out)."""
-  for axis, out in ((1, size[0]), (2, size[1])):
-    n = x.shape[axis]
-    if out == 2 * n:
-      x = jnp.repeat(x, 2, axis=axis)
-    elif out != n:
-      x = jnp.take(x, jnp.arange(out) * n // out, axis=axis)
-  return x
-
-
-class Upsample2D(nn.Module):
-  features: int
-  size: tuple[int, int] | None = None   # None = twice the input size
-  dtype: Any = None
-
-  @nn.compact
-  def __call__(self, x):
-    size = self.size or (2 * x.shape[1], 2 * x.shape[2])
-    return conv(self.features, 3, self.dtype, "conv")(upsample_nearest(x, size))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,10 +37,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from talkjax.errors import TalkjaxError
-from talkjax.nn.layers import Dense, logical_init
+from talkjax.nn.latent_blocks import (MAP_AXES, Downsample2D, ResnetBlock2D, Upsample2D, conv,
+                                      group_norm)
+from talkjax.nn.layers import Dense
 
 _EPS = 1e-6
-_FEATURES = ("batch", "height", "width", "embed")
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,63 +115,6 @@ def unscale_latents(config: VAEConfig, z):
   return z / config.scaling_factor + (config.shift_factor or 0.0)
 
 
-def _conv(features: int, kernel: int = 3, stride: int = 1, padding: Any = "SAME", *,
-          dtype=None, name: str | None = None, in_axis: str = "channels",
-          out_axis: str = "embed") -> nn.Conv:
-  """A conv whose output channels carry `out_axis`: "embed" for feature maps,
-  "out_channels" for the few channels of an image or latent head."""
-  return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=padding,
-                 dtype=dtype, name=name,
-                 kernel_init=logical_init(nn.initializers.lecun_normal(),
-                                          (None, None, in_axis, out_axis)),
-                 bias_init=logical_init(nn.initializers.zeros, (out_axis,)))
-
-
-def _group_norm(groups: int, dtype, name: str) -> nn.GroupNorm:
-  return nn.GroupNorm(num_groups=groups, epsilon=_EPS, dtype=dtype, use_fast_variance=False,
-                      scale_init=logical_init(nn.initializers.ones, ("embed",)),
-                      bias_init=logical_init(nn.initializers.zeros, ("embed",)), name=name)
-
-
-class ResnetBlock2D(nn.Module):
-  """x -> shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x))))))."""
-  out_channels: int
-  groups: int
-  dtype: Any = None
-
-  @nn.compact
-  def __call__(self, x):
-    h = nn.silu(_group_norm(self.groups, self.dtype, "norm1")(x))
-    h = _conv(self.out_channels, dtype=self.dtype, name="conv1")(h)
-    h = nn.silu(_group_norm(self.groups, self.dtype, "norm2")(h))
-    h = _conv(self.out_channels, dtype=self.dtype, name="conv2")(h)
-    if x.shape[-1] != self.out_channels:
-      x = _conv(self.out_channels, 1, dtype=self.dtype, name="conv_shortcut")(x)
-    return nn.with_logical_constraint(x + h, _FEATURES)
-
-
-class Downsample2D(nn.Module):
-  """Zero-pad one row and column at the bottom/right, then a 3x3 stride-2 conv."""
-  channels: int
-  dtype: Any = None
-
-  @nn.compact
-  def __call__(self, x):
-    return _conv(self.channels, 3, 2, ((0, 1), (0, 1)), dtype=self.dtype, name="conv")(x)
-
-
-class Upsample2D(nn.Module):
-  """Nearest-neighbour x2, then a 3x3 conv."""
-  channels: int
-  dtype: Any = None
-
-  @nn.compact
-  def __call__(self, x):
-    x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-    x = nn.with_logical_constraint(x, _FEATURES)
-    return _conv(self.channels, dtype=self.dtype, name="conv")(x)
-
-
 class SpatialSelfAttention(nn.Module):
   """x + to_out(attention(norm x)) with one head as wide as the channels, over all pixels."""
   groups: int
@@ -178,14 +123,14 @@ class SpatialSelfAttention(nn.Module):
   @nn.compact
   def __call__(self, x):
     b, h, w, c = x.shape
-    t = _group_norm(self.groups, self.dtype, "group_norm")(x).reshape(b, h * w, c)
+    t = group_norm(self.groups, _EPS, self.dtype, "group_norm")(x).reshape(b, h * w, c)
     proj = lambda name: Dense(c, axes=("embed", "kv"), dtype=self.dtype, name=name)(t)
     q, k, v = (proj(n).reshape(b, h * w, 1, c) for n in ("to_q", "to_k", "to_v"))
     q, k, v = (nn.with_logical_constraint(a, ("batch", "length", "heads", "kv"))
                for a in (q, k, v))
     out = jax.nn.dot_product_attention(q, k, v).reshape(b, h * w, c)
     out = Dense(c, axes=("kv", "embed"), dtype=self.dtype, name="to_out_0")(out)
-    return nn.with_logical_constraint(x + out.reshape(b, h, w, c).astype(x.dtype), _FEATURES)
+    return nn.with_logical_constraint(x + out.reshape(b, h, w, c).astype(x.dtype), MAP_AXES)
 
 
 class UNetMidBlock2D(nn.Module):
@@ -197,10 +142,10 @@ class UNetMidBlock2D(nn.Module):
   @nn.compact
   def __call__(self, x):
     c = x.shape[-1]
-    x = ResnetBlock2D(c, self.groups, self.dtype, name="resnets_0")(x)
+    x = ResnetBlock2D(c, self.groups, _EPS, self.dtype, name="resnets_0")(x)
     if self.add_attention:
       x = SpatialSelfAttention(self.groups, self.dtype, name="attentions_0")(x)
-    return ResnetBlock2D(c, self.groups, self.dtype, name="resnets_1")(x)
+    return ResnetBlock2D(c, self.groups, _EPS, self.dtype, name="resnets_1")(x)
 
 
 class DownEncoderBlock2D(nn.Module):
@@ -213,9 +158,9 @@ class DownEncoderBlock2D(nn.Module):
   @nn.compact
   def __call__(self, x):
     for j in range(self.num_layers):
-      x = ResnetBlock2D(self.out_channels, self.groups, self.dtype, name=f"resnets_{j}")(x)
+      x = ResnetBlock2D(self.out_channels, self.groups, _EPS, self.dtype, name=f"resnets_{j}")(x)
     if self.add_downsample:
-      x = Downsample2D(self.out_channels, self.dtype, name="downsamplers_0")(x)
+      x = Downsample2D(self.out_channels, padding=0, dtype=self.dtype, name="downsamplers_0")(x)
     return x
 
 
@@ -229,9 +174,9 @@ class UpDecoderBlock2D(nn.Module):
   @nn.compact
   def __call__(self, x):
     for j in range(self.num_layers):
-      x = ResnetBlock2D(self.out_channels, self.groups, self.dtype, name=f"resnets_{j}")(x)
+      x = ResnetBlock2D(self.out_channels, self.groups, _EPS, self.dtype, name=f"resnets_{j}")(x)
     if self.add_upsample:
-      x = Upsample2D(self.out_channels, self.dtype, name="upsamplers_0")(x)
+      x = Upsample2D(self.out_channels, dtype=self.dtype, name="upsamplers_0")(x)
     return x
 
 
@@ -248,15 +193,15 @@ class Encoder(nn.Module):
   @nn.compact
   def __call__(self, x):
     cfg, channels = self.config, self.config.block_out_channels
-    x = _conv(channels[0], dtype=self.dtype, name="conv_in")(x)
+    x = conv(channels[0], 3, self.dtype, "conv_in")(x)
     down = _maybe_remat(DownEncoderBlock2D, self.remat)
     for i, c in enumerate(channels):
       x = down(c, cfg.layers_per_block, cfg.norm_num_groups, i < len(channels) - 1,
                self.dtype, name=f"down_blocks_{i}")(x)
     x = _maybe_remat(UNetMidBlock2D, self.remat)(
         cfg.norm_num_groups, cfg.mid_block_add_attention, self.dtype, name="mid_block")(x)
-    x = nn.silu(_group_norm(cfg.norm_num_groups, self.dtype, "conv_norm_out")(x))
-    return _conv(2 * cfg.latent_channels, dtype=self.dtype, name="conv_out",
+    x = nn.silu(group_norm(cfg.norm_num_groups, _EPS, self.dtype, "conv_norm_out")(x))
+    return conv(2 * cfg.latent_channels, 3, self.dtype, "conv_out",
                  out_axis="out_channels")(x)
 
 
@@ -269,15 +214,15 @@ class Decoder(nn.Module):
   @nn.compact
   def __call__(self, z):
     cfg, channels = self.config, tuple(reversed(self.config.block_out_channels))
-    x = _conv(channels[0], dtype=self.dtype, name="conv_in")(z)
+    x = conv(channels[0], 3, self.dtype, "conv_in")(z)
     x = _maybe_remat(UNetMidBlock2D, self.remat)(
         cfg.norm_num_groups, cfg.mid_block_add_attention, self.dtype, name="mid_block")(x)
     up = _maybe_remat(UpDecoderBlock2D, self.remat)
     for i, c in enumerate(channels):
       x = up(c, cfg.layers_per_block + 1, cfg.norm_num_groups, i < len(channels) - 1,
              self.dtype, name=f"up_blocks_{i}")(x)
-    x = nn.silu(_group_norm(cfg.norm_num_groups, self.dtype, "conv_norm_out")(x))
-    return _conv(cfg.out_channels, dtype=self.dtype, name="conv_out",
+    x = nn.silu(group_norm(cfg.norm_num_groups, _EPS, self.dtype, "conv_norm_out")(x))
+    return conv(cfg.out_channels, 3, self.dtype, "conv_out",
                  out_axis="out_channels")(x)
 
 
@@ -298,10 +243,10 @@ class AutoencoderKL(nn.Module):
     self.encoder = Encoder(cfg, self.dtype, self.remat)
     self.decoder = Decoder(cfg, self.dtype, self.remat)
     moments = 2 * cfg.latent_channels
-    self.quant_conv = (_conv(moments, 1, dtype=self.dtype, out_axis="out_channels")
+    self.quant_conv = (conv(moments, 1, self.dtype, None, out_axis="out_channels")
                        if cfg.use_quant_conv else None)
-    self.post_quant_conv = (_conv(cfg.latent_channels, 1, dtype=self.dtype,
-                                  out_axis="out_channels")
+    self.post_quant_conv = (conv(cfg.latent_channels, 1, self.dtype, None,
+                                 out_axis="out_channels")
                             if cfg.use_post_quant_conv else None)
 
   def encode(self, x):
