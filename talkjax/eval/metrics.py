@@ -84,6 +84,19 @@ def head_motion(pose, fps) -> dict:
   }
 
 
+def blink_rate(blink, fps: float) -> float:
+  """Blinks per second: eyelid closure crossing 0.5 upwards."""
+  blink = np.asarray(blink)
+  return float(((blink[1:] > 0.5) & (blink[:-1] <= 0.5)).sum() / (len(blink) / fps))
+
+
+def speak_listen_accuracy(speaking, audio, fps: float) -> float:
+  """Share of frames whose speaking state (probability > 0.5) matches the voice activity
+  of the agent's own track."""
+  expected = audio_mouth.voice_activity(audio, fps, len(speaking))
+  return float(((np.asarray(speaking) > 0.5).astype(np.int32) == expected).mean())
+
+
 def evaluate_video(frames, audio, fps, *, params=None, emotion: str | None = None,
                    partner_audio=None, reference_frame=None) -> dict:
   """All metrics for uint8 frames (T, H, W, 3) driven by `audio` (16 kHz float)."""
@@ -103,10 +116,7 @@ def evaluate_video(frames, audio, fps, *, params=None, emotion: str | None = Non
   result.update(identity_drift(reading["identity"], ref))
   result.update(head_motion(reading["head_pose"], fps))
   result["mouth_open_mean"] = float(reading["mouth_open"].mean())
-  result["blink_rate_per_s"] = float(((reading["blink"][1:] > 0.5) & (reading["blink"][:-1] <= 0.5)).sum()
-                                     / (len(frames) / fps))
+  result["blink_rate_per_s"] = blink_rate(reading["blink"], fps)
   if partner_audio is not None:
-    expected = audio_mouth.voice_activity(audio, fps, len(frames))
-    said = (reading["speaking"] > 0.5).astype(np.int32)
-    result["speak_listen_accuracy"] = float((said == expected).mean())
+    result["speak_listen_accuracy"] = speak_listen_accuracy(reading["speaking"], audio, fps)
   return result

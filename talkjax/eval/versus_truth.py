@@ -34,7 +34,7 @@ import dataclasses
 import numpy as np
 
 from talkjax.eval import audio_mouth
-from talkjax.eval.metrics import offset_correlations
+from talkjax.eval.metrics import blink_rate, offset_correlations, speak_listen_accuracy
 
 BOOTSTRAP = 2000
 CONFIDENCE = 0.95
@@ -96,8 +96,6 @@ def video_scores(reading: dict, audio, fps: float, reference_identity, *,
   n = len(mouth)
   implied = audio_mouth.implied_mouth_opening(audio, fps, n)
   corrs = offset_correlations(mouth, implied)
-  blink = np.asarray(reading["blink"])
-  blinks = int(((blink[1:] > 0.5) & (blink[:-1] <= 0.5)).sum())
   cos = reading["identity"] @ np.asarray(reference_identity)
   out = {
       "frames": n,
@@ -106,7 +104,7 @@ def video_scores(reading: dict, audio, fps: float, reference_identity, *,
       "mouth_std": float(mouth.std()),
       "mouth_mean": float(mouth.mean()),
       "head_std": np.asarray(reading["head_pose"], np.float64).std(0),
-      "blink_rate": blinks / (n / fps),
+      "blink_rate": blink_rate(reading["blink"], fps),
       "identity_sim": float(cos.mean()),
       "identity_sim_min": float(cos.min()),
       "curves": {"mouth_open": mouth.astype(np.float32), "identity": cos.astype(np.float32),
@@ -115,9 +113,7 @@ def video_scores(reading: dict, audio, fps: float, reference_identity, *,
   if emotion is not None:
     out["emotion_accuracy"] = float((np.asarray(reading["emotion"]) == int(emotion)).mean())
   if partner_audio is not None:
-    expected = audio_mouth.voice_activity(audio, fps, n)
-    said = (np.asarray(reading["speaking"]) > 0.5).astype(np.int32)
-    out["speak_listen_accuracy"] = float((said == expected).mean())
+    out["speak_listen_accuracy"] = speak_listen_accuracy(reading["speaking"], audio, fps)
   return out
 
 
