@@ -152,11 +152,11 @@ def _score_model(args):
                            "synthtalk --out data/heldout20 --identities 24 --clips 24 "
                            "--seconds 20 --seed 12345)")
   from talkjax.data.synthtalk import SynthTalkClips
-  from talkjax.eval.generated import check_held_out, evaluate_generator, load_generator
+  from talkjax.eval.generated import check_held_out, evaluate_generator, generator_from_checkpoint
   source = SynthTalkClips(args.data, args.split)   # validated before the model loads
   if args.clips < 0:
     raise TalkjaxError(f"--clips must be >= 0 (0: all), got {args.clips}")
-  generate, sampler = load_generator(args.checkpoint, seed=args.seed)
+  generate, sampler = generator_from_checkpoint(args.checkpoint, seed=args.seed)
   check_held_out(sampler.hook, source.meta, source.path)
   if int(source.meta["resolution"]) != sampler.resolution:
     raise TalkjaxError(f"the data is {source.meta['resolution']} px but the model makes "

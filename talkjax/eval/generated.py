@@ -22,7 +22,7 @@ from talkjax.eval import versus_truth
 CURVE_CLIPS = 3   # clips whose per-frame curves the report keeps (for the plots)
 
 
-def load_generator(checkpoint, seed: int = 0):
+def generator_from_checkpoint(checkpoint, seed: int = 0):
   """(`generate(image, audio) -> frames`, the sampler) of a trained model (folder or file)."""
   from talkjax.pipelines.sampler import Sampler
   sampler = Sampler.load(checkpoint)

@@ -148,9 +148,9 @@ def test_no_blink_anywhere_in_ground_truth_is_not_applicable():
 
 
 def test_a_model_is_refused_data_of_the_seed_it_was_trained_on():
-  from talkjax.eval.generated import load_generator
+  from talkjax.eval.generated import generator_from_checkpoint
   from talkjax.models import shipped_demo_model
-  _, sampler = load_generator(shipped_demo_model())
+  _, sampler = generator_from_checkpoint(shipped_demo_model())
   with pytest.raises(TalkjaxError, match="seed 0"):
     check_held_out(sampler.hook, {"seed": 0}, "data/train")
   check_held_out(sampler.hook, {"seed": 12345}, "data/heldout")
