@@ -39,6 +39,16 @@ def pad_or_trim(samples: np.ndarray, num_frames: int, fps: float,
   return np.pad(samples, pad)
 
 
+def with_context(samples: np.ndarray, start: int, length: int, context: int) -> np.ndarray:
+  """samples[start - context : start + length] along axis 0, silence (zeros) where that
+  range leaves the array: a chunk of audio with the `context` samples before it, cut the
+  way the sampling pipelines cut every chunk (silence before the first)."""
+  lo, hi = start - context, start + length
+  piece = samples[max(lo, 0):max(min(hi, samples.shape[0]), 0)]
+  pad = [(max(0, -lo), hi - lo - max(0, -lo) - piece.shape[0])] + [(0, 0)] * (samples.ndim - 1)
+  return np.pad(piece, pad)
+
+
 def interpolate_linear(features: np.ndarray, size: int, *, align_corners: bool = False,
                        axis: int = 0) -> np.ndarray:
   """Linear interpolation of `features` along `axis` to `size` entries.

@@ -69,7 +69,8 @@ def test_motion_windows_and_stats_come_from_the_stage1_encoder(stage1):
   task = make_task(config)
   source = task.data_source("train")
   ex = source[3]
-  assert ex["motion"].shape == (16, 20) and ex["audio"].shape == (16, 16)
+  # The window's raw audio with 0.2 s of context in front: features are made in the step.
+  assert ex["motion"].shape == (16, 20) and ex["audio"].shape == (5 * 640 + 16 * 640,)
   np.testing.assert_allclose(ex["mean"], ex["motion"].mean(0), atol=1e-6)
   assert np.all(np.abs(ex["motion"]) < 1)       # tanh codes
   stats = task.initial_values()["frozen"]["motion_stats"]
@@ -78,7 +79,7 @@ def test_motion_windows_and_stats_come_from_the_stage1_encoder(stage1):
   all_motion = np.concatenate([source[i]["motion"] for i in range(0, len(source), 16)])
   np.testing.assert_allclose(stats["mean"], all_motion.mean(0), atol=0.05)
   assert "stats" not in config.model            # nothing is written into the config
-  cache = list((stage1 / "stage1" / "motion_codes").rglob("train_logmel8.npz"))
+  cache = list((stage1 / "stage1" / "motion_codes").rglob("train_audio16k.npz"))
   assert len(cache) == 1
 
 
@@ -108,7 +109,9 @@ def test_dit_starts_at_zero_output_and_keeps_shapes(stage1):
   batch = {k: jnp.asarray(np.random.default_rng(0).standard_normal(v.shape), jnp.float32)
            for k, v in task.example_batch(2).items()}
   params = nn.meta.unbox(task.init(jax.random.PRNGKey(0), batch))["trainable"]["dit"]
-  out = task.model.apply({"params": params}, batch["motion"], jnp.array([5, 900]), batch["audio"],
+  feats = task.speech_features({}, batch["audio"])
+  assert feats.shape == (2, 16, 16)
+  out = task.model.apply({"params": params}, batch["motion"], jnp.array([5, 900]), feats,
                          batch["hint"], batch["mean"], batch["std"], jnp.zeros((2, 4), bool))
   assert out.shape == (2, 16, 20)
   np.testing.assert_array_equal(out, 0.0)  # adaLN-Zero: zero-initialised modulation and output
@@ -182,7 +185,7 @@ def test_streaming_gives_the_offline_frames_and_chunks_chain(generator, stage1):
   tracks = {"audio": jnp.asarray(padded[:, 16 * 640:16 * 640 + ctx + 16 * 640])}
   keys = jax.random.fold_in(jax.random.PRNGKey(7), 1)[None]
   _, second = hook.chunk(params, appearance, (jnp.asarray(motion[:, 15]), appearance[2]), tracks,
-                         keys, hook.knobs(), {"std_scale": jnp.ones(1)})
+                         keys, hook.knobs(), {"std_scale": jnp.ones(1), "std_value": jnp.ones(1)})
   np.testing.assert_allclose(second["motion"], motion[:, 16:32], atol=1e-4)
 
 
@@ -196,3 +199,95 @@ def test_too_short_audio_and_missing_stage1_are_clear_errors(generator, tmp_path
   assert code == 2
   err = capsys.readouterr().err
   assert "stage1" in err and "talkjax train --config ifmdm/synthtalk_tiny_stage1" in err
+
+
+class _FeatureRecorder(IFMDMGeneration):
+  """The hook, also returning the speech features each chunk fed the DiT."""
+
+  def chunk(self, params, context, carry, tracks, keys, knobs, runtime):
+    carry, out = super().chunk(params, context, carry, tracks, keys, knobs, runtime)
+    ctx = self.audio_context
+    out["features"] = self.speech.chunk(tracks["audio"][:, ctx:], tracks["audio"][:, :ctx],
+                                        params.get("speech"))
+    return carry, out
+
+
+def test_training_windows_see_the_speech_features_sampling_computes(generator, stage1):
+  """Training features = sampling features: a training window that starts where a sampling
+  chunk starts gets the same numbers (same audio slice, same function), for the first chunk
+  (silence before the clip) and a later one."""
+  config = stage2_config(stage1)
+  task = make_task(config)
+  source = task.data_source("train")
+  codes = task.codes("train")
+  first = int(codes["offsets"][1])                       # the second clip of the split
+  n = int(codes["offsets"][2]) - first
+  audio = codes["audio"][first * 640:(first + n) * 640]
+  hook = _FeatureRecorder(config, generator.hook.linked["stage1"])
+  sampler = Sampler(hook, jax.device_get(generator.params))
+  sampled = sampler.generate(np.zeros((1, 64, 64, 3), np.uint8), audio[None], seed=0,
+                             knobs=sampler.knobs(steps=1))["features"][0]
+  w = config.model.window
+  for k in range(n // w):
+    index = int(np.flatnonzero(source.starts == first + k * w)[0])
+    window = source[index]["audio"][None]
+    trained = np.asarray(task.speech_features({}, jnp.asarray(window)))[0]
+    np.testing.assert_allclose(trained, sampled[k * w:(k + 1) * w], rtol=1e-5, atol=1e-5)
+
+
+def test_mean_and_std_controls_drop_or_set_their_tokens(generator):
+  g, params = generator.hook, generator.params
+  rng = np.random.default_rng(1)
+  feats = jnp.asarray(rng.standard_normal((1, 16, 16)), jnp.float32)
+  hint = jnp.asarray(rng.uniform(-0.5, 0.5, (1, 20)), jnp.float32)
+  other = jnp.asarray(rng.uniform(-0.5, 0.5, (1, 20)), jnp.float32)
+  std = jnp.full((1, 20), 0.3)
+  noise = jnp.asarray(rng.standard_normal((1, 16, 20)), jnp.float32)
+  run = lambda m, s, **kw: np.asarray(g.sample_motion(params, feats, hint, m, s, noise,
+                                                      IFMDMKnobs(steps=2, **kw)))
+  # Dropped tokens: their values no longer matter.
+  np.testing.assert_array_equal(run(hint, std, mean="none"), run(other, std, mean="none"))
+  np.testing.assert_array_equal(run(hint, std, std="none"), run(hint, 2 * std, std="none"))
+  # Kept tokens: their values do (the random DiT's std token acts weakly, but it acts).
+  assert np.abs(run(hint, std) - run(other, std)).max() > 1e-4
+  assert not np.array_equal(run(hint, std), run(hint, 10 * std))
+  # "absolute" gives every dimension std_value; "scale" std_scale x the window std.
+  knobs = g.knobs(std="absolute", std_value=0.3)
+  chunk = lambda knobs, runtime: g.chunk(
+      params, g.start(params, {"image": np.zeros((1, 64, 64, 3), np.uint8)}, knobs)[0],
+      (hint, hint), {"audio": jnp.zeros((1, g.audio_context + 16 * 640))},
+      jax.random.PRNGKey(0)[None], knobs, runtime)[1]["motion"]
+  a = chunk(knobs, {"std_scale": jnp.ones(1), "std_value": jnp.full(1, 0.3)})
+  b = g.sample_motion(params, g.speech.chunk(jnp.zeros((1, 16 * 640)),
+                                             jnp.zeros((1, g.audio_context)), None),
+                      hint, hint, std, jax.random.normal(jax.random.PRNGKey(0), (1, 16, 20)), knobs)
+  np.testing.assert_allclose(a, b, atol=1e-5)
+  with pytest.raises(TalkjaxError, match="std mode"):
+    g.knobs(std="loud")
+
+
+def test_the_papers_recipe_learns_a_variance_that_sampling_ignores(stage1):
+  from talkjax_experiments.ifmdm import hdtf_512_stage2
+  paper = hdtf_512_stage2.get_config()
+  assert (paper.diffusion.prediction, paper.diffusion.schedule, paper.diffusion.learn_sigma,
+          paper.optimizer.weight_decay) == ("eps", "linear", True, 0.0)
+  assert (paper.sample.mean, paper.sample.std) == ("none", "none")
+  config = stage2_config(stage1, "diffusion.learn_sigma=True", "diffusion.prediction=eps",
+                         "diffusion.schedule=linear")
+  task = make_task(config)
+  source = task.data_source("train")
+  batch = {k: jnp.stack([jnp.asarray(source[i][k]) for i in range(4)]) for k in source[0]}
+  params = nn.meta.unbox(task.init(jax.random.PRNGKey(0), batch))
+  params["frozen"] = task.initial_values()["frozen"]
+  params["trainable"] = lively(params["trainable"])
+  loss, metrics = task.loss(params, batch, jax.random.PRNGKey(0))
+  assert loss.shape == (4,) and np.isfinite(np.asarray(loss)).all()
+  assert float(metrics["vlb"]) > 0 and float(metrics["mse"]) > 0
+  hook = IFMDMGeneration(config, load_stage1(config).config)
+  assert hook.dit.learn_sigma
+  motion = hook.sample_motion({"dit": params["trainable"]["dit"],
+                               "motion_stats": params["frozen"]["motion_stats"]},
+                              task.speech_features({}, batch["audio"]), batch["hint"],
+                              batch["mean"], batch["std"], jnp.zeros((4, 16, 20)),
+                              hook.knobs(steps=2))
+  assert motion.shape == (4, 16, 20)

@@ -29,7 +29,8 @@ def build_autoencoder(model_config, dtype=None) -> MotionAutoencoder:
 def build_motion_dit(config, dtype=None) -> MotionDiT:
   m = config.model
   return MotionDiT(window=m.window, hidden=m.hidden, layers=m.layers, heads=m.heads,
-                   mlp_ratio=m.mlp_ratio, dtype=dtype, remat=bool(config.train.remat))
+                   mlp_ratio=m.mlp_ratio, dtype=dtype, remat=bool(config.train.remat),
+                   learn_sigma=bool(config.diffusion.get("learn_sigma", False)))
 
 
 def load_stage1(config) -> stages.Trained:

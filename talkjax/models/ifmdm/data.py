@@ -1,10 +1,20 @@
 """IF-MDM's data. Stage 1: (source, driving) frame pairs from SynthTalk clips. Stage 2:
-every frame's motion code (read by the trained stage-1 encoder) and speech features, cached
-once per (stage-1 checkpoint, dataset, split), cut into windows.
+every frame's motion code (read by the trained stage-1 encoder) and the clip's audio,
+cached once per (stage-1 checkpoint, dataset, split), cut into windows.
 
-Cache: `<stage-1 workdir>/motion_codes/step<S>/<dataset config>/<split>_<features>.npz`
-holding per clip the motion codes (T, D) and features (T, 2F), concatenated, with offsets.
-Delete it to recompute; a stage-1 checkpoint at another step gets its own folder.
+What a window carries for speech (`model.audio.train_features`):
+- "chunked" (default): the window's raw audio with the same left context and silence
+  before the clip start that sampling gives a chunk; the training step computes the
+  features with the function sampling uses (`SpeechFeatures.chunk`), so a window that
+  starts where a sampling chunk starts sees exactly the numbers sampling will feed it.
+- "whole_clip": features computed once over each whole clip (cheaper with wav2vec2, whose
+  group norm and attention span the whole input; but they differ from the per-chunk
+  features of sampling, most near chunk ends).
+
+Cache: `<stage-1 workdir>/motion_codes/step<S>/<dataset config>/<split>_<tag>.npz` holding
+per clip the motion codes (T, D) and the audio (T * 640) or features (T, 2F), concatenated,
+with offsets. Delete it to recompute; a stage-1 checkpoint at another step gets its own
+folder.
 """
 
 from __future__ import annotations
@@ -17,7 +27,21 @@ import numpy as np
 from talkjax.errors import TalkjaxError
 
 
+TRAIN_FEATURES = ("chunked", "whole_clip")
+SAMPLES_PER_FRAME = 640   # 16 kHz at 25 fps
+
+
+def chunked(audio_config) -> bool:
+  mode = audio_config.get("train_features", "chunked")
+  if mode not in TRAIN_FEATURES:
+    raise TalkjaxError(f"unknown model.audio.train_features {mode!r}",
+                       fix=f"use one of {TRAIN_FEATURES}")
+  return mode == "chunked"
+
+
 def feature_tag(audio_config) -> str:
+  if chunked(audio_config):
+    return "audio16k"     # raw samples: the features are computed in the training step
   if audio_config.kind == "logmel":
     return f"logmel{audio_config.n_mels}"
   return f"w2v{pathlib.Path(audio_config.wav2vec2).name}_l{audio_config.layer}"
@@ -57,15 +81,16 @@ def synthtalk_frame_pairs(config, split: str):
   return FramePairs(windows, near=d.near_pairs)
 
 
-def extract_clip_codes(stage1, clips, speech, batch: int = 64):
-  """{motion (sum T, D), features (sum T, 2F), offsets (n + 1,)} over every clip."""
+def extract_clip_codes(stage1, clips, speech, batch: int = 64, *, raw_audio: bool = False):
+  """{motion (sum T, D), features (sum T, 2F) or audio (sum T * 640), offsets (n + 1,)}
+  over every clip."""
   import jax
   import jax.numpy as jnp
   from tqdm import tqdm
 
   model, params = stage1
   encode = jax.jit(lambda x: model.apply({"params": params}, x, method=model.encode_motion))
-  features = speech.whole(speech.load())
+  features = None if raw_audio else speech.whole(speech.load())
   motion, feats, offsets = [], [], [0]
   for i in tqdm(range(len(clips)), desc=f"motion codes ({clips.split})", unit="clip",
                 file=sys.stderr):
@@ -75,12 +100,12 @@ def extract_clip_codes(stage1, clips, speech, batch: int = 64):
              for s in range(0, len(frames), batch)]
     audio = np.asarray(clip["audio"], np.float32)
     n = len(frames)
-    audio = np.pad(audio, (0, max(0, n * 640 - len(audio))))[:n * 640]
-    feats.append(np.asarray(features(jnp.asarray(audio[None])))[0])
+    audio = np.pad(audio, (0, max(0, n * SAMPLES_PER_FRAME - len(audio))))[:n * SAMPLES_PER_FRAME]
+    feats.append(audio if raw_audio else np.asarray(features(jnp.asarray(audio[None])))[0])
     motion.append(np.concatenate(codes))
     offsets.append(offsets[-1] + n)
   return {"motion": np.concatenate(motion).astype(np.float32),
-          "features": np.concatenate(feats).astype(np.float32),
+          "audio" if raw_audio else "features": np.concatenate(feats).astype(np.float32),
           "offsets": np.asarray(offsets, np.int64)}
 
 
@@ -104,7 +129,8 @@ def cached_codes(config, split: str) -> dict:
   if not path.exists() and jax.process_index() == 0:
     model = build_autoencoder(stage1.config.model)
     codes = extract_clip_codes((model, generator_params(stage1)), SynthTalkClips(dataset, split),
-                               SpeechFeatures(config.model.audio))
+                               SpeechFeatures(config.model.audio),
+                               raw_audio=chunked(config.model.audio))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez(tmp, **codes)
@@ -131,14 +157,19 @@ def motion_stats(codes: dict, window: int) -> dict:
 
 
 class MotionWindows:
-  """Windows of `window` frames: motion (W, D), audio (W, 2F), hint/mean/std (D,)."""
+  """Windows of `window` frames: motion (W, D), hint/mean/std (D,), and "audio": the
+  window's samples with `audio_context` samples before it (context + W * 640,), silence
+  before the clip start, when the codes hold raw audio; else its features (W, 2F)."""
 
-  def __init__(self, codes: dict, window: int, stride: int = 1, name: str = ""):
+  def __init__(self, codes: dict, window: int, stride: int = 1, name: str = "",
+               audio_context: int = 0):
     self.codes, self.window, self.name = codes, window, name
+    self.audio_context = int(audio_context)
     offsets = codes["offsets"]
     self.starts = np.asarray([s for a, b in zip(offsets[:-1], offsets[1:])
                               for s in range(a, b - window + 1, stride)], np.int64)
     self.clip_start = np.repeat(offsets[:-1], np.diff(offsets))
+    self.clip_end = np.repeat(offsets[1:], np.diff(offsets))
     if not len(self.starts):
       raise TalkjaxError(f"no clip is as long as the window ({window} frames)",
                          fix="build longer clips or shorten model.window")
@@ -153,8 +184,16 @@ class MotionWindows:
     # The hint is the frame before the window, or the clip's first frame (the identity
     # image) when the window starts the clip: the two cases sampling meets.
     hint = self.codes["motion"][s - 1 if s > first else first]
-    return {"motion": motion, "audio": self.codes["features"][s:s + self.window],
-            "hint": hint, "mean": motion.mean(0), "std": motion.std(0)}
+    return {"motion": motion, "audio": self.speech(s, first), "hint": hint,
+            "mean": motion.mean(0), "std": motion.std(0)}
+
+  def speech(self, s: int, first: int):
+    if "audio" not in self.codes:
+      return self.codes["features"][s:s + self.window]
+    from talkjax.audio.align import with_context
+    n = SAMPLES_PER_FRAME
+    clip = self.codes["audio"][first * n:int(self.clip_end[s]) * n]
+    return with_context(clip, (s - first) * n, self.window * n, self.audio_context)
 
   def __repr__(self):
     return f"MotionWindows({self.name}, window={self.window}, len={len(self)})"

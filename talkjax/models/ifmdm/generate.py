@@ -3,9 +3,13 @@
 The generation layer (talkjax/pipelines/) cuts long audio into chunks of `window` frames and
 calls `chunk` once per chunk (see talkjax/family.py). Each chunk's hint token is the previous
 chunk's last motion (the input image's motion for the first), so chunks chain without a
-seam; its mean token is the input image's motion ("image": keeps the posture) or the
-previous chunk's last motion ("previous": lets the pose wander); its std token is
-`std_scale` x the training set's median window std (larger = livelier motion).
+seam. The mean and std tokens are the controls (the paper's section on controllability):
+- mean = "image": the input image's motion (keeps its posture); "previous": the previous
+  chunk's last motion (the pose wanders); "none": the learned null token (the model picks
+  the window's mean itself, as in the paper's main results).
+- std = "scale": `std_scale` x the training set's median window std, per dimension;
+  "absolute": `std_value` for every dimension, in motion-code units (the paper's knob:
+  0.1 calm, 0.3 lively for its codes); "none": the learned null token.
 
 Parameters: {"renderer": stage 1's generator, "dit": stage 2's DiT, "motion_stats": the
 training set's motion statistics, "speech": the wav2vec2 weights (absent for log-mel)}.
@@ -27,22 +31,29 @@ from talkjax.models.ifmdm.builders import (build_autoencoder, build_motion_dit, 
                                            load_stage1)
 from talkjax.models.ifmdm.tasks import identity_stats
 
-MEAN_MODES = ("image", "previous")
+MEAN_MODES = ("image", "previous", "none")
+STD_MODES = ("scale", "absolute", "none")
 
 
 @dataclasses.dataclass(frozen=True)
 class IFMDMKnobs(Knobs):
-  RUNTIME = ("std_scale",)   # a per-example input: intensities share a program and a batch
+  # Per-example inputs: intensities share a program and a batch.
+  RUNTIME = ("std_scale", "std_value")
   FAMILY = "IF-MDM"
   steps: int = 10            # DDIM steps
   guidance: float = 2.0      # classifier-free guidance scale on audio (1 = off)
-  std_scale: float = 1.0     # motion intensity
-  mean: str = "image"        # "image" | "previous"
+  mean: str = "image"        # "image" | "previous" | "none"
+  std: str = "scale"         # "scale" | "absolute" | "none"
+  std_scale: float = 1.0     # std="scale": x the training set's median window std
+  std_value: float = 0.2     # std="absolute": the std of every motion dimension
 
   def validate(self):
     if self.mean not in MEAN_MODES:
       raise TalkjaxError(f"mean mode {self.mean!r} is not known", fix=f"use one of {MEAN_MODES}")
-    for name, lo, hi in (("steps", 1, 1000), ("guidance", 0.0, 50.0), ("std_scale", 0.0, 10.0)):
+    if self.std not in STD_MODES:
+      raise TalkjaxError(f"std mode {self.std!r} is not known", fix=f"use one of {STD_MODES}")
+    for name, lo, hi in (("steps", 1, 1000), ("guidance", 0.0, 50.0), ("std_scale", 0.0, 10.0),
+                         ("std_value", 0.0, 10.0)):
       if not lo <= getattr(self, name) <= hi:
         raise TalkjaxError(f"sampling option {name}={getattr(self, name)} is out of range",
                            fix=f"give {name} a value in {lo}..{hi}")
@@ -155,13 +166,16 @@ class IFMDMGeneration:
     stats = params["motion_stats"]
     z = lambda x: (x - stats["mean"]) / stats["std"]
     b = feats.shape[0]
-    cond = {"audio": feats, "drop": jnp.zeros((b, 4), bool)}
+    # The controls a knob turns off are dropped (null tokens) in both guidance branches.
+    kept = jnp.asarray([False, False, knobs.mean == "none", knobs.std == "none"])
+    cond = {"audio": feats, "drop": jnp.broadcast_to(kept, (b, 4))}
 
     def model(x_t, t, c):
       n = x_t.shape[0] // b
       rep = lambda v: jnp.concatenate([v] * n)
-      return self.dit.apply({"params": params["dit"]}, x_t, t, c["audio"], rep(z(hint)),
-                            rep(z(mean)), rep(std / stats["std"]), c["drop"])
+      out = self.dit.apply({"params": params["dit"]}, x_t, t, c["audio"], rep(z(hint)),
+                           rep(z(mean)), rep(std / stats["std"]), c["drop"])
+      return out[..., :x_t.shape[-1]]   # DDIM (eta = 0) needs no learned variance
 
     def unconditional(c):  # drop the audio only: CFG is on audio
       return {"audio": c["audio"], "drop": c["drop"].at[:, 0].set(True)}
@@ -202,8 +216,11 @@ class IFMDMGeneration:
     shape = (self.window, int(self.config.model.motion_dim))
     noise = jax.vmap(lambda k: jax.random.normal(k, shape))(keys)
     hint, image_motion = carry
-    mean = image_motion if knobs.mean == "image" else hint
-    std = runtime["std_scale"][:, None] * params["motion_stats"]["window_std"]
+    mean = image_motion if knobs.mean == "image" else hint   # ignored when "none"
+    if knobs.std == "absolute":
+      std = jnp.broadcast_to(runtime["std_value"][:, None], hint.shape)
+    else:                                                       # ignored when "none"
+      std = runtime["std_scale"][:, None] * params["motion_stats"]["window_std"]
     motion = self.sample_motion(params, feats, hint, mean, std, noise, knobs)
     frames = self.render(params, context, motion)
     return (motion[:, -1], image_motion), {"motion": motion, "frames": frames}

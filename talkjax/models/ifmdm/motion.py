@@ -9,6 +9,9 @@ also enters every block as per-frame adaLN conditioning, added to the timestep e
 Condition dropout: `drop` (B, 4) booleans for (audio, hint, mean, std) swap each condition
 for a learned null vector; dropping audio at sampling is classifier-free guidance's
 unconditional branch.
+
+`learn_sigma`: the output has 2 x D channels, the prediction and the reverse-process
+variance interpolation (talkjax/diffusion/learned_variance.py), as in the paper's code.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ SPECIAL_TOKENS = 3  # hint, mean, std
 
 
 class MotionDiT(nn.Module):
-  """(x_t (B, W, D), t (B,), audio (B, W, A), hint/mean/std (B, D), drop (B, 4)) -> (B, W, D)."""
+  """(x_t (B, W, D), t (B,), audio (B, W, A), hint/mean/std (B, D), drop (B, 4)) -> (B, W, D)
+  (B, W, 2D with `learn_sigma`)."""
   window: int
   hidden: int = 512
   layers: int = 6
@@ -32,6 +36,7 @@ class MotionDiT(nn.Module):
   mlp_ratio: int = 4
   dtype: jnp.dtype | None = None
   remat: bool = False
+  learn_sigma: bool = False
 
   @nn.compact
   def __call__(self, x_t, t, audio, hint, mean, std, drop):
@@ -63,5 +68,5 @@ class MotionDiT(nn.Module):
     cond = cond + temb[:, None, :].astype(cond.dtype)
     x = dit_trunk(x, cond, layers=self.layers, heads=self.heads, mlp_ratio=self.mlp_ratio,
                   dtype=self.dtype, remat=self.remat)
-    out = FinalLayer(d, dtype=self.dtype, name="final")(x, cond)
+    out = FinalLayer(2 * d if self.learn_sigma else d, dtype=self.dtype, name="final")(x, cond)
     return out[:, SPECIAL_TOKENS:].astype(jnp.float32)

@@ -19,10 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from talkjax.diffusion import objectives, schedules
+from talkjax.diffusion import learned_variance, objectives, schedules
 from talkjax.models.ifmdm.autoencoder import Discriminator, gan_losses
 from talkjax.models.ifmdm.builders import build_autoencoder, build_motion_dit
-from talkjax.models.ifmdm.data import MotionWindows, cached_codes, motion_stats, synthtalk_frame_pairs
+from talkjax.models.ifmdm.audio import SpeechFeatures
+from talkjax.models.ifmdm.data import (SAMPLES_PER_FRAME, MotionWindows, cached_codes, chunked,
+                                       motion_stats, synthtalk_frame_pairs)
 from talkjax.nn.perceptual import lpips
 
 
@@ -91,6 +93,8 @@ class Stage2Task:
   def __init__(self, config):
     self.config = config
     self.model = build_motion_dit(config, jnp.dtype(config.compute_dtype))
+    self.speech = SpeechFeatures(config.model.audio)
+    self.chunked = chunked(config.model.audio)
     self.alphas = schedules.alphas_cumprod(config.diffusion.steps, config.diffusion.schedule)
     self._codes = {}
 
@@ -101,33 +105,53 @@ class Stage2Task:
     return self._codes[split]
 
   def feature_dim(self) -> int:
-    from talkjax.models.ifmdm.audio import feature_dim
-    return feature_dim(self.config.model.audio)
+    return self.speech.dim
 
   def example_batch(self, batch_size):
     w, d = self.config.model.window, self.config.model.motion_dim
     vec = np.zeros((batch_size, d), np.float32)
+    audio = ((batch_size, self.speech.context + w * SAMPLES_PER_FRAME) if self.chunked
+             else (batch_size, w, self.feature_dim()))
     return {"motion": np.zeros((batch_size, w, d), np.float32),
-            "audio": np.zeros((batch_size, w, self.feature_dim()), np.float32),
-            "hint": vec, "mean": vec, "std": vec}
+            "audio": np.zeros(audio, np.float32), "hint": vec, "mean": vec, "std": vec}
 
   def batch_axes(self):
     seq = ("batch", "frames", None)
     vec = ("batch", None)
-    return {"motion": seq, "audio": seq, "hint": vec, "mean": vec, "std": vec}
+    return {"motion": seq, "audio": vec if self.chunked else seq, "hint": vec, "mean": vec,
+            "std": vec}
+
+  def uses_wav2vec2_weights(self) -> bool:
+    return self.chunked and self.speech.kind == "wav2vec2"
 
   def init(self, rng, batch):
-    b = batch["motion"].shape[0]
-    dit = self.model.init(rng, batch["motion"], jnp.zeros((b,), jnp.int32), batch["audio"],
+    b, w = batch["motion"].shape[:2]
+    feats = jnp.zeros((b, w, self.feature_dim()), jnp.float32)
+    d_rng, s_rng = jax.random.split(rng)
+    dit = self.model.init(d_rng, batch["motion"], jnp.zeros((b,), jnp.int32), feats,
                           batch["hint"], batch["mean"], batch["std"],
                           jnp.zeros((b, 4), bool))["params"]
-    return {"trainable": {"dit": dit},
-            "frozen": {"motion_stats": identity_stats(int(self.config.model.motion_dim))}}
+    frozen = {"motion_stats": identity_stats(int(self.config.model.motion_dim))}
+    if self.uses_wav2vec2_weights():   # the frozen speech encoder runs in the step
+      frozen["speech"] = self.speech.init(s_rng)
+    return {"trainable": {"dit": dit}, "frozen": frozen}
 
   def initial_values(self):
-    """The training split's motion statistics (from the cached stage-1 motion codes)."""
-    stats = motion_stats(self.codes("train"), int(self.config.model.window))
-    return {"frozen": {"motion_stats": stats}}
+    """The training split's motion statistics (from the cached stage-1 motion codes), and
+    the converted wav2vec2 when the step computes the speech features."""
+    frozen = {"motion_stats": motion_stats(self.codes("train"), int(self.config.model.window))}
+    if self.uses_wav2vec2_weights():
+      frozen["speech"] = self.speech.load()
+    return {"frozen": frozen}
+
+  def speech_features(self, frozen, audio):
+    """A batch's per-frame speech features (B, W, 2F): computed here from the windows' raw
+    audio exactly as sampling computes a chunk's ("chunked"), or cached ("whole_clip")."""
+    if not self.chunked:
+      return audio
+    ctx = self.speech.context
+    feats = self.speech.chunk(audio[:, ctx:], audio[:, :ctx], frozen.get("speech"))
+    return jax.lax.stop_gradient(feats)
 
   @staticmethod
   def normalise(stats, batch):
@@ -144,11 +168,17 @@ class Stage2Task:
     a_t = jnp.asarray(self.alphas, jnp.float32)[t]
     x_t = objectives.q_sample(x0, eps, a_t)
     drop = jax.random.uniform(d_rng, (b, 4)) < dc.condition_dropout
-    out = self.model.apply({"params": params["trainable"]["dit"]}, x_t, t, batch["audio"], hint,
+    feats = self.speech_features(params["frozen"], batch["audio"])
+    out = self.model.apply({"params": params["trainable"]["dit"]}, x_t, t, feats, hint,
                            mean, std, drop)
+    out, var_out = (jnp.split(out, 2, axis=-1) if dc.get("learn_sigma", False) else (out, None))
     err = (out - objectives.target(dc.prediction, x0, eps, a_t)) ** 2
     per_example = jnp.mean(err, axis=(1, 2))
     metrics = {"mse": jnp.mean(per_example)}
+    if var_out is not None:   # the hybrid objective: the bound trains the variance only
+      vlb = learned_variance.vlb_term(dc.prediction, out, var_out, x0, x_t, t, self.alphas)
+      per_example = per_example + float(dc.get("vlb_weight", 0.001)) * vlb
+      metrics["vlb"] = jnp.mean(vlb)
     if self.config.loss.velocity > 0:  # smoothness: match frame-to-frame motion (x0 space)
       x0_hat, _ = objectives.to_x0_eps(dc.prediction, out, x_t, a_t)
       vel = jnp.mean((jnp.diff(x0_hat, axis=1) - jnp.diff(x0, axis=1)) ** 2, axis=(1, 2))
@@ -159,4 +189,4 @@ class Stage2Task:
   def data_source(self, split):
     codes = self.codes("train" if split == "train" else "val")
     return MotionWindows(codes, self.config.model.window, self.config.data.stride,
-                         name=f"{self.config.data.path}:{split}")
+                         name=f"{self.config.data.path}:{split}", audio_context=self.speech.context)
