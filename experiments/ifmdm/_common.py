@@ -27,7 +27,9 @@ def stage2_config(*, window: int, hidden: int, layers: int, heads: int):
   from talkjax.defaults import base_config
   c = base_config()
   c.family = "ifmdm_stage2"
-  c.stage1 = ml_collections.ConfigDict(dict(config="", workdir=""))
+  # overrides: "KEY=VALUE;..." applied to the named stage-1 config when it is built from
+  # its name (random-weight benchmarks), e.g. "model.renderer=fast".
+  c.stage1 = ml_collections.ConfigDict(dict(config="", workdir="", overrides=""))
   m = c.model
   m.window, m.hidden, m.layers, m.heads, m.mlp_ratio = window, hidden, layers, heads, 4
   m.motion_dim = 20

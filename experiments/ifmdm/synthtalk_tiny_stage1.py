@@ -14,6 +14,7 @@ def get_config(arg=None):
   c = base_config()
   c.family = "ifmdm_stage1"
   c.model.resolution = 64
+  c.model.renderer = "fast"      # the light renderer; "paper" trains the paper's at 64 px
   c.model.channels = (16, 32, 64, 64)
   c.model.disc_channels = (16, 32, 64, 64)
   c.model.latent = 64

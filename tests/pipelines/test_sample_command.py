@@ -139,6 +139,12 @@ def test_bench_names_the_resolutions_a_config_can_take(capsys):
   code = main(["bench", "sample", "--config", "ifmdm/hdtf_512_stage2", "--resolutions", "64"])
   err = capsys.readouterr().err
   assert code == 2
+  assert "6 channels for 5 scales" in err and "use one of 128, 256, 512" in err
+  # The light renderer in the paper renderer's place: another rule, named as clearly.
+  code = main(["bench", "sample", "--config", "ifmdm/hdtf_512_stage2", "--resolutions", "64",
+               "--set", "stage1.overrides=model.renderer=fast"])
+  err = capsys.readouterr().err
+  assert code == 2
   assert "a multiple of 128" in err and "use one of 128, 256, 384, 512" in err
 
 

@@ -102,6 +102,11 @@ class IFMDMGeneration:
         raise TalkjaxError("this stage-2 config names no stage-1 config (stage1.config)",
                            fix="set stage1.config, e.g. ifmdm/synthtalk_tiny_stage1")
       stage1 = cfg.load_config(config.stage1.config)
+      # `stage1.overrides` ("KEY=VALUE;KEY=VALUE") edits the named config, e.g.
+      # "model.renderer=fast" to time the light renderer in a paper config's place.
+      edits = [e for e in str(config.stage1.get("overrides", "")).split(";") if e.strip()]
+      if edits:
+        stage1 = cfg.apply_overrides(ml_collections.ConfigDict(stage1.to_dict()), edits)
     if resolution is not None and int(resolution) != int(stage1.model.resolution):
       stage1 = cfg.apply_overrides(ml_collections.ConfigDict(stage1.to_dict()),
                                    [f"model.resolution={int(resolution)}"])

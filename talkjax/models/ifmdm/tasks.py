@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from talkjax.diffusion import learned_variance, objectives, schedules
-from talkjax.models.ifmdm.autoencoder import Discriminator, gan_losses
-from talkjax.models.ifmdm.builders import build_autoencoder, build_motion_dit
+from talkjax.models.ifmdm.autoencoder import gan_losses
+from talkjax.models.ifmdm.builders import build_autoencoder, build_discriminator, build_motion_dit
 from talkjax.models.ifmdm.audio import SpeechFeatures
 from talkjax.models.ifmdm.data import (SAMPLES_PER_FRAME, MotionWindows, cached_codes, chunked,
                                        motion_stats, synthtalk_frame_pairs)
@@ -35,7 +35,7 @@ class Stage1Task:
     self.config = config
     dtype = jnp.dtype(config.compute_dtype)
     self.generator = build_autoencoder(config.model, dtype)
-    self.discriminator = Discriminator(channels=tuple(config.model.disc_channels), dtype=dtype)
+    self.discriminator = build_discriminator(config.model, dtype)
 
   def example_batch(self, batch_size):
     r = self.config.model.resolution
