@@ -3,9 +3,11 @@
 `Sampler` lays the parameters out on a (data, fsdp, tensor) mesh with the shardings that
 `config.axis_rules` gives their logical axis names (the rules training uses, so an FSDP- or
 tensor-sharded model samples sharded), pads each batch to the number of ways the batch is
-split, and runs a whole video — `hook.start`, then `hook.chunk` under one `lax.scan` over
-the chunks — as one jitted program per compiled setting (and, in jit's cache, per shape:
-a bucket). Noise comes from per-request seeds (see talkjax/family.py), so a request gets
+split, and runs a whole video — `hook.start`, then `hook.chunk` in a loop over the chunks —
+as jitted programs compiled once per setting and batch shape (a bucket), whatever the
+audio's duration: a segment program always holds SEGMENT_FRAMES' worth of chunks and takes
+the number of chunks to run as a runtime argument, so a short video runs only its chunks
+and a long one reuses the same executable segment after segment. Noise comes from per-request seeds (see talkjax/family.py), so a request gets
 the same frames alone or in any batch. The mesh spans this process's devices: on several
 hosts, each samples its own requests.
 """
@@ -97,9 +99,10 @@ class Sampler:
 
   # ---- whole videos ------------------------------------------------------------------------
 
-  def segment_chunks(self, chunks: int) -> int:
-    """Chunks per compiled call: a whole short video, or SEGMENT_FRAMES' worth of chunks."""
-    return max(1, min(chunks, SEGMENT_FRAMES // self.window))
+  def segment_chunks(self) -> int:
+    """Chunks one compiled call can make (SEGMENT_FRAMES' worth): the same for every
+    duration, so one executable serves them all."""
+    return max(1, SEGMENT_FRAMES // self.window)
 
   def generate(self, images, audio, **kwargs) -> dict[str, np.ndarray]:
     """images (B, R, R, 3) uint8, audio (B, N) 16 kHz -> {"frames": (B, T, R, R, 3), ...},
@@ -142,9 +145,9 @@ class Sampler:
       raise TalkjaxError("this model takes no partner audio", fix="drop it")
     frames = -(-audio.shape[1] // spf)
     chunks = max(chunks, -(-frames // self.window))
-    per_call = self.segment_chunks(chunks)
-    chunks = -(-chunks // per_call) * per_call     # whole segments: one program for them all
-    length, size = chunks * self.chunk_samples, self.chunk_samples
+    per_call = self.segment_chunks()
+    # Audio for whole segments (silence after the end); only `chunks` chunks are run.
+    length, size = -(-chunks // per_call) * per_call * self.chunk_samples, self.chunk_samples
     ctx = int(self.hook.audio_context)
     fit = lambda x: np.pad(x, ((0, 0), (ctx, max(0, length - x.shape[1]))))[:, :ctx + length]
     tracks = {"audio": fit(audio)}
@@ -177,10 +180,11 @@ class Sampler:
           ("segment", knobs),
           lambda: jax.jit(segment, out_shardings=(carry_layout, self.batch_sharding)),
           (self.params, context, carry, piece_of(0), batch["seeds"], batch["runtime"],
-           np.int32(0)), b + pad, f"{per_call * self.window} frames per call")
+           np.int32(0), np.int32(per_call)), b + pad, f"{per_call * self.window} frames per call")
       for first in range(0, chunks, per_call):
         carry, out = segment(self.params, context, carry, piece_of(first), batch["seeds"],
-                             batch["runtime"], np.int32(first))
+                             batch["runtime"], np.int32(first),
+                             np.int32(min(per_call, chunks - first)))
         done = first * self.window
         keep = min(per_call * self.window, frames - done)
         if keep <= 0:
@@ -205,17 +209,29 @@ class Sampler:
     hook, size = self.hook, self.chunk_samples
     ctx = int(hook.audio_context)
 
-    def segment(params, context, carry, tracks, seeds, runtime, first):
+    def segment(params, context, carry, tracks, seeds, runtime, first, count):
+      """Chunks first .. first + count - 1 (count <= the chunks `tracks` hold, a runtime
+      value: one executable for a whole or a partial segment); the outputs of chunks not
+      run stay zero."""
       keys = jax.vmap(jax.random.PRNGKey)(seeds)
-      count = (tracks["audio"].shape[1] - ctx) // size
+      capacity = (tracks["audio"].shape[1] - ctx) // size
 
-      def body(carry, index):   # `index` counts chunks from the start of the video
+      def one(carry, index):   # `index` counts chunks from the start of the video
         chunk_keys = jax.vmap(lambda k: jax.random.fold_in(k, index))(keys)
         piece = {n: jax.lax.dynamic_slice_in_dim(t, (index - first) * size, ctx + size, axis=1)
                  for n, t in tracks.items()}
         return hook.chunk(params, context, carry, piece, chunk_keys, knobs, runtime)
 
-      carry, outputs = jax.lax.scan(body, carry, first + jnp.arange(count))
+      shapes = jax.eval_shape(one, carry, first)[1]
+      buffers = {k: jnp.zeros((capacity,) + v.shape, v.dtype) for k, v in shapes.items()}
+
+      def body(i, state):
+        carry, buffers = state
+        carry, out = one(carry, first + i)
+        return carry, {k: jax.lax.dynamic_update_index_in_dim(buffers[k], out[k], i, 0)
+                       for k in buffers}
+
+      carry, outputs = jax.lax.fori_loop(0, count, body, (carry, buffers))
       # (chunks, B, window, ...) -> (B, chunks * window, ...)
       join = lambda x: jnp.swapaxes(x, 0, 1).reshape((x.shape[1], -1) + x.shape[3:])
       return carry, {k: join(v) for k, v in outputs.items()}

@@ -122,3 +122,22 @@ def test_any_image_mode_becomes_a_square_rgb_portrait(mode, tmp_path):
   out, how, _ = load_image(str(tmp_path / "x.png"), 64, "center")
   assert out.shape == (64, 64, 3) and out.dtype == np.uint8
   assert "center square 70x70" in how
+
+
+def test_one_compilation_serves_every_duration(pipe):
+  """Compile time does not grow with the audio: videos of 1 chunk, a partial segment, a
+  whole one and more than one (several segments) share one executable per batch shape, and
+  a partial segment gives the frames of the same chunks in a longer video."""
+  sampler = pipe.sampler
+  image, audio = person(14.0, 21)
+  assert len(audio) >= (sampler.segment_chunks() + 2) * sampler.window * 640
+  w = sampler.window * 640
+  seen = {}
+  for chunks in (1, 3, sampler.segment_chunks(), sampler.segment_chunks() + 2):
+    n = chunks * w          # whole chunks: each sees the audio it sees in the longer videos
+    seen[chunks] = sampler.generate(image[None], audio[None, :n], seed=4)["frames"][0]
+  segments = [k for k in sampler._executables if k[0][0] == "segment"]
+  assert len(segments) == 1, segments
+  longest = seen[max(seen)]
+  for chunks, frames in seen.items():
+    np.testing.assert_array_equal(frames, longest[:len(frames)])
