@@ -273,7 +273,7 @@ def test_the_papers_recipe_learns_a_variance_that_sampling_ignores(stage1):
           paper.optimizer.weight_decay) == ("eps", "linear", True, 0.0)
   assert (paper.sample.mean, paper.sample.std) == ("none", "none")
   config = stage2_config(stage1, "diffusion.learn_sigma=True", "diffusion.prediction=eps",
-                         "diffusion.schedule=linear")
+                         "diffusion.schedule=linear", "loss.velocity=0.0")
   task = make_task(config)
   source = task.data_source("train")
   batch = {k: jnp.stack([jnp.asarray(source[i][k]) for i in range(4)]) for k in source[0]}
@@ -291,3 +291,10 @@ def test_the_papers_recipe_learns_a_variance_that_sampling_ignores(stage1):
                               batch["mean"], batch["std"], jnp.zeros((4, 16, 20)),
                               hook.knobs(steps=2))
   assert motion.shape == (4, 16, 20)
+
+
+def test_a_velocity_term_with_eps_prediction_is_refused(tmp_path):
+  config = cfg.load_config("ifmdm/synthtalk_tiny_stage2", [
+      f"data.path={tmp_path}", "diffusion.prediction=eps", "loss.velocity=1.0"])
+  with pytest.raises(TalkjaxError, match="needs an x0 or v prediction"):
+    make_task(config)

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from talkjax.diffusion import learned_variance, objectives, schedules
+from talkjax.errors import ConfigError
 from talkjax.models.ifmdm.autoencoder import gan_losses
 from talkjax.models.ifmdm.builders import build_autoencoder, build_discriminator, build_motion_dit
 from talkjax.models.ifmdm.audio import SpeechFeatures
@@ -95,6 +96,11 @@ class Stage2Task:
     self.model = build_motion_dit(config, jnp.dtype(config.compute_dtype))
     self.speech = SpeechFeatures(config.model.audio)
     self.chunked = chunked(config.model.audio)
+    if config.loss.velocity > 0 and config.diffusion.prediction == "eps":
+      # x0 = (x_t - sqrt(1 - a) eps) / sqrt(a) blows up at high noise: the velocity term of
+      # such x0 dominated the loss (gradient norms near 1000 at the start of training).
+      raise ConfigError("loss.velocity > 0 needs an x0 or v prediction, not eps",
+                        fix="set loss.velocity=0 with diffusion.prediction=eps")
     self.alphas = schedules.alphas_cumprod(config.diffusion.steps, config.diffusion.schedule)
     self._codes = {}
 
