@@ -6,7 +6,9 @@ requests, bucketing, batch padding, the device mesh and parameter shardings (fro
 per-request seeds, chunk chaining over long audio, streaming, progress and writing. A family
 implements the small hook below; see talkjax/models/README.md for a worked example.
 
-The video is made chunk by chunk, `window` frames at a time, as one jitted `lax.scan`:
+The video is made chunk by chunk, `window` frames at a time, in a jitted loop over the chunks
+(a fixed-size segment program whose chunk count is a runtime input: one compilation for
+every duration):
 
     context, carry = hook.start(params, inputs, knobs)          # once per video
     carry, outputs = hook.chunk(params, context, carry, tracks, keys, knobs, runtime)

@@ -31,10 +31,13 @@ def get_config(arg=None):
   data.worker_count = 0
   data.shuffle = True
   c.data = data
-  c.train.steps = 8000
+  c.train.steps = 12000
   c.train.log_every = 50
+  # 8000 steps at a constant 1e-3 reconstructed held-out head motion at 0.79 of ground
+  # truth's; 12000 with a cosine decay to 5 % does better (experiments/ifmdm/README.md).
   c.optimizer.lr = 1e-3
   c.optimizer.warmup_steps = 50
-  c.optimizer.schedule = "constant"
+  c.optimizer.schedule = "cosine"
+  c.optimizer.min_lr_ratio = 0.05
   c.checkpoint.every = 1000
   return c

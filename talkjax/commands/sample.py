@@ -23,6 +23,7 @@ examples:
   talkjax sample --checkpoint runs/ifmdm_tiny_stage2 --image face.png --audio speech.wav --out out.mp4
   talkjax sample --checkpoint model.msgpack --image face.jpg --audio talk.m4a --out out.mp4 \\
       --set std_scale=1.5 guidance=3 --gif --png
+  talkjax sample ... --set mean=none std=absolute std_value=0.3     (the paper's std knob)
   talkjax sample --checkpoint runs/ifmdm_tiny_stage2 --manifest requests.jsonl --out results/
   (a manifest line: {"image": "a.png", "audio": "a.wav", "seed": 1, "options": {"mean": "previous"}})
   talkjax sample --checkpoint runs/big --manifest requests.jsonl --out results/ --mesh data=1 fsdp=-1
@@ -41,7 +42,9 @@ def add_arguments(parser):
   parser.add_argument("--manifest", help="JSONL file of requests instead of --image/--audio")
   parser.add_argument("--out", required=True, help="output .mp4 (a folder with --manifest)")
   parser.add_argument("--set", dest="options", nargs="+", default=[], metavar="NAME=VALUE",
-                      help="sampling options (IF-MDM: steps, guidance, std_scale, mean)")
+                      help="sampling options (IF-MDM: steps, guidance, mean=image|previous|"
+                           "none, std=scale|absolute|none, std_scale (x the data's window "
+                           "std), std_value (absolute std))")
   parser.add_argument("--crop", default="auto", choices=["auto", "center", "face", "none"],
                       help="how the portrait becomes a square: auto (the default: around the "
                            "largest face, framed as the model's training data; the whole image "

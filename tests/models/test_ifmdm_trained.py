@@ -27,7 +27,7 @@ def test_std_scale_raises_and_lowers_the_motion_spread(gen, people):
   images, audio = people
   scales = (0.5, 1.0, 2.0)
   # One batch, each person at every intensity: std_scale is a per-example runtime input.
-  knobs = [gen.knobs(std_scale=s) for s in scales for _ in images]
+  knobs = [gen.knobs(std="scale", std_scale=s) for s in scales for _ in images]
   motion = gen.generate(np.tile(images, (3, 1, 1, 1)), np.tile(audio, (3, 1)), seed=1,
                         knobs=knobs)["motion"]
   spread = motion.std(axis=1).mean(-1).reshape(3, len(images)).mean(1)
@@ -39,7 +39,7 @@ def test_mean_knob_keeps_the_posture_of_the_image(gen, people):
   _, _, alpha, _ = gen.hook.appearance(gen.params, images)
   offset = {}
   for mode in ("image", "previous"):
-    motion = gen.generate(images, audio, seed=2, knobs=gen.knobs(mean=mode))["motion"]
+    motion = gen.generate(images, audio, seed=2, knobs=gen.knobs(mean=mode, std="scale"))["motion"]
     offset[mode] = float(np.abs(motion[:, -gen.window:].mean(1) - np.asarray(alpha)).mean())
   assert offset["image"] <= offset["previous"] + 1e-3, offset
 
