@@ -298,3 +298,34 @@ def test_a_velocity_term_with_eps_prediction_is_refused(tmp_path):
       f"data.path={tmp_path}", "diffusion.prediction=eps", "loss.velocity=1.0"])
   with pytest.raises(TalkjaxError, match="needs an x0 or v prediction"):
     make_task(config)
+
+
+def test_chunked_wav2vec2_features_run_in_the_step_with_frozen_converted_weights(stage1, tmp_path):
+  """With wav2vec2 the training step runs the converted encoder (frozen parameters loaded
+  from the folder) on each window's audio, as sampling does per chunk."""
+  import torch
+  from transformers import Wav2Vec2Config as HFConfig
+  from transformers import Wav2Vec2Model as HFModel
+  torch.manual_seed(0)
+  hf = HFModel(HFConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, conv_dim=(8, 8), conv_kernel=(10, 3),
+                        conv_stride=(5, 2), num_conv_pos_embeddings=16,
+                        num_conv_pos_embedding_groups=4)).eval()
+  hf.save_pretrained(tmp_path / "hf")
+  assert main(["convert", "wav2vec2", "--src", str(tmp_path / "hf"), "--out", str(tmp_path / "w2v")]) == 0
+  config = stage2_config(stage1, "model.audio.kind=wav2vec2", f"model.audio.wav2vec2={tmp_path / 'w2v'}",
+                         "model.audio.hidden_size=16")
+  task = make_task(config)
+  source = task.data_source("train")
+  batch = {k: jnp.stack([jnp.asarray(source[i][k]) for i in range(2)]) for k in source[0]}
+  params = nn.meta.unbox(jax.eval_shape(task.init, jax.random.PRNGKey(0), batch))
+  frozen = task.initial_values()["frozen"]
+  assert jax.tree.map(jnp.shape, frozen["speech"]) == jax.tree.map(jnp.shape, params["frozen"]["speech"])
+  feats = task.speech_features(frozen, batch["audio"])
+  ctx = task.speech.context
+  expected = task.speech.chunk(batch["audio"][:, ctx:], batch["audio"][:, :ctx], task.speech.load())
+  assert feats.shape == (2, 16, 32)
+  np.testing.assert_array_equal(feats, expected)
+  trainable = nn.meta.unbox(task.init(jax.random.PRNGKey(0), batch))["trainable"]
+  loss, _ = task.loss({"trainable": trainable, "frozen": frozen}, batch, jax.random.PRNGKey(1))
+  assert np.isfinite(np.asarray(loss)).all()

@@ -97,10 +97,3 @@ class SpeechFeatures:
     """jitted (B, N) -> (B, N / 640, 2F) over whole clips (to cache training features)."""
     fn = jax.jit(lambda p, s: self.chunk(s, jnp.zeros((s.shape[0], self.context), s.dtype), p))
     return lambda samples: fn(params, samples)
-
-
-def feature_dim(audio_config) -> int:
-  """Per-frame feature size, from the config alone (no weights are read)."""
-  if audio_config.kind == "logmel":
-    return 2 * int(audio_config.n_mels)
-  return 2 * int(audio_config.hidden_size)

@@ -24,7 +24,7 @@ import sys
 
 import numpy as np
 
-from talkjax.errors import TalkjaxError
+from talkjax.errors import ConfigError, TalkjaxError
 
 
 TRAIN_FEATURES = ("chunked", "whole_clip")
@@ -34,7 +34,7 @@ SAMPLES_PER_FRAME = 640   # 16 kHz at 25 fps
 def chunked(audio_config) -> bool:
   mode = audio_config.get("train_features", "chunked")
   if mode not in TRAIN_FEATURES:
-    raise TalkjaxError(f"unknown model.audio.train_features {mode!r}",
+    raise ConfigError(f"unknown model.audio.train_features {mode!r}",
                        fix=f"use one of {TRAIN_FEATURES}")
   return mode == "chunked"
 
