@@ -172,8 +172,8 @@ class IFMDMGeneration:
     z = lambda x: (x - stats["mean"]) / stats["std"]
     b = feats.shape[0]
     # The controls a knob turns off are dropped (null tokens) in both guidance branches.
-    kept = jnp.asarray([False, False, knobs.mean == "none", knobs.std == "none"])
-    cond = {"audio": feats, "drop": jnp.broadcast_to(kept, (b, 4))}
+    dropped = jnp.asarray([False, False, knobs.mean == "none", knobs.std == "none"])
+    cond = {"audio": feats, "drop": jnp.broadcast_to(dropped, (b, 4))}
 
     def model(x_t, t, c):
       n = x_t.shape[0] // b
