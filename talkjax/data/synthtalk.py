@@ -82,6 +82,10 @@ class SynthTalkClips:
 
   def record(self, index: int) -> dict:
     """The stored example: frames still encoded."""
+    if not 0 <= index < len(self):
+      raise TalkjaxError(f"example {index} asked of split {self.split!r}, which holds "
+                         f"{len(self)}", path=self.path,
+                         fix=f"ask for 0..{len(self) - 1}, or build more clips")
     try:
       return self._open()[index]
     except (ValueError, OSError, RuntimeError) as e:

@@ -69,3 +69,9 @@ def test_corrupt_record_file_gives_talkjax_error(data_dir, tmp_path):
   shard.write_bytes(b"\x00" * 64)
   with pytest.raises(TalkjaxError, match="cannot be read"):
     SynthTalkWindows(broken, "train", window=4)[0]
+
+
+def test_an_index_past_the_split_is_named_as_such(data_dir):
+  clips = SynthTalkClips(data_dir, "train")
+  with pytest.raises(TalkjaxError, match=f"which holds {len(clips)}"):
+    clips.record(len(clips))
