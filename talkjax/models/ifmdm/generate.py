@@ -96,7 +96,7 @@ class IFMDMGeneration:
     import ml_collections
     from talkjax import config as cfg
     linked = dict(linked or {})
-    stage1 = linked.get("stage1")
+    stage1, edits = linked.get("stage1"), []
     if stage1 is None:
       if not config.stage1.config:
         raise TalkjaxError("this stage-2 config names no stage-1 config (stage1.config)",
@@ -105,11 +105,10 @@ class IFMDMGeneration:
       # `stage1.overrides` ("KEY=VALUE;KEY=VALUE") edits the named config, e.g.
       # "model.renderer=fast" to time the light renderer in a paper config's place.
       edits = [e for e in str(config.stage1.get("overrides", "")).split(";") if e.strip()]
-      if edits:
-        stage1 = cfg.apply_overrides(ml_collections.ConfigDict(stage1.to_dict()), edits)
     if resolution is not None and int(resolution) != int(stage1.model.resolution):
-      stage1 = cfg.apply_overrides(ml_collections.ConfigDict(stage1.to_dict()),
-                                   [f"model.resolution={int(resolution)}"])
+      edits.append(f"model.resolution={int(resolution)}")
+    if edits:
+      stage1 = cfg.apply_overrides(ml_collections.ConfigDict(stage1.to_dict()), edits)
     w2v = linked.get("wav2vec2")
     return cls(config, stage1, None if w2v is None else w2v.to_dict())
 
