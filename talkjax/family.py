@@ -14,9 +14,11 @@ every duration):
     carry, outputs = hook.chunk(params, context, carry, tracks, keys, knobs, runtime)
 
 - `inputs`: {"image": uint8 (B, R, R, 3)} plus the per-example arrays of `request_inputs`.
-- `tracks`: {"audio": (B, audio_context + window * 640)} at 16 kHz — the chunk's samples
-  with the `audio_context` samples that precede them in front (silence before the start) —
-  and "partner_audio" the same way when the family takes it.
+- `tracks`: {"audio": (B, audio_context + window * 640 + audio_lookahead)} at 16 kHz — the
+  chunk's samples with the `audio_context` samples that precede them in front (silence
+  before the start) and the `audio_lookahead` samples that follow them behind (silence
+  after the end; a stream waits for them, so they add to its latency) — and
+  "partner_audio" the same way when the family takes it.
 - `keys`: (B, 2) uint32 PRNG keys, `fold_in(PRNGKey(seed), chunk_index)` per example, so a
   request draws the same numbers alone or in any batch, offline or streaming.
 - `knobs`: the compiled part of the sampling settings (static); `runtime`: {name: (B,)
@@ -113,6 +115,7 @@ class GenerationHook(Protocol):
   window: int                          # frames per chunk
   resolution: int
   audio_context: int                   # samples of preceding audio each chunk sees
+  audio_lookahead: int                 # samples of following audio each chunk sees
   accepts: frozenset                   # optional request inputs it takes (OPTIONAL_INPUTS)
   requires: frozenset                  # ... of which it cannot do without
 

@@ -45,8 +45,10 @@ def stage2_config(*, window: int, hidden: int, layers: int, heads: int):
                                                vlb_weight=0.001))
   c.loss = ml_collections.ConfigDict(dict(velocity=0.0))
   # Sampling defaults (each is a knob of `talkjax sample`).
+  # lookahead (frames) is not a per-request knob: it sets the frames a chunk keeps
+  # (model.window - lookahead), so a model's programs are built with it.
   c.sample = ml_collections.ConfigDict(dict(steps=10, guidance=2.0, mean="image", std="scale",
-                                            std_scale=1.0, std_value=0.2))
+                                            std_scale=1.0, std_value=0.2, lookahead=0))
   c.train.ema_decay = 0.9999
   c.optimizer.lr = 1e-4
   c.optimizer.weight_decay = 0.01

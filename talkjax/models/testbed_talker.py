@@ -148,6 +148,7 @@ class TalkerGeneration:
   accepts = frozenset({"partner_audio", "emotion"})
   requires = frozenset()
   audio_context = CONTEXT
+  audio_lookahead = 0
   full_precision = ()
 
   def __init__(self, config):

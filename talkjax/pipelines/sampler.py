@@ -89,6 +89,8 @@ class Sampler:
   accepts = property(lambda self: frozenset(self.hook.accepts))
   requires = property(lambda self: frozenset(getattr(self.hook, "requires", ())))
   chunk_samples = property(lambda self: self.window * SAMPLE_RATE // self.fps)
+  # Samples of audio after its own that each chunk sees (0 for a family that needs none).
+  audio_lookahead = property(lambda self: int(getattr(self.hook, "audio_lookahead", 0)))
 
   def knobs(self, **overrides):
     return self.hook.knobs(**overrides)
@@ -148,8 +150,9 @@ class Sampler:
     per_call = self.segment_chunks()
     # Audio for whole segments (silence after the end); only `chunks` chunks are run.
     length, size = -(-chunks // per_call) * per_call * self.chunk_samples, self.chunk_samples
-    ctx = int(self.hook.audio_context)
-    fit = lambda x: np.pad(x, ((0, 0), (ctx, max(0, length - x.shape[1]))))[:, :ctx + length]
+    ctx, look = int(self.hook.audio_context), self.audio_lookahead
+    fit = lambda x: np.pad(x, ((0, 0), (ctx, max(0, length + look - x.shape[1]))))[
+        :, :ctx + length + look]
     tracks = {"audio": fit(audio)}
     if "partner_audio" in self.tracks:
       tracks["partner_audio"] = fit(np.zeros_like(audio) if partner_audio is None
@@ -168,8 +171,9 @@ class Sampler:
     batch = jax.device_put(jax.tree.map(grow, batch), self.batch_sharding)
     tracks = {n: grow(t) for n, t in tracks.items()}
     start, segment = self._programs(knobs)   # start is jitted; segment is jitted below
-    piece_of = lambda first: {n: jax.device_put(t[:, first * size:ctx + (first + per_call) * size],
-                                                self.batch_sharding) for n, t in tracks.items()}
+    end = lambda first: ctx + (first + per_call) * size + look
+    piece_of = lambda first: {n: jax.device_put(t[:, first * size:end(first)], self.batch_sharding)
+                              for n, t in tracks.items()}
     with parallel.use_mesh(self.mesh, self.rules):
       start = self._compiled(("start", knobs), lambda: start, (self.params, batch["inputs"]),
                              b + pad, "encoding the portraits")
@@ -207,18 +211,19 @@ class Sampler:
     """The jitted start program and the segment function of one compiled setting; their
     executables are kept per shape (a bucket) by `_compiled`."""
     hook, size = self.hook, self.chunk_samples
-    ctx = int(hook.audio_context)
+    ctx, look = int(hook.audio_context), self.audio_lookahead
 
     def segment(params, context, carry, tracks, seeds, runtime, first, count):
       """Chunks first .. first + count - 1 (count <= the chunks `tracks` hold, a runtime
       value: one executable for a whole or a partial segment); the outputs of chunks not
       run stay zero."""
       keys = jax.vmap(jax.random.PRNGKey)(seeds)
-      capacity = (tracks["audio"].shape[1] - ctx) // size
+      capacity = (tracks["audio"].shape[1] - ctx - look) // size
 
       def one(carry, index):   # `index` counts chunks from the start of the video
         chunk_keys = jax.vmap(lambda k: jax.random.fold_in(k, index))(keys)
-        piece = {n: jax.lax.dynamic_slice_in_dim(t, (index - first) * size, ctx + size, axis=1)
+        piece = {n: jax.lax.dynamic_slice_in_dim(t, (index - first) * size, ctx + size + look,
+                                                 axis=1)
                  for n, t in tracks.items()}
         return hook.chunk(params, context, carry, piece, chunk_keys, knobs, runtime)
 

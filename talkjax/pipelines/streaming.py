@@ -9,7 +9,8 @@ show(stream.finish())                    # the rest, the last chunk padded with 
 
 Dyadic families take the partner's track too: `push(agent, partner_audio=partner)` (either
 may be pushed alone; a chunk is made once both tracks hold it). Latency is at most one chunk
-of audio. The stream runs the very function the offline sampler scans (the family's
+of audio, plus the family's lookahead (`audio_lookahead`: the audio after a chunk it waits
+for). The stream runs the very function the offline sampler scans (the family's
 `chunk`, with the same per-chunk keys and audio context), so its frames equal
 `Sampler.generate`'s for the same seed, up to float reassociation inside XLA.
 """
@@ -32,6 +33,7 @@ class Stream:
     image = load_image(image, sampler.resolution, "center").image
     self.empty = np.zeros((0,) + image.shape, np.uint8)
     self.size = sampler.chunk_samples
+    self.need = self.size + sampler.audio_lookahead   # a chunk's samples and those after it
     self.context_samples = int(self.hook.audio_context)
     self.runtime = {k: np.asarray([v], np.float32) for k, v in knobs.runtime_values().items()}
     self.seed = jax.random.PRNGKey(np.uint32(seed))
@@ -66,8 +68,8 @@ class Stream:
       if name == "audio":
         self.received += len(samples)
     out = []
-    while all(len(p) >= self.size for p in self.pending.values()):
-      out.append(self._run({n: p[:self.size] for n, p in self.pending.items()}))
+    while all(len(p) >= self.need for p in self.pending.values()):
+      out.append(self._run({n: p[:self.need] for n, p in self.pending.items()}))
       self.pending = {n: p[self.size:] for n, p in self.pending.items()}
     return np.concatenate(out) if out else self.empty
 
@@ -76,8 +78,8 @@ class Stream:
     with parallel.use_mesh(self.sampler.mesh, self.sampler.rules):
       self.carry, frames = self._chunk(self.sampler.params, self.context, self.carry, tracks,
                                        np.int32(self.index), self.knobs, self.runtime)
-    for n in pieces:
-      self.history[n] = tracks[n][0, len(tracks[n][0]) - self.context_samples:]
+    for n in pieces:   # the context of the next chunk: the samples just before it starts
+      self.history[n] = tracks[n][0, self.size:self.size + self.context_samples]
     self.index += 1
     return np.asarray(frames)
 
@@ -86,7 +88,7 @@ class Stream:
     track is padded with silence or cut to it)."""
     total = -(-self.received // (self.size // self.sampler.window))
     done = self.index * self.sampler.window
-    pad = lambda p: np.pad(p, (0, max(0, self.size - len(p))))[:self.size]
+    pad = lambda p: np.pad(p, (0, max(0, self.need - len(p))))[:self.need]
     out = []
     while self.index * self.sampler.window < total:
       out.append(self._run({n: pad(p) for n, p in self.pending.items()}))

@@ -23,7 +23,8 @@ TINY_STAGE1 = ["data.synthtalk.identities=4", "data.synthtalk.clips=8", "data.sy
                "checkpoint.every=1", "checkpoint.async_save=False"]
 TINY_STAGE2 = ["model.window=16", "model.hidden=32", "model.layers=2", "model.heads=2",
                "model.audio.n_mels=8", "data.batch_size=4", "data.synthtalk.identities=4",
-               "data.synthtalk.clips=8", "data.synthtalk.seconds=2", "sample.steps=2"]
+               "data.synthtalk.clips=8", "data.synthtalk.seconds=2", "sample.steps=2",
+               "sample.lookahead=0"]
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +188,45 @@ def test_streaming_gives_the_offline_frames_and_chunks_chain(generator, stage1):
   _, second = hook.chunk(params, appearance, (jnp.asarray(motion[:, 15]), appearance[2]), tracks,
                          keys, hook.knobs(), {"std_scale": jnp.ones(1), "std_value": jnp.ones(1)})
   np.testing.assert_allclose(second["motion"], motion[:, 16:32], atol=1e-4)
+
+
+def test_lookahead_chunks_keep_the_dits_first_frames_and_see_the_speech_after(generator, stage1):
+  from talkjax_datasets.synthtalk.clip import make_clip
+  from talkjax_datasets.synthtalk.spec import BuildSpec
+  config = stage2_config(stage1, "sample.lookahead=4")
+  hook = IFMDMGeneration(config, generator.hook.linked["stage1"])
+  assert (hook.window, hook.audio_lookahead) == (12, 4 * 640)   # the DiT still samples 16
+  sampler, params = Sampler(hook, generator.params), generator.params
+  clip = make_clip(BuildSpec(identities=2, clips=2, seconds=1.5, resolution=64, seed=5), 0)
+  audio = clip["audio"][:-100]                                   # 38 frames: 4 chunks of 12
+  run = lambda a: sampler.generate(clip["frames"][:1], a[None], seed=7)
+  out = run(audio)
+  motion, frames = out["motion"], out["frames"]
+  assert frames.shape == (1, 38, 64, 64, 3) and motion.shape == (1, 38, 20)
+  # Chunk 2 = the DiT's first 12 frames over the speech of frames 12..27, hinted by frame 11.
+  appearance, _ = hook.start(params, {"image": clip["frames"][:1]}, hook.knobs())
+  ctx = hook.audio_context
+  padded = np.pad(audio, (ctx, 64 * 640 - len(audio)))[None]
+  _, second = hook.chunk(params, appearance, (jnp.asarray(motion[:, 11]), appearance[2]),
+                         {"audio": jnp.asarray(padded[:, 12 * 640:24 * 640 + ctx + 4 * 640])},
+                         jax.random.fold_in(jax.random.PRNGKey(7), 1)[None], hook.knobs(),
+                         {"std_scale": jnp.ones(1), "std_value": jnp.ones(1)})
+  np.testing.assert_allclose(second["motion"], motion[:, 12:24], atol=1e-4)
+  # The 4 frames of speech after a chunk shape its kept frames; speech further on does not.
+  silenced = lambda a, b: np.concatenate([audio[:a * 640], np.zeros((b - a) * 640, np.float32),
+                                          audio[b * 640:]])
+  assert np.abs(run(silenced(12, 16))["motion"][:, :12] - motion[:, :12]).max() > 1e-3
+  later = run(silenced(16, 20))["motion"]
+  np.testing.assert_array_equal(later[:, :12], motion[:, :12])
+  assert np.abs(later[:, 12:24] - motion[:, 12:24]).max() > 1e-3
+  # A stream waits for the lookahead, then gives the offline frames.
+  stream = sampler.stream(clip["frames"][0], seed=7)
+  assert len(stream.push(audio[:12 * 640])) == 0                 # chunk 1's own samples only
+  pieces = [stream.push(audio[12 * 640:16 * 640]), stream.push(audio[16 * 640:]), stream.finish()]
+  assert [len(p) for p in pieces] == [12, 12, 14]
+  assert np.abs(np.concatenate(pieces).astype(int) - frames[0].astype(int)).max() <= 1
+  with pytest.raises(TalkjaxError, match="sample.lookahead=16 must be in 0..15"):
+    IFMDMGeneration(stage2_config(stage1, "sample.lookahead=16"), generator.hook.linked["stage1"])
 
 
 def test_too_short_audio_and_missing_stage1_are_clear_errors(generator, tmp_path, capsys):

@@ -1,9 +1,17 @@
 """IF-MDM's generation hook: image + audio -> motion (few-step DDIM + CFG) -> rendered frames.
 
-The generation layer (talkjax/pipelines/) cuts long audio into chunks of `window` frames and
-calls `chunk` once per chunk (see talkjax/family.py). Each chunk's hint token is the previous
-chunk's last motion (the input image's motion for the first), so chunks chain without a
-seam. The mean and std tokens are the controls (the paper's section on controllability):
+The generation layer (talkjax/pipelines/) cuts long audio into chunks and calls `chunk` once
+per chunk (see talkjax/family.py). Each chunk's hint token is the previous chunk's last motion
+(the input image's motion for the first), so chunks chain without a seam.
+
+Lookahead (`sample.lookahead` = L frames): the DiT samples its `model.window` frames but a
+chunk keeps only the first window - L, so every kept frame has at least L frames of the
+speech that follows it in the DiT's view. Lips move before the sound (SynthTalk's mouth leads
+by ~60 ms, smoothed over ~20 ms, as real lips do); without it the last frames of every chunk
+are sampled without the audio that shapes them, and the probe reads their mouth furthest
+from ground truth's. It costs window / (window - L) more DiT work, renders nothing extra,
+needs no retraining (the next chunk's hint is the last kept frame, the frame just before it,
+as in training), and adds L frames to a stream's latency. The mean and std tokens are the controls (the paper's section on controllability):
 - mean = "image": the input image's motion (keeps its posture); "previous": the previous
   chunk's last motion (the pose wanders); "none": the learned null token (the model picks
   the window's mean itself, as in the paper's main results).
@@ -24,9 +32,9 @@ import jax.numpy as jnp
 
 from talkjax import stages
 from talkjax.diffusion import guidance, samplers, schedules
-from talkjax.errors import TalkjaxError
+from talkjax.errors import ConfigError, TalkjaxError
 from talkjax.family import Knobs
-from talkjax.models.ifmdm.audio import SpeechFeatures
+from talkjax.models.ifmdm.audio import SAMPLES_PER_FRAME, SpeechFeatures
 from talkjax.models.ifmdm.builders import (build_autoencoder, build_motion_dit, generator_params,
                                            load_stage1)
 from talkjax.models.ifmdm.tasks import identity_stats
@@ -76,7 +84,14 @@ class IFMDMGeneration:
 
   def __init__(self, config, stage1_config, w2v_config: dict | None = None):
     self.config = config
-    self.window = int(config.model.window)
+    self.dit_window = int(config.model.window)
+    lookahead = int(config.sample.get("lookahead", 0))
+    if not 0 <= lookahead < self.dit_window:
+      raise ConfigError(f"sample.lookahead={lookahead} must be in 0..{self.dit_window - 1} "
+                        f"(model.window is {self.dit_window})",
+                        fix="set sample.lookahead to a few frames (4 covers lips leading speech)")
+    self.window = self.dit_window - lookahead          # frames a chunk keeps
+    self.audio_lookahead = lookahead * SAMPLES_PER_FRAME
     self.resolution = int(stage1_config.model.resolution)
     self.renderer, self.dit = build_autoencoder(stage1_config.model), build_motion_dit(config)
     self.speech = SpeechFeatures(config.model.audio, w2v_config)
@@ -146,7 +161,7 @@ class IFMDMGeneration:
     r_rng, d_rng, s_rng = jax.random.split(rng, 3)
     image = jnp.zeros((1, self.resolution, self.resolution, 3), jnp.float32)
     d = int(self.config.model.motion_dim)
-    w = self.window
+    w = self.dit_window
     feats = jnp.zeros((1, w, self.speech.dim), jnp.float32)
     vec = jnp.zeros((1, d), jnp.float32)
     dit = self.dit.init(d_rng, jnp.zeros((1, w, d)), jnp.zeros((1,), jnp.int32), feats, vec, vec,
@@ -217,7 +232,7 @@ class IFMDMGeneration:
   def chunk(self, params, context, carry, tracks, keys, knobs, runtime):
     audio, ctx = tracks["audio"], self.audio_context
     feats = self.speech.chunk(audio[:, ctx:], audio[:, :ctx], params.get("speech"))
-    shape = (self.window, int(self.config.model.motion_dim))
+    shape = (self.dit_window, int(self.config.model.motion_dim))
     noise = jax.vmap(lambda k: jax.random.normal(k, shape))(keys)
     hint, image_motion = carry
     mean = image_motion if knobs.mean == "image" else hint   # ignored when "none"
@@ -225,6 +240,6 @@ class IFMDMGeneration:
       std = jnp.broadcast_to(runtime["std_value"][:, None], hint.shape)
     else:                                                       # ignored when "none"
       std = runtime["std_scale"][:, None] * params["motion_stats"]["window_std"]
-    motion = self.sample_motion(params, feats, hint, mean, std, noise, knobs)
+    motion = self.sample_motion(params, feats, hint, mean, std, noise, knobs)[:, :self.window]
     frames = self.render(params, context, motion)
     return (motion[:, -1], image_motion), {"motion": motion, "frames": frames}
