@@ -32,6 +32,7 @@ def get_config(arg=None):
   c.model.renderer = "paper"     # StyleGAN2-style, 22.7 M + 29.2 M (paper_renderer.py)
   c.model.channels = (32, 64, 128, 256, 512, 512)   # 512 px -> 8 x 8 at the coarsest scale
   c.model.disc_channels = (32, 64, 128, 256, 512, 512)
+  c.model.refine_channels = 0   # 0: the widest scale's, 512 (the paper's)
   c.model.latent = 512
   c.model.directions = 20
   c.loss = dict(l1=1.0, motion_weight=0.0, perceptual=1.0, gan=0.1, r1=10.0)

@@ -17,6 +17,7 @@ def get_config(arg=None):
   c.model.renderer = "fast"      # the light renderer; "paper" trains the paper's at 64 px
   c.model.channels = (16, 32, 64, 64)
   c.model.disc_channels = (16, 32, 64, 64)
+  c.model.refine_channels = 0   # paper renderer only; 0: the widest scale's (64 here)
   c.model.latent = 64
   c.model.directions = 20
   # The GAN term (and its R1 penalty's double backward) costs ~40% of a CPU step at 64 px;

@@ -104,6 +104,20 @@ def test_upfirdn_matches_reference(up, down, pad):
   assert rel_err(out, ref) < 1e-5
 
 
+@pytest.mark.parametrize("up,down,pad", [(1, 1, (2, 1)), (2, 1, (2, 1)), (1, 2, (1, 1)),
+                                         (2, 2, (3, 0)), (1, 2, (2, 2))])
+def test_separable_upfirdn_matches_reference(up, down, pad):
+  """Separable kernels take the two-pass path: rows and columns differ, so a swapped or
+  unflipped pass shows."""
+  rng = np.random.default_rng(3)
+  x = rng.standard_normal((2, 9, 8, 3))
+  k = np.outer(rng.uniform(0.1, 1.0, 4), rng.uniform(0.1, 1.0, 4))
+  out = upfirdn(jnp.asarray(x, jnp.float32), k, up, down, pad)
+  ref = ref_upfirdn(x, k, up, down, pad)
+  assert out.shape == ref.shape
+  assert rel_err(out, ref) < 1e-5
+
+
 def test_upsample2x_matches_reference_and_keeps_constants():
   x = np.random.default_rng(1).standard_normal((1, 6, 6, 2))
   out = upsample2x(jnp.asarray(x, jnp.float32))
@@ -117,6 +131,17 @@ def test_fused_leaky_relu():
   x = jnp.asarray([[-1.0, 2.0]])
   np.testing.assert_allclose(fused_leaky_relu(x, jnp.asarray([0.0, 1.0])),
                              [[-0.2 * math.sqrt(2), 3 * math.sqrt(2)]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_transposed_conv_by_parities_matches_reference(k):
+  from talkjax.nn.stylegan import _transposed_conv2x
+  rng = np.random.default_rng(5)
+  x, w = rng.standard_normal((7, 5, 3)), rng.standard_normal((k, k, 3, 2))
+  out = _transposed_conv2x(jnp.asarray(x[None], jnp.float32), jnp.asarray(w, jnp.float32))[0]
+  ref = ref_transposed_conv2x(x, w)
+  assert out.shape == ref.shape == (2 * 7 + k - 2, 2 * 5 + k - 2, 2)
+  assert rel_err(out, ref) < 1e-5
 
 
 @pytest.mark.parametrize("upsample,demodulate,kernel_size", [(False, True, 3), (True, True, 3),

@@ -29,8 +29,11 @@ def build_autoencoder(model_config, dtype=None):
   if renderer_kind(m) == "paper":
     from talkjax.models.ifmdm.paper_renderer import PaperMotionAutoencoder
     _paper_channels(m)
+    # model.refine_channels: 0 = the widest scale's (512 at the paper's size).
     return PaperMotionAutoencoder(resolution=int(m.resolution), channels=tuple(m.channels),
-                                  latent=m.latent, directions=m.directions, dtype=dtype)
+                                  latent=m.latent, directions=m.directions,
+                                  refine_channels=int(m.get("refine_channels", 0)) or None,
+                                  dtype=dtype)
   scale = 2 ** (len(m.channels) + 1)  # one stride-2 block per channel entry, >= 2x2 at the end
   if not 64 <= m.resolution <= 512 or m.resolution % scale:
     valid = [r for r in range(scale, 513, scale) if r >= 64]
