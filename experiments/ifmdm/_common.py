@@ -14,8 +14,15 @@ def synthtalk_data(path: str, *, identities: int, clips: int, seconds: float, re
 
 
 def tiny_synthtalk():
-  """The 64 px set both tiny stages train on (4 s clips: room for stage 2's windows)."""
+  """The 64 px set the tiny stage 1 trains on (4 s clips: room for stage 2's windows)."""
   return synthtalk_data("~/.cache/talkjax/synthtalk_tiny_i200", identities=200, clips=400,
+                        seconds=4.0, resolution=64)
+
+
+def tiny_synthtalk_speech():
+  """The larger 64 px set the tiny stage 2 trains on: 1600 clips of 4 s (stage 1's 400 gave
+  held-out lip-sync 0.941 of ground truth's, these 0.955; motion codes are cheap to read)."""
+  return synthtalk_data("~/.cache/talkjax/synthtalk_tiny_i800", identities=800, clips=1600,
                         seconds=4.0, resolution=64)
 
 

@@ -9,7 +9,7 @@ The first run of stage 2 reads every frame's motion code with the stage-1 encode
 caches them under runs/ifmdm_tiny_stage1/motion_codes/.
 """
 
-from talkjax_experiments.ifmdm._common import stage2_config, tiny_synthtalk
+from talkjax_experiments.ifmdm._common import stage2_config, tiny_synthtalk_speech
 
 
 def get_config(arg=None):
@@ -18,7 +18,7 @@ def get_config(arg=None):
   c.stage1.config = "ifmdm/synthtalk_tiny_stage1"
   c.stage1.workdir = "runs/ifmdm_tiny_stage1"
   c.model.audio.n_mels = 40
-  c.data = tiny_synthtalk()
+  c.data = tiny_synthtalk_speech()
   c.data.batch_size = 32
   c.data.stride = 2
   c.data.num_examples = 0
@@ -38,7 +38,7 @@ def get_config(arg=None):
   # (held-out lip-sync 0.941 of ground truth's against 0.930; experiments/ifmdm/README.md).
   c.sample.steps = 25
   c.sample.lookahead = 4
-  c.train.steps = 8000
+  c.train.steps = 12000
   c.train.log_every = 100
   c.train.ema_decay = 0.999
   c.optimizer.lr = 1e-3

@@ -75,6 +75,7 @@ class Sampler:
     self.batch_ways = int(np.prod([self.mesh.shape[a] for a in axes]))
     self.batch_sharding = NamedSharding(self.mesh, PartitionSpec(axes or None))
     self._executables = {}
+    self._stream_programs = None     # streaming.programs: made once, shared by every stream
 
   @classmethod
   def load(cls, checkpoint, **kwargs) -> "Sampler":

@@ -39,19 +39,13 @@ class Stream:
     self.seed = jax.random.PRNGKey(np.uint32(seed))
     extras = {**self.hook.request_inputs(), **(inputs or {})}
     batch = {"image": image[None], **{k: np.asarray(v)[None] for k, v in extras.items()}}
+    start, self._chunk = programs(sampler)
     with parallel.use_mesh(sampler.mesh, sampler.rules):
-      self.context, self.carry = jax.jit(self.hook.start, static_argnums=2)(
-          sampler.params, batch, self.knobs)
+      self.context, self.carry = start(sampler.params, batch, self.knobs)
     self.pending = {name: np.zeros(0, np.float32) for name in sampler.tracks}
     self.history = {name: np.zeros(self.context_samples, np.float32) for name in sampler.tracks}
     self.received = 0
     self.index = 0
-    self._chunk = jax.jit(self._one_chunk, static_argnums=5)
-
-  def _one_chunk(self, params, context, carry, tracks, index, knobs, runtime):
-    keys = jax.random.fold_in(self.seed, index)[None]
-    carry, outputs = self.hook.chunk(params, context, carry, tracks, keys, knobs, runtime)
-    return carry, outputs["frames"][0]
 
   def push(self, audio=None, *, partner_audio=None) -> np.ndarray:
     """Adds samples to either track; returns the frames of every chunk now complete."""
@@ -77,7 +71,7 @@ class Stream:
     tracks = {n: np.concatenate([self.history[n], pieces[n]])[None] for n in pieces}
     with parallel.use_mesh(self.sampler.mesh, self.sampler.rules):
       self.carry, frames = self._chunk(self.sampler.params, self.context, self.carry, tracks,
-                                       np.int32(self.index), self.knobs, self.runtime)
+                                       self.seed, np.int32(self.index), self.knobs, self.runtime)
     for n in pieces:   # the context of the next chunk: the samples just before it starts
       self.history[n] = tracks[n][0, self.size:self.size + self.context_samples]
     self.index += 1
@@ -94,3 +88,20 @@ class Stream:
       out.append(self._run({n: pad(p) for n, p in self.pending.items()}))
       self.pending = {n: p[self.size:] for n, p in self.pending.items()}
     return np.concatenate(out)[:total - done] if out else self.empty
+
+
+def programs(sampler):
+  """The jitted start and one-chunk programs of a sampler's streams, made once per sampler
+  (kept on it), so a new stream (a new caller of a service) compiles nothing new."""
+  cached = sampler._stream_programs
+  if cached is None:
+    hook = sampler.hook
+
+    def one_chunk(params, context, carry, tracks, seed, index, knobs, runtime):
+      keys = jax.random.fold_in(seed, index)[None]
+      carry, outputs = hook.chunk(params, context, carry, tracks, keys, knobs, runtime)
+      return carry, outputs["frames"][0]
+
+    cached = (jax.jit(hook.start, static_argnums=2), jax.jit(one_chunk, static_argnums=6))
+    sampler._stream_programs = cached
+  return cached

@@ -116,6 +116,30 @@ def test_streaming_two_tracks_gives_the_offline_frames(workdir, inputs):
   assert np.abs(streamed.astype(int) - offline.astype(int)).max() <= 1
 
 
+def test_streams_share_their_programs_and_bench_times_streaming(workdir, tmp_path):
+  sampler = Sampler.load(workdir)
+  image = np.zeros((32, 32, 3), np.uint8)
+  rng = np.random.default_rng(0)
+  me, you = (rng.standard_normal(8000).astype(np.float32) * 0.1 for _ in range(2))
+
+  def streamed():
+    stream = sampler.stream(image, seed=1)
+    return np.concatenate([stream.push(me, partner_audio=you), stream.finish()])
+
+  first = streamed()
+  programs = sampler._stream_programs
+  compiled = [p._cache_size() for p in programs]
+  np.testing.assert_array_equal(streamed(), first)
+  assert sampler._stream_programs is programs and [p._cache_size() for p in programs] == compiled
+  code = main(["bench", "sample", "--config", "testbed/talker", "--batches", "1", "--seconds",
+               "0.5", "--repeats", "1", "--stream", "--json", str(tmp_path / "s.json")])
+  assert code == 0
+  rows = json.loads((tmp_path / "s.json").read_text())["results"]
+  stream = next(r for r in rows if r.get("mode") == "stream")
+  assert (stream["frames"], stream["chunk_frames"], stream["chunk_duration_ms"]) == (13, 8, 320)
+  assert stream["fps"] > 0 and stream["chunk_ms"] > 0 and stream["first_call_s"] > 0
+
+
 def test_model_file_and_bench_need_no_family_code(workdir, inputs, tmp_path, capsys, monkeypatch):
   from talkjax.commands import demo
   from talkjax import models
