@@ -5,7 +5,7 @@ writes the mp4 (with sound), a side-by-side image (ground truth above, generated
 the SynthTalk metrics of the video next to ground truth's on the same clip (the table of
 `talkjax eval model`), and prints where they are. The model is IF-MDM at 64 px,
 shipped with talkjax (talkjax/assets/); it was trained by the documented commands that
-`--train` runs again from scratch (about 30 minutes on 2 CPU cores).
+`--train` runs again from scratch (about an hour on 2 idle CPU cores).
 """
 
 from __future__ import annotations
