@@ -48,9 +48,9 @@ def upfirdn(x, kernel, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)
   sample. Same in height and width. (B, H, W, C) -> (B, (H*up + p0 + p1 - kh + 1) / down, ...)
 
   A separable kernel (the FIR filters: outer(taps, taps)) runs as two 1-D passes of shifted
-  multiply-adds, which XLA fuses with their neighbours; the depthwise (channel-grouped)
-  convolution a general kernel needs ran the paper renderer's CPU training step about 3x
-  slower."""
+  multiply-adds, which XLA fuses with their neighbours; with the depthwise (channel-grouped)
+  convolution a general kernel needs, the paper renderer's 64 px CPU training step took
+  1.64 s against 0.94 s."""
   kernel = np.asarray(kernel, np.float64)
   u, sv, vt = np.linalg.svd(kernel)
   if sv[1:].max(initial=0.0) <= 1e-12 * sv[0]:
@@ -111,7 +111,7 @@ def _transposed_conv2x(x, w):
   output row 2m + a gets the taps i = a, a + 2, ... of input rows m, m - 1, ..., so the
   four (row, column) parities are four small kernels of ceil(k / 2) taps, stacked along
   the output channels and interleaved after (depth to space). The dilated form multiplies
-  three zeros for every product that counts and ran 4-5x slower on XLA's CPU backend."""
+  three zeros for every product that counts and ran 2-5x slower on XLA's CPU backend."""
   k, (b, h, wd, _), out = w.shape[0], x.shape, w.shape[-1]
   taps = (k + 1) // 2                          # taps per parity
   rows, cols = h + (k - 1) // 2, wd + (k - 1) // 2

@@ -105,7 +105,8 @@ def measure_stream(sampler, seconds: float, repeats: int) -> dict:
   total, frames, chunk_s = runs[len(runs) // 2]
   return {"resolution": r, "batch": 1, "mode": "stream", "frames": int(frames),
           "seconds": total, "fps": frames / total, "first_call_s": first_call_s,
-          "chunk_frames": int(sampler.window), "chunk_ms": 1000 * float(np.median(chunk_s)) if chunk_s else float("nan"),
+          "chunk_frames": int(sampler.window),
+          "chunk_ms": 1000 * float(np.median(chunk_s)) if chunk_s else float("nan"),
           "chunk_duration_ms": 1000 * sampler.window / sampler.fps}
 
 

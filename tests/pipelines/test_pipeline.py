@@ -130,12 +130,15 @@ def test_one_compilation_serves_every_duration(pipe):
   a partial segment gives the frames of the same chunks in a longer video."""
   sampler = pipe.sampler
   image, audio = person(14.0, 21)
-  assert len(audio) >= (sampler.segment_chunks() + 2) * sampler.window * 640
-  w = sampler.window * 640
+  w, look = sampler.window * 640, sampler.audio_lookahead
+  assert len(audio) >= (sampler.segment_chunks() + 2) * w + look
   seen = {}
   for chunks in (1, 3, sampler.segment_chunks(), sampler.segment_chunks() + 2):
-    n = chunks * w          # whole chunks: each sees the audio it sees in the longer videos
-    seen[chunks] = sampler.generate(image[None], audio[None, :n], seed=4)["frames"][0]
+    # Whole chunks and the speech after them that the last one looks ahead to: each chunk
+    # sees the audio it sees in the longer videos.
+    n = chunks * w + look
+    frames = sampler.generate(image[None], audio[None, :n], seed=4)["frames"][0]
+    seen[chunks] = frames[:chunks * sampler.window]
   segments = [k for k in sampler._executables if k[0][0] == "segment"]
   assert len(segments) == 1, segments
   longest = seen[max(seen)]

@@ -11,7 +11,9 @@ by ~60 ms, smoothed over ~20 ms, as real lips do); without it the last frames of
 are sampled without the audio that shapes them, and the probe reads their mouth furthest
 from ground truth's. It costs window / (window - L) more DiT work, renders nothing extra,
 needs no retraining (the next chunk's hint is the last kept frame, the frame just before it,
-as in training), and adds L frames to a stream's latency. The mean and std tokens are the controls (the paper's section on controllability):
+as in training), and adds L frames to a stream's latency.
+
+The mean and std tokens are the controls (the paper's section on controllability):
 - mean = "image": the input image's motion (keeps its posture); "previous": the previous
   chunk's last motion (the pose wanders); "none": the learned null token (the model picks
   the window's mean itself, as in the paper's main results).
