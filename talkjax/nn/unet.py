@@ -266,19 +266,21 @@ class UNet2DConditionModel(nn.Module):
               "upcast": cfg.upcast_attention, "hooks": self.hooks, "collect": return_features}
     feats, skips = {}, [x]
     for i, spec in enumerate(cfg.down_specs()):
-      x, out, f = block_cls("down", spec, f"down_blocks_{i}", name=f"down_blocks_{i}",
-                            **common)(x, temb, context, (), hook_inputs)
+      x, out, f, hook_inputs = block_cls("down", spec, f"down_blocks_{i}",
+                                         name=f"down_blocks_{i}",
+                                         **common)(x, temb, context, (), hook_inputs)
       skips += out
       feats.update(f)
     if cfg.mid_block_type is not None:
-      x, _, f = block_cls("mid", cfg.mid_spec(), "mid_block", name="mid_block",
-                          **common)(x, temb, context, (), hook_inputs)
+      x, _, f, hook_inputs = block_cls("mid", cfg.mid_spec(), "mid_block", name="mid_block",
+                                       **common)(x, temb, context, (), hook_inputs)
       feats.update(f)
     for i, spec in enumerate(cfg.up_specs()):
       res, skips = tuple(skips[-spec.layers:]), skips[:-spec.layers]
       size = tuple(skips[-1].shape[1:3]) if spec.resample else None
-      x, _, f = block_cls("up", spec, f"up_blocks_{i}", upsample_size=size,
-                          name=f"up_blocks_{i}", **common)(x, temb, context, res, hook_inputs)
+      x, _, f, hook_inputs = block_cls("up", spec, f"up_blocks_{i}", upsample_size=size,
+                                       name=f"up_blocks_{i}",
+                                       **common)(x, temb, context, res, hook_inputs)
       feats.update(f)
 
     x = nn.silu(group_norm(cfg.norm_num_groups, cfg.norm_eps, dtype, "conv_norm_out")(x))

@@ -61,9 +61,11 @@ class Hook:
     module returns the tokens attn1 takes keys and values from (queries stay x), e.g.
     x with reference features appended along axis 1. Returning x changes nothing.
   - point "layer": x is a layer's output (batch, frames, height, width, channels), frames
-    being 1 for a 4-D sample; the module returns the same shape. A layer is a resnet and
-    its transformer where the block has transformers (then the hook follows the
-    transformer), else the resnet.
+    being 1 for a 4-D sample; the module returns the same shape, or (x, updates): a dict
+    whose entries replace those of `hook_inputs` for every hook after it in forward order
+    (a stream carried from module to module, such as MEMO's audio tokens). A layer is a
+    resnet and its transformer where the block has transformers (then the hook follows
+    the transformer), else the resnet.
   Parameters live beside the site: .../transformer_blocks_0/<hook name> for "attn1",
   <block>/<hook name>_<layer index> for "layer" (AnimateDiff's motion_modules_0 layout).
   """
@@ -90,11 +92,17 @@ _RESERVED = {"attn1", "attn2", "norm1", "norm2", "norm3", "ff", "norm", "proj_in
 
 
 def run_hooks(hooks, site: HookSite, x, inputs, suffix: str = ""):
-  """Applies the matching hooks in order; call inside a compact module (their parent)."""
+  """Applies the matching hooks in order; call inside a compact module (their parent).
+  Returns (x, the hook inputs with the updates "layer" hooks returned)."""
   for name, hook in (hooks or {}).items():
     if hook.applies(site):
-      x = hook.make(site, name=name + suffix)(x, inputs)
-  return x
+      out = hook.make(site, name=name + suffix)(x, inputs)
+      if isinstance(out, tuple) and site.point == "layer":
+        x, updates = out
+        inputs = {**(inputs or {}), **updates}
+      else:
+        x = out
+  return x, inputs
 
 
 def attention(q, k, v, implementation: str | None = None):
@@ -189,7 +197,7 @@ class BasicTransformerBlock(nn.Module):
     attn = lambda name: Attention(self.heads, self.head_dim, self.dtype, self.implementation,
                                   self.upcast, name=name)
     h = layer_norm(self.dtype, "norm1")(x)
-    kv = run_hooks(self.hooks, self.site, h, inputs)
+    kv, _ = run_hooks(self.hooks, self.site, h, inputs)
     x = nn.with_logical_constraint(x + attn("attn1")(h, kv), TOKEN_AXES)
     x = x + attn("attn2")(layer_norm(self.dtype, "norm2")(x), context)
     x = x + FeedForward(dtype=self.dtype, name="ff")(layer_norm(self.dtype, "norm3")(x))
@@ -249,7 +257,8 @@ class UNetBlock(nn.Module):
   ("mid"), UpBlock2D / CrossAttnUpBlock2D ("up"), with the "layer" hooks after each layer.
 
   Called as (x, temb, context, skips, inputs) on frames folded into the batch; returns
-  (x, skip outputs (down blocks; else ()), {site name: attn1 input}).
+  (x, skip outputs (down blocks; else ()), {site name: attn1 input}, the hook inputs as
+  the block's "layer" hooks left them).
   """
   kind: str
   spec: BlockSpec
@@ -273,11 +282,12 @@ class UNetBlock(nn.Module):
 
   def _layer_hooks(self, i, what, x, inputs):
     if not self.hooks:
-      return x
+      return x, inputs
     n, height, width, c = x.shape
     site = HookSite(f"{self.site}/{what}_{i}", "layer", self.frames, height, width, c)
     video = x.reshape(n // self.frames, self.frames, height, width, c)
-    return run_hooks(self.hooks, site, video, inputs, suffix=f"_{i}").reshape(x.shape)
+    video, inputs = run_hooks(self.hooks, site, video, inputs, suffix=f"_{i}")
+    return video.reshape(x.shape), inputs
 
   @nn.compact
   def __call__(self, x, temb, context, skips=(), inputs=None):
@@ -289,8 +299,8 @@ class UNetBlock(nn.Module):
     if self.kind == "mid":
       x = resnet(0)(x, temb)
       x = self._transformer(0, x, context, inputs, feats)
-      x = self._layer_hooks(0, "attentions", x, inputs)
-      return resnet(1)(x, temb), (), feats
+      x, inputs = self._layer_hooks(0, "attentions", x, inputs)
+      return resnet(1)(x, temb), (), feats, inputs
     skips = list(skips)
     for i in range(s.layers):
       if self.kind == "up":
@@ -298,7 +308,7 @@ class UNetBlock(nn.Module):
       x = resnet(i)(x, temb)
       if s.attention:
         x = self._transformer(i, x, context, inputs, feats)
-      x = self._layer_hooks(i, "attentions" if s.attention else "resnets", x, inputs)
+      x, inputs = self._layer_hooks(i, "attentions" if s.attention else "resnets", x, inputs)
       outputs.append(x)
     if s.resample and self.kind == "down":
       x = Downsample2D(s.out_channels, s.downsample_padding, self.dtype,
@@ -306,4 +316,4 @@ class UNetBlock(nn.Module):
       outputs.append(x)
     elif s.resample:
       x = Upsample2D(s.out_channels, self.upsample_size, self.dtype, name="upsamplers_0")(x)
-    return x, (tuple(outputs) if self.kind == "down" else ()), feats
+    return x, (tuple(outputs) if self.kind == "down" else ()), feats, inputs

@@ -235,6 +235,37 @@ def test_hooks_zero_is_identity_and_nonzero_changes_output(unets):
   assert _rel(out, only_reference) > 1e-2
 
 
+class Stream(nn.Module):
+  """A "layer" hook that carries a stream: it adds the stream to the features and hands
+  the next hook stream + 1 (MEMO's audio tokens travel module to module like this)."""
+  site: HookSite
+
+  def __call__(self, x, inputs):
+    self.sow("intermediates", "seen", inputs["stream"])
+    return x + inputs["stream"][:, None, None, None, :1], {"stream": inputs["stream"] + 1.0}
+
+
+def test_layer_hooks_carry_a_stream_through_the_blocks_in_forward_order(unets):
+  _, config, params = unets[False]
+  rng = np.random.default_rng(4)
+  video = rng.standard_normal((B, F, 16, 16, 4)).astype(np.float32)
+  t, context = np.array([10.0, 900.0], np.float32), rng.standard_normal((B, L, 16))
+  model = UNet2DConditionModel(config, hooks={"audio_modules": Hook("layer", Stream)})
+  stream = {"stream": np.zeros((B, 3), np.float32)}
+  out, state = model.apply({"params": params}, video, t, np.float32(context), stream,
+                           mutable=["intermediates"])
+  seen = {"/".join(k.key for k in path[:-2]): v
+          for path, v in jax.tree_util.tree_flatten_with_path(state["intermediates"])[0]}
+  order = ["down_blocks_0/audio_modules_0", "down_blocks_1/audio_modules_0",
+           "mid_block/audio_modules_0", "up_blocks_0/audio_modules_0",
+           "up_blocks_0/audio_modules_1", "up_blocks_1/audio_modules_0",
+           "up_blocks_1/audio_modules_1"]
+  assert sorted(seen) == sorted(order)
+  for n, name in enumerate(order):                  # each saw the one before it, + 1
+    np.testing.assert_array_equal(seen[name], np.full((B, 3), float(n)))
+  assert _rel(out, _fn(config)(params, video, t, np.float32(context))) > 1e-3
+
+
 def test_missing_and_misshaped_tensors_are_named(unets):
   model, config, _ = unets[True]
   state = {k: v.numpy() for k, v in model.state_dict().items()}
