@@ -86,6 +86,7 @@ __all__ = [
   "UNetConfig",
   "example_inputs",
   "feature_sites",
+  "layer_sites",
   "param_shapes",
 ]
 
@@ -210,6 +211,26 @@ def feature_sites(config: UNetConfig) -> list[str]:
       names += [f"{block}/attentions_{i}/transformer_blocks_{j}"
                 for i in range(spec.layers) for j in range(spec.transformer_layers)]
   return names
+
+
+def layer_sites(config: UNetConfig, frames: int, height: int, width: int) -> list[HookSite]:
+  """Every "layer" hook site, in forward order, for a latent of height x width: a family
+  that keeps per-layer state (MEMO's memory) lays it out from this list."""
+  sizes = [(height, width)]
+  for _ in config.block_out_channels[1:]:   # stride-2 3x3 convs, padding 1: ceil(h / 2)
+    sizes.append((-(-sizes[-1][0] // 2), -(-sizes[-1][1] // 2)))
+  sites = []
+  def add(block, spec, size):
+    what = "attentions" if spec.attention else "resnets"
+    sites.extend(HookSite(f"{block}/{what}_{i}", "layer", frames, *size, spec.out_channels)
+                 for i in range(spec.layers))
+  for i, spec in enumerate(config.down_specs()):
+    add(f"down_blocks_{i}", spec, sizes[i])
+  if config.mid_block_type is not None:
+    add("mid_block", config.mid_spec(), sizes[-1])
+  for i, spec in enumerate(config.up_specs()):
+    add(f"up_blocks_{i}", spec, sizes[-1 - i])
+  return sites
 
 
 class TimestepEmbedding(nn.Module):

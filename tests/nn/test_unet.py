@@ -29,7 +29,7 @@ from talkjax.convert.torch_names import flatten, module_path, unflatten
 from talkjax.defaults import DEFAULT_AXIS_RULES
 from talkjax.errors import TalkjaxError
 from talkjax.nn.layers import Dense
-from talkjax.nn.unet import Hook, HookSite, UNet2DConditionModel, feature_sites
+from talkjax.nn.unet import Hook, HookSite, UNet2DConditionModel, feature_sites, layer_sites
 from talkjax.nn.unet_blocks import attention
 
 SMALL = {"block_out_channels": (32, 64), "layers_per_block": 1,
@@ -206,15 +206,16 @@ def test_hooks_zero_is_identity_and_nonzero_changes_output(unets):
   assert extra[:2] == ["down_blocks_0/motion_modules_0/Dense_0/bias",
                        "down_blocks_0/motion_modules_0/Dense_0/kernel"]
   assert all("motion_modules_" in e for e in extra)   # attn1 recorders have no parameters
-  layer_sites = [("down_blocks_0/attentions_0", 16, 32), ("down_blocks_1/resnets_0", 8, 64),
+  layer_sites_ = [("down_blocks_0/attentions_0", 16, 32), ("down_blocks_1/resnets_0", 8, 64),
                  ("mid_block/attentions_0", 8, 64), ("up_blocks_0/resnets_0", 8, 64),
                  ("up_blocks_0/resnets_1", 8, 64), ("up_blocks_1/attentions_0", 16, 32),
                  ("up_blocks_1/attentions_1", 16, 32)]
   res = {"down_blocks_0": (16, 32), "mid_block": (8, 64), "up_blocks_1": (16, 32)}
   want = [("attn1", name, (B * F, res[name[:name.index("/")]][0] ** 2,
                            res[name[:name.index("/")]][1])) for name in feature_sites(config)]
-  want += [("layer", n, (B, F, s, s, c)) for n, s, c in layer_sites]
+  want += [("layer", n, (B, F, s, s, c)) for n, s, c in layer_sites_]
   assert sorted(SEEN) == sorted(want)
+  assert [(s.name, s.height, s.channels) for s in layer_sites(config, F, 16, 16)] == layer_sites_
   out = _fn(config, hooks=identity)(hooked, video, t, context)
   np.testing.assert_allclose(out, plain, rtol=1e-5, atol=1e-5)
 
@@ -227,7 +228,7 @@ def test_hooks_zero_is_identity_and_nonzero_changes_output(unets):
   model = UNet2DConditionModel(config, hooks=active)
   SEEN.clear()
   zero, _ = _with_hook_params(model, params, 0.0, video, t, context, reference)
-  assert [s[0] for s in SEEN] == ["layer"] * len(layer_sites)
+  assert [s[0] for s in SEEN] == ["layer"] * len(layer_sites_)
   only_reference = np.asarray(_fn(config, hooks=active)(zero, video, t, context, reference))
   assert only_reference.shape == plain.shape and _rel(only_reference, plain) > 1e-3
   both, _ = _with_hook_params(model, params, 0.2, video, t, context, reference)
