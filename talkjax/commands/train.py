@@ -28,16 +28,20 @@ def add_arguments(parser):
                       help="print the resolved config and the parameter count, then exit")
 
 
-def count_parameters(config) -> tuple[int, int]:
-  """(all parameters, the trainable ones) of the config's model; nothing is allocated."""
+def count_parameters(config) -> tuple[int, int, dict[str, int]]:
+  """(all parameters, the trainable ones, {branch/network: count}) of the config's model;
+  nothing is allocated (shapes only)."""
   import jax
   from talkjax.models import make_task
   from talkjax.train.state import abstract_params, split_params
 
   task = make_task(config)
-  trainable, _ = split_params(abstract_params(task, config.seed), tuple(config.optimizer.freeze))
-  count = lambda tree: sum(int(x.size) for x in jax.tree.leaves(tree))
-  return count(abstract_params(task, config.seed)), count(trainable)
+  tree = abstract_params(task, config.seed)
+  trainable, _ = split_params(tree, tuple(config.optimizer.freeze))
+  count = lambda t: sum(int(x.size) for x in jax.tree.leaves(t))
+  parts = {f"{branch}/{name}": count(sub) for branch, nets in tree.items()
+           if isinstance(nets, dict) for name, sub in nets.items()}
+  return count(tree), count(trainable), parts
 
 
 def run(args):
@@ -46,9 +50,12 @@ def run(args):
   config = load_config(args.config, args.overrides)
   if args.dry_run:
     print(to_text(config))
-    n, trainable = count_parameters(config)
+    n, trainable, parts = count_parameters(config)
     print(f"parameters: {n:,} ({n * 4 / 2**20:.2f} MiB as float32); trainable {trainable:,}, "
           f"frozen {n - trainable:,}")
+    width = max(map(len, parts), default=0)
+    for name, k in parts.items():
+      print(f"  {name:<{width}}  {k:>15,}")
     return 0
   if not args.workdir:
     raise TalkjaxError("--workdir is required to train (checkpoints and metrics go there)",

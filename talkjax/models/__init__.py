@@ -19,6 +19,8 @@ FAMILIES = {
     "testbed_talker": "talkjax.models.testbed_talker:TalkerTask",
     "ifmdm_stage1": "talkjax.models.ifmdm.tasks:Stage1Task",
     "ifmdm_stage2": "talkjax.models.ifmdm.tasks:Stage2Task",
+    "memo": "talkjax.models.memo.tasks:MemoTask",
+    "vae": "talkjax.models.vae.tasks:VAETask",
 }
 
 # family of a generator's final training stage -> "module:class" of its generation hook

@@ -1,0 +1,1 @@
+"""MEMO (the memo family) experiments."""

@@ -1,0 +1,70 @@
+"""Settings shared by the MEMO experiments (not an experiment itself).
+
+`memo_config` holds the paper's recipe and the release's architecture (from the paper and
+the authors' public code); the size functions only shrink widths and counts.
+"""
+
+import ml_collections
+
+# Stable Diffusion 1.5's UNet (diffusers UNet2DConditionModel config), the layout of both
+# the ReferenceNet and the DiffusionNet's spatial part.
+SD15_UNET = dict(in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280, 1280),
+                 down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                 up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+                 layers_per_block=2, attention_head_dim=8, cross_attention_dim=768,
+                 norm_num_groups=32)
+
+# The SD "ft-mse" VAE (stabilityai/sd-vae-ft-mse) the release decodes with.
+SD_VAE = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
+              norm_num_groups=32, scaling_factor=0.18215)
+
+
+def tiny_synthtalk():
+  """The 64 px SynthTalk set the tiny configs train on (the IF-MDM tiny stage 1's)."""
+  d = ml_collections.ConfigDict()
+  d.kind = "synthtalk"
+  d.path = "~/.cache/talkjax/synthtalk_tiny_i200"
+  d.build_if_missing = True
+  d.synthtalk = ml_collections.ConfigDict(dict(identities=200, clips=400, seconds=4.0,
+                                               resolution=64, fps=25, seed=0))
+  return d
+
+
+def memo_config(*, unet: dict, vae: dict, resolution: int):
+  """The paper's recipe at the given network sizes (stage 2: all modules, joint training)."""
+  from talkjax.defaults import base_config
+  c = base_config()
+  c.family = "memo"
+  m = c.model
+  m.resolution = resolution
+  m.unet = ml_collections.ConfigDict(unet)
+  m.vae = ml_collections.ConfigDict(vae)
+  # The memory modules (the release's motion_module_kwargs): 8 heads, one transformer block
+  # of two temporal self-attentions + GEGLU feed-forward, memory decay 0.9. One block is
+  # what the paper's size implies: the DiffusionNet then counts 1.678 B parameters (the
+  # paper: 1.68 B); two blocks would give 2.09 B. Positional encoding is off here; the
+  # release's checkpoint tells (a `pos_encoder.pe` buffer), and its importer sets it.
+  m.memory = ml_collections.ConfigDict(dict(heads=8, blocks=1, attentions=2,
+                                            position_max_len=0, decay=0.9, groups=32))
+  # Speech: wav2vec2-base, 12 hidden layers x 768, a 5-frame window -> 32 tokens of 768.
+  m.audio = ml_collections.ConfigDict(dict(kind="wav2vec2", wav2vec2="", dim=768, tokens=32,
+                                           window=5, layers=12, channels=768, hidden=512))
+  # Identity: a 512-d face embedding -> 4 tokens ("given": ArcFace embeddings in the data;
+  # "learned": a small encoder of the reference image, `channels` its conv widths).
+  m.identity = ml_collections.ConfigDict(dict(encoder="given", dim=512, tokens=4,
+                                              channels=(32, 64, 128, 256)))
+  m.emotion = ml_collections.ConfigDict(dict(classes=9, dropout=0.3))
+  m.clip = ml_collections.ConfigDict(dict(frames=16, past=16))
+  m.dropout = ml_collections.ConfigDict(dict(image=0.05, audio=0.05, past=0.05))
+  m.flow = ml_collections.ConfigDict(dict(logit_mean=0.0, logit_std=1.0))
+  m.remat = False
+  # Pretrained weights (talkjax/models/memo/weights.py): vae (required) and, for stage 1,
+  # the SD 1.5 UNet that fills both nets' spatial layers.
+  m.weights = ml_collections.ConfigDict(dict(vae="", unet=""))
+  c.train.robust_loss_threshold = 0.1
+  c.sample = ml_collections.ConfigDict(dict(steps=20, guidance=3.5, fps=30))
+  c.optimizer.lr = 1e-5
+  c.optimizer.schedule = "constant"
+  c.optimizer.weight_decay = 0.01
+  c.optimizer.clip_norm = 1.0
+  return c

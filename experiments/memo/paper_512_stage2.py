@@ -1,0 +1,24 @@
+"""MEMO stage 2 at the paper's size: 512 px, SD 1.5 ReferenceNet and DiffusionNet with the
+audio and memory modules, 16-frame clips with 16 past frames, rectified flow (logit-normal
+sigma, velocity prediction), robust loss masking at 0.1, condition dropout 5 %, emotion
+label dropout 0.3, AdamW 1e-5 (weight decay 0.01, the release's fine-tuning), gradient
+clipping 1.0, bf16 compute with per-block rematerialisation.
+
+  talkjax train --config experiments/memo/paper_512_stage2.py --dry-run
+
+Departures, labelled: sigma is continuous, not quantised to 1000 levels; condition dropout
+is drawn per example, not once per batch.
+"""
+
+from talkjax_experiments.memo._common import SD15_UNET, SD_VAE, memo_config
+
+
+def get_config(arg=None):
+  del arg
+  c = memo_config(unet=SD15_UNET, vae=SD_VAE, resolution=512)
+  c.compute_dtype = "bfloat16"
+  c.model.remat = True
+  c.data.batch_size = 8
+  c.train.steps = 20_000
+  c.checkpoint.every = 5000
+  return c

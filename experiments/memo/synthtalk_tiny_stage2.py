@@ -1,0 +1,43 @@
+"""MEMO stage 2 on SynthTalk at 64 px, small enough for a CPU: the paper's architecture and
+recipe at tiny widths (two UNet resolutions of 32 / 64 channels, 4 heads, 64-d audio and
+image tokens), log-mel speech features in place of wav2vec2 and a learned identity encoder
+in place of ArcFace embeddings (SynthTalk ships neither).
+
+  talkjax train --config experiments/memo/synthtalk_tiny_vae.py --workdir runs/memo_tiny_vae
+  talkjax train --config experiments/memo/synthtalk_tiny_stage2.py --workdir runs/memo_tiny
+"""
+
+from talkjax_experiments.memo._common import memo_config, tiny_synthtalk
+
+
+TINY_UNET = dict(in_channels=4, out_channels=4, block_out_channels=(32, 64),
+                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), layers_per_block=1,
+                 attention_head_dim=4, cross_attention_dim=64, norm_num_groups=8)
+# Light enough that encoding the 17 frames of an example costs less than denoising them.
+TINY_VAE = dict(block_out_channels=(16, 32, 64), layers_per_block=1, latent_channels=4,
+                norm_num_groups=8, mid_block_add_attention=False, scaling_factor=1.0)
+
+
+def get_config(arg=None):
+  del arg
+  c = memo_config(unet=TINY_UNET, vae=TINY_VAE, resolution=64)
+  m = c.model
+  m.memory.update(heads=4, groups=8)
+  m.audio.update(kind="logmel", dim=64, tokens=8, layers=1, channels=80, hidden=128)
+  m.identity.update(encoder="learned", dim=64, channels=(16, 32, 64))
+  m.clip.update(frames=8, past=8)
+  c.sample.fps = 25
+  m.weights.vae = "runs/memo_tiny_vae"
+  c.data.update(tiny_synthtalk())
+  c.data.batch_size = 8
+  c.data.stride = 4
+  c.data.num_examples = 0
+  c.data.eval_examples = 0
+  c.optimizer.lr = 3e-4
+  c.optimizer.schedule = "cosine"
+  c.optimizer.warmup_steps = 100
+  c.train.steps = 4000
+  c.train.log_every = 50
+  c.checkpoint.every = 1000
+  return c

@@ -1,0 +1,32 @@
+"""The tiny MEMO's image autoencoder: an SD-layout AutoencoderKL (3 resolutions, f = 4,
+4 latent channels) trained from scratch on SynthTalk frames at 64 px (no pretrained VAE
+exists at this size). Stage 0 of experiments/memo/synthtalk_tiny_stage2.py:
+
+  talkjax train --config experiments/memo/synthtalk_tiny_vae.py --workdir runs/memo_tiny_vae
+"""
+
+import ml_collections
+
+from talkjax_experiments.memo._common import tiny_synthtalk
+from talkjax_experiments.memo.synthtalk_tiny_stage2 import TINY_VAE
+
+
+def get_config(arg=None):
+  del arg
+  from talkjax.defaults import base_config
+  c = base_config()
+  c.family = "vae"
+  c.model.resolution = 64
+  c.model.vae = ml_collections.ConfigDict(TINY_VAE)
+  # L1 + a small KL; LPIPS (loss.perceptual) doubles the step time on a CPU.
+  c.loss = ml_collections.ConfigDict(dict(kl=1e-4, perceptual=0.0))
+  c.data.update(tiny_synthtalk())
+  c.data.batch_size = 8
+  c.data.num_examples = 0
+  c.data.eval_examples = 0
+  c.optimizer.lr = 1e-3
+  c.optimizer.warmup_steps = 100
+  c.train.steps = 4000
+  c.train.log_every = 100
+  c.checkpoint.every = 1000
+  return c

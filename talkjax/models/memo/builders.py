@@ -1,0 +1,34 @@
+"""MEMO's network settings from an experiment config (`config.model`)."""
+
+from __future__ import annotations
+
+from talkjax.errors import ConfigError
+from talkjax.models.memo.networks import MemoConfig, MemoryConfig
+from talkjax.nn.unet import UNetConfig
+from talkjax.nn.vae import VAEConfig
+
+IDENTITY_ENCODERS = ("learned", "given")
+
+
+def memo_config(model) -> MemoConfig:
+  """model.unet (diffusers UNet2DConditionModel fields), model.memory, model.audio,
+  model.identity, model.emotion -> the frozen MemoConfig the networks are built from."""
+  unet = UNetConfig(**dict(model.unet))
+  a, i, e = model.audio, model.identity, model.emotion
+  if i.encoder not in IDENTITY_ENCODERS:
+    raise ConfigError(f"unknown model.identity.encoder {i.encoder!r}",
+                      fix=f"use one of {IDENTITY_ENCODERS}: 'given' reads face embeddings "
+                          "from the data, 'learned' encodes the reference image")
+  if unet.in_channels != unet.out_channels:
+    raise ConfigError(f"model.unet in_channels {unet.in_channels} != out_channels "
+                      f"{unet.out_channels}", fix="MEMO denoises latents in place: make them equal")
+  return MemoConfig(unet=unet, memory=MemoryConfig(**dict(model.memory)),
+                    audio_dim=a.dim, audio_tokens=a.tokens, audio_window=a.window,
+                    audio_layers=a.layers, audio_channels=a.channels, audio_hidden=a.hidden,
+                    identity_dim=i.dim, image_tokens=i.tokens, emotions=e.classes,
+                    emotion_dropout=e.dropout)
+
+
+def vae_config(model) -> VAEConfig:
+  fields = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in dict(model.vae).items()}
+  return VAEConfig(**fields).validate()

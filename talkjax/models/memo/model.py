@@ -1,0 +1,123 @@
+"""MEMO as pure functions of one parameter tree: condition a clip, remember, denoise.
+
+params = {"reference_net", "diffusion_net", "image_proj", "audio_proj"} (the release's four
+networks). A clip of F frames is generated from:
+- the reference latent and the P past latents (the last P generated frames, or copies of
+  the reference for the first clip): `condition` runs the ReferenceNet once on them;
+- the memory: `remember` folds the past frames' features into every motion module's state
+  once per clip (zeros for a new audio, `empty_memory`), outside the denoising loop — the
+  release updates it at the first denoising step, from the same ReferenceNet features;
+- `denoise(x_t, sigma)`: the DiffusionNet's velocity v = noise - x0 at noise level sigma
+  (timestep 1000 sigma, as the flow-matching scheduler feeds it).
+The unguided branch (`uncond`) is the release's: image tokens of a zero embedding, zero
+audio tokens, the null emotion, and no reference keys in attn1.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from talkjax.models.memo import networks
+from talkjax.models.memo.networks import MemoConfig
+from talkjax.nn.unet import layer_sites
+
+FLOW_TIMESTEPS = 1000.0
+
+
+class Memo:
+  def __init__(self, config: MemoConfig, *, dtype=jnp.float32, remat: bool = False,
+               implementation: str | None = None):
+    self.config = config
+    self.dtype = dtype
+    kw = dict(dtype=dtype, remat=remat, implementation=implementation)
+    self.reference_net = networks.reference_net(config, **kw)
+    self.diffusion_net = networks.diffusion_net(config, train=False, **kw)
+    self.diffusion_net_train = networks.diffusion_net(config, train=True, **kw)
+    self.image_proj = networks.image_proj(config, dtype)
+    self.audio_proj = networks.audio_proj(config, dtype)
+
+  # ---- shapes -----------------------------------------------------------------------
+
+  def empty_memory(self, batch: int, height: int, width: int) -> dict:
+    """A new audio's memory: {layer site: {transformer_blocks_j: {attention_blocks_i:
+    {kv, z}}}} of zeros for latents of height x width."""
+    return {s.name: networks.memory_module(self.config.memory, s.channels)
+            .empty_memory(batch, s.height, s.width)
+            for s in layer_sites(self.config.unet, 1, height, width)}
+
+  def example(self, batch: int, frames: int, past: int, size: int) -> dict:
+    c = self.config
+    return {"latents": jnp.zeros((batch, frames, size, size, c.unet.in_channels)),
+            "reference": jnp.zeros((batch, size, size, c.unet.in_channels)),
+            "past": jnp.zeros((batch, past, size, size, c.unet.in_channels)),
+            "identity": jnp.zeros((batch, c.identity_dim)),
+            "speech": jnp.zeros((batch, frames, c.audio_window, c.audio_layers,
+                                 c.audio_channels)),
+            "emotion": jnp.zeros((batch,), jnp.int32)}
+
+  def init(self, rng, example: dict) -> dict:
+    """Boxed parameters of the four networks (use under jax.eval_shape for shapes only)."""
+    r = jax.random.split(rng, 4)
+    image = self.image_proj.init(r[0], example["identity"])
+    audio = self.audio_proj.init(r[1], example["speech"])
+    tokens = nn.meta.unbox(self.image_proj.apply(image, example["identity"]))
+    frames = jnp.concatenate([example["reference"][:, None], example["past"]], axis=1)
+    t = jnp.zeros((frames.shape[0],))
+    ref = self.reference_net.init(r[2], frames, t, tokens, return_features=True)
+    cond = self._hook_inputs(nn.meta.unbox(ref["params"]), example, tokens,
+                             nn.meta.unbox(self.audio_proj.apply(audio, example["speech"])))
+    diff = self.diffusion_net.init(r[3], example["latents"], t, tokens, cond)
+    return {"reference_net": ref["params"], "diffusion_net": diff["params"],
+            "image_proj": image["params"], "audio_proj": audio["params"]}
+
+  def _hook_inputs(self, ref_params, example, tokens, audio_tokens):
+    reference, past = self.condition_from(ref_params, example["reference"], example["past"],
+                                          tokens)
+    b, f = example["latents"].shape[:2]
+    h, w = example["latents"].shape[2:4]
+    return {"reference": reference, "reference_keep": jnp.ones((b,), bool),
+            "audio": audio_tokens.reshape((b * f,) + audio_tokens.shape[2:]),
+            "emotion": example["emotion"], "memory": self.empty_memory(b, h, w)}
+
+  # ---- one clip ---------------------------------------------------------------------
+
+  def condition_from(self, ref_params, reference, past, tokens, keep_image=None):
+    """ReferenceNet on [reference; past] latents (B, h, w, C), (B, P, h, w, C) with the
+    image tokens as context -> (reference features, past features) (networks.py).
+    `keep_image` False rows see zero latents (training's image dropout)."""
+    frames = jnp.concatenate([reference[:, None], past], axis=1)
+    if keep_image is not None:
+      frames = jnp.where(keep_image[:, None, None, None, None], frames, 0.0)
+    t = jnp.zeros((frames.shape[0],))
+    (_, attn1), state = self.reference_net.apply({"params": ref_params}, frames, t, tokens,
+                                                 return_features=True, mutable=["intermediates"])
+    return networks.reference_outputs(self.config, attn1, state["intermediates"],
+                                      frames.shape[1], *frames.shape[2:4])
+
+  def remember(self, diffusion_params, memory: dict, past: dict) -> dict:
+    """Folds the past frames' features into every motion module's memory (no gradient)."""
+    out = {}
+    for name, state in memory.items():
+      block, layer = name.split("/")
+      index = layer.rsplit("_", 1)[1]
+      module = networks.memory_module(self.config.memory, past[name].shape[-1], self.dtype)
+      params = diffusion_params[block][f"motion_modules_{index}"]["temporal_transformer"]
+      out[name] = module.apply({"params": params}, state, past[name],
+                               method=type(module).remember)
+    return out
+
+  def denoise(self, diffusion_params, x_t, sigma, tokens, hook_inputs, *, rng=None):
+    """Velocity prediction for latents x_t (B, F, h, w, C) at noise levels sigma (B,).
+    With `rng` the emotion labels drop to null per module (training)."""
+    net = self.diffusion_net if rng is None else self.diffusion_net_train
+    rngs = None if rng is None else {"dropout": rng}
+    return net.apply({"params": diffusion_params}, x_t, sigma * FLOW_TIMESTEPS, tokens,
+                     hook_inputs, rngs=rngs)
+
+  def image_tokens(self, params, identity):
+    return self.image_proj.apply({"params": params["image_proj"]}, identity)
+
+  def audio_tokens(self, params, speech):
+    return self.audio_proj.apply({"params": params["audio_proj"]}, speech)

@@ -1,0 +1,160 @@
+"""MEMO's training task (`memo`): rectified flow on VAE latents of talking clips.
+
+A batch holds pixels in [-1, 1]: `video` (B, F, H, W, 3) the clip to generate, `reference`
+(B, H, W, 3) the portrait, `past` (B, P, H, W, 3) the P frames before the clip; `speech`
+(B, F, window, layers, channels) each frame's speech features, `emotion` (B,) its label,
+and with `model.identity.encoder = "given"` an `identity` (B, 512) face embedding. The
+frozen VAE (params["frozen"]["vae"]) encodes them in the step, as the release does.
+
+Recipe (paper + the authors' released training code), per step:
+- sigma ~ logit-normal(0, 1); x_t = sigma noise + (1 - sigma) x0; the DiffusionNet
+  predicts the velocity v = noise - x0 at timestep 1000 sigma;
+- the loss is the squared error of the implied clean latents x0 = x_t - sigma v (the
+  release's `pred * -sigma + x_t` against the latents; = sigma^2 x the velocity error),
+  the scale at which robust training (the trainer's train.robust_loss_threshold = 0.1)
+  masks noisy examples out of the mean;
+- condition dropout, each with its own probability (default 5 %): the image (the
+  ReferenceNet sees zero latents), the audio (zero speech features into audio_proj), the
+  past frames (zeros: the first clip of a video); every EmoAdaLN drops its label to null
+  with p = 0.3. Deviations, labelled: sigma is continuous (the release quantises it to
+  1000 levels), and dropout is drawn per example (the release draws once per batch).
+- the memory is built from the past frames with the step's own weights (no gradient
+  through it), as the release does at every training step.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from talkjax.diffusion import objectives
+from talkjax.models.memo.builders import memo_config, vae_config
+from talkjax.models.memo.model import Memo
+from talkjax.models.memo.networks import IdentityEncoder
+from talkjax.nn.vae import AutoencoderKL, scale_latents
+
+
+class MemoTask:
+  def __init__(self, config):
+    self.config = config
+    dtype = jnp.dtype(config.compute_dtype)
+    m = config.model
+    self.memo_config = memo_config(m)
+    self.memo = Memo(self.memo_config, dtype=dtype, remat=bool(m.get("remat", False)))
+    self.vae_config = vae_config(m)
+    self.vae = AutoencoderKL(self.vae_config, dtype=dtype)
+    self.learned_identity = m.identity.encoder == "learned"
+    self.identity_encoder = (IdentityEncoder(tuple(m.identity.channels),
+                                             self.memo_config.identity_dim, dtype)
+                             if self.learned_identity else None)
+
+  # ---- shapes ----------------------------------------------------------------------
+
+  def example_batch(self, batch_size):
+    m, c = self.config.model, self.memo_config
+    r, f, p = int(m.resolution), int(m.clip.frames), int(m.clip.past)
+    batch = {"video": np.zeros((batch_size, f, r, r, 3), np.float32),
+             "reference": np.zeros((batch_size, r, r, 3), np.float32),
+             "past": np.zeros((batch_size, p, r, r, 3), np.float32),
+             "speech": np.zeros((batch_size, f, c.audio_window, c.audio_layers,
+                                 c.audio_channels), np.float32),
+             "emotion": np.zeros((batch_size,), np.int32)}
+    if not self.learned_identity:
+      batch["identity"] = np.zeros((batch_size, c.identity_dim), np.float32)
+    return batch
+
+  def batch_axes(self):
+    frames = ("batch", None, "height", "width", None)
+    axes = {"video": frames, "past": frames, "reference": ("batch", "height", "width", None),
+            "speech": ("batch", None, None, None, None), "emotion": ("batch",)}
+    if not self.learned_identity:
+      axes["identity"] = ("batch", None)
+    return axes
+
+  def init(self, rng, batch):
+    m_rng, v_rng, i_rng = jax.random.split(rng, 3)
+    f = self.vae_config.downsample_factor
+    latent = lambda x: jnp.zeros(x.shape[:-3] + (x.shape[-3] // f, x.shape[-2] // f,
+                                                 self.vae_config.latent_channels))
+    example = {"latents": latent(batch["video"]), "reference": latent(batch["reference"]),
+               "past": latent(batch["past"]), "speech": batch["speech"],
+               "emotion": batch["emotion"],
+               "identity": jnp.zeros((batch["video"].shape[0], self.memo_config.identity_dim))}
+    trainable = self.memo.init(m_rng, example)
+    if self.learned_identity:
+      trainable["identity_encoder"] = self.identity_encoder.init(
+          i_rng, batch["reference"])["params"]
+    vae = self.vae.init(v_rng, batch["reference"][:1])["params"]
+    return {"trainable": trainable, "frozen": {"vae": vae}}
+
+  def initial_values(self):
+    """The pretrained VAE (and, for stage 1, the SD UNet weights) named in the config."""
+    from talkjax.models.memo.weights import initial_values
+    return initial_values(self.config)
+
+  # ---- the objective -------------------------------------------------------------------
+
+  def latents(self, vae_params, pixels, rng=None):
+    """Scaled latents of (..., H, W, 3) pixels: the posterior mean, or a sample with rng."""
+    lead = pixels.shape[:-3]
+    x = pixels.reshape((-1,) + pixels.shape[-3:])
+    mean, logvar = self.vae.apply({"params": vae_params}, x, method=AutoencoderKL.encode)
+    z = mean if rng is None else mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng,
+                                                                                 mean.shape)
+    z = scale_latents(self.vae_config, z.astype(jnp.float32))
+    return jax.lax.stop_gradient(z.reshape(lead + z.shape[1:]))
+
+  def identity(self, trainable, batch):
+    if self.learned_identity:
+      return self.identity_encoder.apply({"params": trainable["identity_encoder"]},
+                                         batch["reference"])
+    return batch["identity"]
+
+  def loss(self, params, batch, rng):
+    cfg, memo = self.config, self.memo
+    tr, vae = params["trainable"], params["frozen"]["vae"]
+    keys = jax.random.split(rng, 6)
+    x0 = self.latents(vae, batch["video"], keys[0])
+    reference = self.latents(vae, batch["reference"])
+    past = self.latents(vae, batch["past"])
+    b, f = x0.shape[:2]
+    drop = cfg.model.dropout
+    u = jax.random.uniform(keys[1], (3, b))
+    keep_image, keep_audio, keep_past = (u[0] >= drop.image, u[1] >= drop.audio,
+                                         u[2] >= drop.past)
+    past = jnp.where(keep_past[:, None, None, None, None], past, 0.0)
+
+    tokens = memo.image_tokens(tr, self.identity(tr, batch))
+    speech = jnp.where(keep_audio[:, None, None, None, None], batch["speech"], 0.0)
+    audio = memo.audio_tokens(tr, speech)
+    reference_feats, past_feats = memo.condition_from(tr["reference_net"], reference, past,
+                                                      tokens, keep_image)
+    h, w = x0.shape[2:4]
+    memory = memo.remember(tr["diffusion_net"], memo.empty_memory(b, h, w), past_feats)
+    hook_inputs = {"reference": reference_feats, "reference_keep": jnp.ones((b,), bool),
+                   "audio": audio.reshape((b * f,) + audio.shape[2:]),
+                   "emotion": batch["emotion"].astype(jnp.int32), "memory": memory}
+
+    fl = cfg.model.flow
+    sigma = objectives.logit_normal(keys[2], (b,), fl.logit_mean, fl.logit_std)
+    noise = jax.random.normal(keys[3], x0.shape)
+    x_t = objectives.flow_sample(x0, noise, sigma)
+    v = memo.denoise(tr["diffusion_net"], x_t, sigma, tokens, hook_inputs, rng=keys[4])
+    x0_hat = x_t - sigma[:, None, None, None, None] * v.astype(jnp.float32)
+    per_example = jnp.mean((x0_hat - x0) ** 2, axis=(1, 2, 3, 4))
+    metrics = {"x0_mse": jnp.mean(per_example),
+               "velocity_mse": jnp.mean((v - objectives.flow_target(x0, noise)) ** 2)}
+    return per_example, metrics
+
+  def data_source(self, split):
+    from talkjax.models.memo.data import clip_windows
+    return clip_windows(self.config, split)
+
+
+def count_by_network(params) -> dict[str, int]:
+  """{network: parameter count} of a (boxed or plain) MEMO tree."""
+  tree = nn.meta.unbox(params)
+  return {name: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(sub))
+          for branch in tree.values() for name, sub in branch.items()}
