@@ -39,12 +39,20 @@ def ddim_sample(model: Callable, x_T, alphas_cumprod: np.ndarray, sample_steps: 
   return x
 
 
-def flow_euler_sample(model: Callable, noise, sample_steps: int, shift: float = 1.0):
+def flow_match_sigmas(sample_steps: int, train_steps: int = 1000) -> np.ndarray:
+  """The noise levels of diffusers' FlowMatchEulerDiscreteScheduler (shift 1, the MEMO
+  release's sampler): `sample_steps` levels evenly from 1 to 1 / train_steps, then 0."""
+  return np.append(np.linspace(1.0, 1.0 / train_steps, sample_steps), 0.0)
+
+
+def flow_euler_sample(model: Callable, noise, sample_steps: int, shift: float = 1.0,
+                      sigmas: np.ndarray | None = None):
   """Euler integration of dx/dsigma = v from sigma = 1 (noise) to 0 (data).
 
-  `shift` > 1 spends more steps at high noise (sigma' = shift s / (1 + (shift - 1) s)).
+  `shift` > 1 spends more steps at high noise (sigma' = shift s / (1 + (shift - 1) s));
+  `sigmas` (sample_steps + 1 levels, descending to 0) replaces the even schedule.
   """
-  s = np.linspace(1.0, 0.0, sample_steps + 1)
+  s = np.linspace(1.0, 0.0, sample_steps + 1) if sigmas is None else np.asarray(sigmas)
   s = shift * s / (1 + (shift - 1) * s)
   batch = noise.shape[0]
 

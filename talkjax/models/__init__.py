@@ -30,6 +30,7 @@ FAMILIES = {
 GENERATORS = {
     "testbed_talker": "talkjax.models.testbed_talker:TalkerGeneration",
     "ifmdm_stage2": "talkjax.models.ifmdm.generate:IFMDMGeneration",
+    "memo": "talkjax.models.memo.generate:MemoGeneration",
 }
 
 # What `talkjax demo` shows and how `talkjax demo --train` remakes it: the shipped model

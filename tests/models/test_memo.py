@@ -1,5 +1,7 @@
-"""MEMO's model and training task at tiny widths: the release's parameter layout, the
-paper-size parameter counts, and a loss that falls on SynthTalk clips."""
+"""MEMO at tiny widths: the release's parameter layout, the paper-size parameter counts, a
+loss that falls on SynthTalk clips, and sampling through the generation layer on random
+(made lively) weights: clip-chained videos whose later clips read the earlier ones through
+the past frames and the memory, with speech features equal to the training data's."""
 
 from __future__ import annotations
 
@@ -12,17 +14,32 @@ import pytest
 from talkjax import config as cfg
 from talkjax.commands.train import count_parameters
 from talkjax.convert.torch_names import flatten
+from talkjax.data.synthtalk import SynthTalkClips
+from talkjax.errors import TalkjaxError
 from talkjax.models import make_task
+from talkjax.models.memo.generate import MemoGeneration, lively
+from talkjax.pipelines.sampler import Sampler
 
 TINY = ["data.synthtalk.identities=3", "data.synthtalk.clips=4", "data.synthtalk.seconds=1.6",
-        "model.clip.frames=4", "model.clip.past=4", "data.batch_size=2"]
+        "model.clip.frames=4", "model.clip.past=4", "data.batch_size=2", "sample.steps=2"]
+F = 4
 
 
 @pytest.fixture(scope="module")
-def task(tmp_path_factory):
+def config(tmp_path_factory):
   data = tmp_path_factory.mktemp("memo") / "synthtalk"
-  config = cfg.load_config("memo/synthtalk_tiny_stage2", [f"data.path={data}", *TINY])
+  return cfg.load_config("memo/synthtalk_tiny_stage2", [f"data.path={data}", *TINY])
+
+
+@pytest.fixture(scope="module")
+def task(config):
   return make_task(config)
+
+
+@pytest.fixture(scope="module")
+def params(task):
+  """Initialised once for the module (the tiny MEMO's init compiles for a minute)."""
+  return nn.meta.unbox(jax.jit(task.init)(jax.random.PRNGKey(0), task.example_batch(1)))
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +89,7 @@ def test_paper_config_counts_the_released_networks_sizes_without_allocating():
   assert abs(parts["trainable/diffusion_net"] / 1.68e9 - 1) < 0.05, parts
 
 
-def test_a_few_training_steps_reduce_the_loss(task, batch):
-  params = nn.meta.unbox(jax.jit(task.init)(jax.random.PRNGKey(0), batch))
+def test_a_few_training_steps_reduce_the_loss(task, batch, params):
   trainable, frozen = params["trainable"], params["frozen"]
   tx = optax.adam(1e-3)
   opt = tx.init(trainable)
@@ -91,3 +107,64 @@ def test_a_few_training_steps_reduce_the_loss(task, batch):
     trainable, opt, loss = step(trainable, opt)
     losses.append(float(loss))
   assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0], losses
+
+
+@pytest.fixture(scope="module")
+def sampler(config, params):
+  hook = MemoGeneration(config)
+  return Sampler(hook, lively({"memo": params["trainable"], "vae": params["frozen"]["vae"]},
+                              scale=0.2))
+
+
+def _audio(seed, n):
+  rng = np.random.default_rng(seed)
+  t = np.arange(n) / 16000
+  return (0.3 * np.sin(2 * np.pi * (150 + 50 * rng.random()) * t)
+          * (rng.random(n // 640 + 1).repeat(640)[:n] > 0.4) + 0.02 * rng.standard_normal(n)
+          ).astype(np.float32)
+
+
+def test_later_clips_read_the_earlier_ones_and_never_the_future(sampler):
+  image = np.random.default_rng(0).integers(0, 255, (1, 64, 64, 3), dtype=np.uint8)
+  n = 3 * F * 640
+  a, b = _audio(1, n), _audio(1, n)
+  b[: F * 640 - 640] = _audio(2, F * 640 - 640)     # the first clip's speech differs ...
+  out_a = sampler.generate(image, a[None], seed=7)["frames"]
+  out_b = sampler.generate(image, b[None], seed=7)["frames"]
+  assert out_a.shape == (1, 3 * F, 64, 64, 3) and out_a.dtype == np.uint8
+  again = sampler.generate(image, a[None], seed=7)["frames"]
+  np.testing.assert_array_equal(again, out_a)                     # seeded
+  diff = np.abs(out_a.astype(int) - out_b).reshape(3, F, -1).mean(axis=(1, 2))
+  # ... which changes clip 1, and clips 2 and 3 through the carried past and memory,
+  # although their own speech (and the lookahead clip 1 reads of it) is the same
+  assert diff[0] > 0.5 and diff[1] > 0.05 and diff[2] > 0.05, diff
+  c = a.copy()
+  c[2 * F * 640 + 3 * 640:] = 0.0                                 # only clip 3's later speech
+  out_c = sampler.generate(image, c[None], seed=7)["frames"]
+  np.testing.assert_array_equal(out_c[:, :2 * F], out_a[:, :2 * F])   # no clip sees ahead
+
+
+def test_sampling_speech_features_equal_the_training_datas(config):
+  from talkjax.data.prepare import ensure_synthtalk
+  hook = MemoGeneration(config)
+  clips = SynthTalkClips(ensure_synthtalk(config.data), "train")
+  audio = np.asarray(clips.record(0)["audio"], np.float32)
+  frames = len(audio) // 640
+  whole = hook.speech.features(audio, frames)           # what training examples hold
+  m = hook.speech.margin
+  start = 8                                             # a clip in the middle
+  piece = audio[(start - m) * 640:(start + F + m) * 640]
+  chunk = np.asarray(hook.speech.chunk(piece[None], F))[0]
+  np.testing.assert_allclose(chunk, whole[start:start + F], atol=2e-3)
+
+
+def test_unknown_emotion_and_given_identity_are_refused(config, tmp_path):
+  hook = MemoGeneration(config)
+  assert int(hook.request_inputs(emotion="happy")["emotion"]) == 3
+  assert int(hook.request_inputs(emotion="contempt")["emotion"]) == 5     # MEAD -> "other"
+  with pytest.raises(TalkjaxError, match="unknown emotion"):
+    hook.request_inputs(emotion="bored")
+  given = cfg.load_config("memo/synthtalk_tiny_stage2", [f"data.path={tmp_path}", *TINY,
+                                                         "model.identity.encoder=given"])
+  with pytest.raises(TalkjaxError, match="face embeddings"):
+    MemoGeneration(given)

@@ -210,8 +210,8 @@ class AudioProj(nn.Module):
   def __call__(self, features):
     x = features.reshape(features.shape[:-3] + (-1,))
     x = nn.relu(Dense(self.hidden, axes=("channels", "mlp"), dtype=self.dtype, name="proj1")(x))
-    x = nn.relu(Dense(self.hidden, axes=("mlp", "mlp"), dtype=self.dtype, name="proj2")(x))
-    x = Dense(self.tokens * self.dim, axes=("mlp", "embed"), dtype=self.dtype, name="proj3")(x)
+    x = nn.relu(Dense(self.hidden, axes=("mlp", "embed"), dtype=self.dtype, name="proj2")(x))
+    x = Dense(self.tokens * self.dim, axes=("embed", "mlp"), dtype=self.dtype, name="proj3")(x)
     return layer_norm(self.dtype, "norm")(x.reshape(x.shape[:-1] + (self.tokens, self.dim)))
 
 

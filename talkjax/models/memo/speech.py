@@ -7,6 +7,12 @@
 - "logmel" (the tiny configs): the two 50 Hz log-mel frames of each video frame side by
   side -> (T, 1, 2 n_mels); no weights.
 Each frame then takes the frames i-2..i+2, edge-clamped (`window` = 5).
+
+Training computes log-mel features over whole clips (librosa, `features`); sampling
+computes them per clip in JAX (`chunk`) from the clip's samples with `margin` frames of
+audio on each side: enough for the 5-frame window and the STFT's reach, so a chunk sees
+the whole-clip numbers (to log_mel_jax's 1e-4), except at the audio's very end, where
+the silence after it stands in for the edge clamp.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from talkjax.audio.align import context_windows
-from talkjax.audio.mel import MelConfig, log_mel_reference
+from talkjax.audio.mel import MelConfig, log_mel_jax, log_mel_reference
 from talkjax.errors import ConfigError
 
 SAMPLE_RATE = 16000
@@ -59,3 +65,23 @@ class MemoSpeech:
 
   def features(self, samples, frames: int, wav2vec2=None) -> np.ndarray:
     return self.windows(self.per_frame(samples, frames, wav2vec2))
+
+  @property
+  def margin(self) -> int:
+    """Frames of audio a chunk needs before and after it (the window's radius + one for
+    the STFT's half window)."""
+    return self.radius + 1
+
+  def chunk(self, samples, frames: int):
+    """(B, (frames + 2 margin) x samples per frame) -> (B, frames, window, 1, channels),
+    in JAX: the sampling path of "logmel" features."""
+    import jax.numpy as jnp
+    if self.kind != "logmel":
+      raise ConfigError("per-clip speech features in sampling exist for model.audio.kind="
+                        "'logmel' so far; the release's whole-audio wav2vec2 features come "
+                        "with its weight import", fix="sample a logmel model")
+    m, b = self.margin, samples.shape[0]
+    mel = log_mel_jax(samples, self.mel)[:, :2 * (frames + 2 * m)]
+    per = mel.reshape(b, frames + 2 * m, 1, self.channels)
+    idx = np.arange(m, m + frames)[:, None] + np.arange(-self.radius, self.radius + 1)[None]
+    return jnp.asarray(per)[:, idx]

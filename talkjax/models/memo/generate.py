@@ -1,0 +1,219 @@
+"""MEMO's generation hook: portrait + speech -> clip after clip of latent video diffusion.
+
+The generation layer (talkjax/pipelines/) cuts the audio into clips of `window` frames
+(model.clip.frames) and calls `chunk` once per clip, carrying:
+- the past latents: the last P frames generated, decoded and re-encoded by the VAE as the
+  release does (copies of the portrait's latent for the first clip);
+- the memory of every motion module, for the guided and the unguided branch: empty for a
+  new audio, then each clip folds its past frames in (`Memo.remember`) before denoising,
+  so the state carries the whole video at a fixed size.
+Per clip: the ReferenceNet runs once on [portrait; past] (guided with the identity tokens,
+unguided with a zero embedding's), then `steps` flow-matching Euler steps (the release's
+FlowMatchEulerDiscreteScheduler levels) under lax.scan, the two guidance branches batched
+in one DiffusionNet call: v = v_u + guidance (v_c - v_u), where the unguided branch has a
+zero embedding's image tokens, zero audio tokens, the null emotion and no reference keys
+in attn1 (the release's). The VAE decodes the clip.
+
+Emotion: the request's `emotion` (a MEMO class name) for every clip, or the null label
+when none is given (the audio emotion classifier is not wired in yet; the model is trained
+with 30 % null labels per module).
+Deviation, labelled: the generation layer runs at 25 fps (the release's inference
+config says 30).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from talkjax import stages
+from talkjax.audio.emotion import EMOTIONS, NULL_EMOTION, emotion_index
+from talkjax.diffusion import guidance, samplers
+from talkjax.errors import ConfigError, TalkjaxError
+from talkjax.family import Knobs
+from talkjax.models.memo.speech import MemoSpeech
+from talkjax.models.memo.tasks import MemoTask
+from talkjax.nn.vae import AutoencoderKL, unscale_latents
+
+SAMPLES_PER_FRAME = 640    # 16 kHz at 25 fps, the generation layer's rate
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoKnobs(Knobs):
+  FAMILY = "MEMO"
+  steps: int = 20            # flow-matching Euler steps
+  guidance: float = 3.5      # one scale for image, audio and emotion together (1 = off)
+
+  def validate(self):
+    for name, lo, hi in (("steps", 1, 1000), ("guidance", 0.0, 50.0)):
+      if not lo <= getattr(self, name) <= hi:
+        raise TalkjaxError(f"sampling option {name}={getattr(self, name)} is out of range",
+                           fix=f"give {name} a value in {lo}..{hi}")
+
+
+def to_pixels(image):
+  image = jnp.asarray(image)
+  return (image.astype(jnp.float32) / 127.5 - 1.0 if image.dtype == jnp.uint8
+          else image.astype(jnp.float32))
+
+
+class MemoGeneration:
+  accepts = frozenset({"emotion"})
+  requires = frozenset()
+  full_precision = ()
+
+  def __init__(self, config):
+    self.config = config
+    self.linked = {}
+    self.task = MemoTask(config)
+    self.memo = self.task.memo
+    m = config.model
+    if int(config.sample.get("fps", 25)) != 25:
+      raise ConfigError(f"sample.fps={config.sample.fps}: the generation layer runs at 25 fps",
+                        fix="set sample.fps=25")
+    self.fps = 25
+    self.window = int(m.clip.frames)
+    self.past = int(m.clip.past)
+    self.resolution = int(m.resolution)
+    self.speech = MemoSpeech(m.audio, self.fps)
+    margin = self.speech.margin if self.speech.kind == "logmel" else 0
+    self.audio_context = self.audio_lookahead = margin * SAMPLES_PER_FRAME
+    if not self.task.learned_identity:
+      raise ConfigError("sampling with model.identity.encoder='given' needs face embeddings "
+                        "of the portrait, which come with the face front-end",
+                        fix="sample a model with the learned identity encoder")
+
+  # ---- building ---------------------------------------------------------------------
+
+  @classmethod
+  def from_config(cls, config, linked=None, *, resolution: int | None = None):
+    if resolution is not None and int(resolution) != int(config.model.resolution):
+      import ml_collections
+      from talkjax import config as cfg
+      config = cfg.apply_overrides(ml_collections.ConfigDict(config.to_dict()),
+                                   [f"model.resolution={int(resolution)}"])
+    return cls(config)
+
+  @classmethod
+  def from_workdir(cls, workdir, *, ema: bool = True):
+    trained = stages.read_params(workdir, ema=ema)
+    if trained.config.family != "memo":
+      raise TalkjaxError(f"this folder holds a {trained.config.family!r} model, not MEMO",
+                         path=workdir, fix="pass a MEMO training folder")
+    return cls(trained.config), {"memo": trained.params["trainable"],
+                                 "vae": trained.params["frozen"]["vae"]}
+
+  def init(self, rng):
+    params = self.task.init(rng, self.task.example_batch(1))
+    return {"memo": params["trainable"], "vae": params["frozen"]["vae"]}
+
+  def knobs(self, **overrides) -> MemoKnobs:
+    return MemoKnobs.build(self.config.sample, **overrides)
+
+  def request_inputs(self, *, emotion=None) -> dict:
+    if emotion is None:
+      return {"emotion": np.int32(NULL_EMOTION)}
+    try:
+      return {"emotion": np.int32(emotion_index(str(emotion)))}
+    except ValueError:
+      raise TalkjaxError(f"unknown emotion {emotion!r}",
+                         fix=f"use one of {', '.join(EMOTIONS)} (or MEAD's names)") from None
+
+  # ---- pieces -----------------------------------------------------------------------
+
+  def _vae(self, params, method, x):
+    return self.task.vae.apply({"params": params["vae"]}, x, method=method)
+
+  def encode(self, params, pixels):
+    """(..., R, R, 3) in [-1, 1] -> scaled latents (posterior means)."""
+    return self.task.latents(params["vae"], pixels)
+
+  def decode(self, params, latents):
+    """(B, F, h, w, C) scaled latents -> (B, F, R, R, 3) in [-1, 1]."""
+    b, f = latents.shape[:2]
+    z = unscale_latents(self.task.vae_config, latents.reshape((b * f,) + latents.shape[2:]))
+    rgb = self._vae(params, AutoencoderKL.decode, z).astype(jnp.float32)
+    return rgb.reshape((b, f) + rgb.shape[1:])
+
+  def start(self, params, inputs, knobs):
+    pixels = to_pixels(inputs["image"])
+    reference = self.encode(params, pixels)
+    memo = params["memo"]
+    identity = self.task.identity_encoder.apply({"params": memo["identity_encoder"]}, pixels)
+    b = pixels.shape[0]
+    tokens = self.memo.image_tokens(memo, identity)
+    null_tokens = self.memo.image_tokens(memo, jnp.zeros_like(identity))
+    emotion = jnp.broadcast_to(jnp.asarray(inputs.get("emotion", NULL_EMOTION), jnp.int32), (b,))
+    context = {"reference": reference, "tokens": tokens, "null_tokens": null_tokens,
+               "emotion": emotion}
+    h, w = reference.shape[1:3]
+    branches = 2 if knobs.guidance != 1.0 else 1
+    carry = {"past": jnp.repeat(reference[:, None], self.past, axis=1),
+             "memory": self.memo.empty_memory(branches * b, h, w)}
+    return context, carry
+
+  def chunk(self, params, context, carry, tracks, keys, knobs, runtime):
+    del runtime
+    memo, f = params["memo"], self.window
+    b = keys.shape[0]
+    guided = knobs.guidance != 1.0
+    speech = self.speech.chunk(tracks["audio"], f)
+    audio = self.memo.audio_tokens(memo, speech)                      # (B, F, La, D)
+    tokens, emotion = context["tokens"], context["emotion"]
+    reference, past = context["reference"], carry["past"]
+    if guided:   # [guided; unguided] rows, the release's unguided branch
+      tokens = jnp.concatenate([tokens, context["null_tokens"]])
+      audio = jnp.concatenate([audio, jnp.zeros_like(audio)])
+      emotion = jnp.concatenate([emotion, jnp.full_like(emotion, NULL_EMOTION)])
+      reference, past = (jnp.concatenate([v, v]) for v in (reference, past))
+    rows = tokens.shape[0]
+    ref_feats, past_feats = self.memo.condition_from(memo["reference_net"], reference, past,
+                                                     tokens)
+    memory = self.memo.remember(memo["diffusion_net"], carry["memory"], past_feats)
+    keep = jnp.arange(rows) < b
+    hook_inputs = {"reference": ref_feats, "reference_keep": keep,
+                   "audio": audio.reshape((rows * f,) + audio.shape[2:]), "emotion": emotion,
+                   "memory": memory}
+    h, w = reference.shape[1:3]
+    shape = (f, h, w, self.task.vae_config.latent_channels)
+    noise = jax.vmap(lambda k: jax.random.normal(k, shape))(keys)
+
+    def velocity(x_t, sigma, cond):
+      del cond
+      return self.memo.denoise(memo["diffusion_net"], x_t, sigma, tokens,
+                               hook_inputs).astype(jnp.float32)
+
+    def model(x, sigma):
+      if not guided:
+        return velocity(x, sigma, None)
+      v = velocity(jnp.concatenate([x, x]), jnp.concatenate([sigma, sigma]), None)
+      cond, uncond = jnp.split(v, 2)
+      return guidance.combine(cond, uncond, knobs.guidance)
+
+    latents = samplers.flow_euler_sample(model, noise, knobs.steps,
+                                         sigmas=samplers.flow_match_sigmas(knobs.steps))
+    rgb = self.decode(params, latents)
+    frames = jnp.clip(jnp.round((rgb + 1) * 127.5), 0, 255).astype(jnp.uint8)
+    # The next clip's past: this clip's frames as the VAE reads them back (the release
+    # re-encodes the decoded frames), after the older ones when P > F.
+    again = self.encode(params, jnp.clip(rgb, -1.0, 1.0))
+    past = jnp.concatenate([carry["past"], again], axis=1)[:, -self.past:]
+    return {"past": past, "memory": memory}, {"frames": frames}
+
+
+def lively(params, scale: float = 0.05, seed: int = 0):
+  """Random weights with every zero-initialised layer (memory proj_out, emotion
+  modulations) made non-zero, for tests and benchmarks of untrained models."""
+  key = jax.random.PRNGKey(seed)
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  def bump(i, x):
+    x = np.asarray(x)
+    if np.all(x == 0) and x.ndim > 1:
+      return x + scale * np.asarray(jax.random.normal(jax.random.fold_in(key, i), x.shape))
+    return x
+  return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params),
+                                      [bump(i, x) for i, (_, x) in enumerate(flat)])
+
