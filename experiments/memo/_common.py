@@ -68,3 +68,35 @@ def memo_config(*, unet: dict, vae: dict, resolution: int):
   c.optimizer.weight_decay = 0.01
   c.optimizer.clip_norm = 1.0
   return c
+
+
+# Paths the stage-2 warm-up freezes: everything stage 1 trained (the ReferenceNet, the
+# identity side, the DiffusionNet's spatial layers); the audio and memory modules and the
+# audio projection learn.
+STAGE1_MODULES = (r"^trainable/(reference_net|image_proj|identity_encoder)/",
+                  r"^trainable/diffusion_net/(?!.*/(audio|motion)_modules_\d+/)")
+
+
+def stage1(c):
+  """Stage 1, face-domain adaptation: the DiffusionNet with reference attention only,
+  denoising one frame of a clip given the portrait (no audio, no memory, no past)."""
+  c.model.modules = ("reference",)
+  c.model.clip.update(frames=1, past=0)
+  c.model.dropout.update(audio=0.0, past=0.0)
+  return c
+
+
+def stage2(c, arg, *, stage1_workdir: str, warmup_workdir: str, warmup_steps: int):
+  """Stage 2 from stage 1's weights. arg "warmup": the new modules learn with stage 1's
+  frozen (real freezing: no gradient, no optimizer state); otherwise joint training of
+  everything from the warm-up run."""
+  if arg not in (None, "warmup", "joint"):
+    from talkjax.errors import ConfigError
+    raise ConfigError(f"unknown stage-2 phase {arg!r}", fix="use CONFIG:warmup or CONFIG:joint")
+  if arg == "warmup":
+    c.init_from.workdir = stage1_workdir
+    c.optimizer.freeze = STAGE1_MODULES
+    c.train.steps = warmup_steps
+  else:
+    c.init_from.workdir = warmup_workdir
+  return c

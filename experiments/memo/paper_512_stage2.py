@@ -5,17 +5,23 @@ label dropout 0.3, AdamW 1e-5 (weight decay 0.01, the release's fine-tuning), gr
 clipping 1.0, bf16 compute with per-block rematerialisation.
 
   talkjax train --config experiments/memo/paper_512_stage2.py --dry-run
+  talkjax train --config experiments/memo/paper_512_stage2.py:warmup --workdir runs/memo_warmup
+  talkjax train --config experiments/memo/paper_512_stage2.py --workdir runs/memo_stage2
+
+The warm-up starts from stage 1 (paper_512_stage1.py) and trains the audio and memory
+modules with stage 1's frozen; joint training then starts from the warm-up.
 
 Departures, labelled: sigma is continuous, not quantised to 1000 levels; condition dropout
 is drawn per example, not once per batch.
 """
 
-from talkjax_experiments.memo._common import SD15_UNET, SD_VAE, memo_config
+from talkjax_experiments.memo._common import SD15_UNET, SD_VAE, memo_config, stage2
 
 
 def get_config(arg=None):
-  del arg
-  c = memo_config(unet=SD15_UNET, vae=SD_VAE, resolution=512)
+  c = stage2(memo_config(unet=SD15_UNET, vae=SD_VAE, resolution=512), arg,
+             stage1_workdir="runs/memo_stage1", warmup_workdir="runs/memo_warmup",
+             warmup_steps=5000)
   c.compute_dtype = "bfloat16"
   c.model.remat = True
   c.data.batch_size = 8

@@ -4,10 +4,12 @@ image tokens), log-mel speech features in place of wav2vec2 and a learned identi
 in place of ArcFace embeddings (SynthTalk ships neither).
 
   talkjax train --config experiments/memo/synthtalk_tiny_vae.py --workdir runs/memo_tiny_vae
+  talkjax train --config experiments/memo/synthtalk_tiny_stage1.py --workdir runs/memo_tiny_stage1
+  talkjax train --config experiments/memo/synthtalk_tiny_stage2.py:warmup --workdir runs/memo_tiny_warmup
   talkjax train --config experiments/memo/synthtalk_tiny_stage2.py --workdir runs/memo_tiny
 """
 
-from talkjax_experiments.memo._common import memo_config, tiny_synthtalk
+from talkjax_experiments.memo._common import memo_config, stage2, tiny_synthtalk
 
 
 TINY_UNET = dict(in_channels=4, out_channels=4, block_out_channels=(32, 64),
@@ -19,9 +21,8 @@ TINY_VAE = dict(block_out_channels=(16, 32, 64), layers_per_block=1, latent_chan
                 norm_num_groups=8, mid_block_add_attention=False, scaling_factor=1.0)
 
 
-def get_config(arg=None):
-  del arg
-  c = memo_config(unet=TINY_UNET, vae=TINY_VAE, resolution=64)
+def tiny(c):
+  """The tiny widths and data, shared by the tiny stages."""
   m = c.model
   m.memory.update(heads=4, groups=8)
   m.audio.update(kind="logmel", dim=64, tokens=8, layers=1, channels=80, hidden=128)
@@ -41,3 +42,9 @@ def get_config(arg=None):
   c.train.log_every = 50
   c.checkpoint.every = 1000
   return c
+
+
+def get_config(arg=None):
+  c = tiny(memo_config(unet=TINY_UNET, vae=TINY_VAE, resolution=64))
+  return stage2(c, arg, stage1_workdir="runs/memo_tiny_stage1",
+                warmup_workdir="runs/memo_tiny_warmup", warmup_steps=1000)

@@ -22,7 +22,9 @@ def _examples() -> str:
   config = DEMO["stages"][-1][1]      # the demo generator's final-stage config
   return (f"  talkjax bench sample --config {config} --resolutions 64 128 --batches 1 8\n"
           f"  talkjax bench sample --config {config} --mesh data=1 fsdp=-1 --json s.json\n"
-          f"  talkjax bench sample --checkpoint model.msgpack --batches 1 16 --stream\n")
+          f"  talkjax bench sample --checkpoint model.msgpack --batches 1 16 --stream\n"
+          f"  talkjax bench sample --config memo/synthtalk_tiny_stage2 --batches 1 "
+          f"--clips 1 4 16 64\n")
 
 
 EXAMPLES = _examples()
@@ -44,6 +46,10 @@ def add_arguments(parser):
   parser.add_argument("--stream", action="store_true",
                       help="also time streaming at batch 1 (Sampler.stream: audio pushed a "
                            "chunk at a time): frames/s and the time each chunk takes")
+  parser.add_argument("--clips", type=int, nargs="+", default=[],
+                      help="also time batch-1 videos of these many chunks (e.g. 1 4 16 64): "
+                           "seconds per output frame, and each one's ratio to the first "
+                           "(a family whose carried state grows with the video would rise)")
   parser.add_argument("--mesh", nargs="+", default=[], metavar="AXIS=SIZE",
                       help="mesh sizes over this host's devices (default: the config's), "
                            "e.g. --mesh data=1 fsdp=8")
@@ -140,6 +146,15 @@ def run(args) -> int:
       rows.append(row)
       print(f"{r:>4} px  batch {batch:>3}: {row['fps']:9.1f} frames/s  "
             f"({row['frames']} frames in {row['seconds']:.2f} s; first call {row['first_call_s']:.1f} s)")
+    base = None
+    for clips in args.clips:
+      row = measure(gen, 1, clips * gen.window / gen.fps, args.repeats)
+      row.update(mode="clips", clips=clips, s_per_frame=row["seconds"] / row["frames"])
+      base = base or row["s_per_frame"]
+      row["ratio_to_first"] = row["s_per_frame"] / base
+      rows.append(row)
+      print(f"{r:>4} px  {clips:>4} clips: {1000 * row['s_per_frame']:9.2f} ms per frame  "
+            f"(x{row['ratio_to_first']:.3f} the first; {row['frames']} frames)")
     if args.stream:
       row = measure_stream(gen, args.seconds, args.repeats)
       rows.append(row)

@@ -89,6 +89,30 @@ def test_paper_config_counts_the_released_networks_sizes_without_allocating():
   assert abs(parts["trainable/diffusion_net"] / 1.68e9 - 1) < 0.05, parts
 
 
+def test_stage_1_is_the_spatial_model_and_the_warmup_freezes_exactly_it(tmp_path):
+  from talkjax.train.state import split_params
+  overrides = [f"data.path={tmp_path}", *TINY]
+  one = make_task(cfg.load_config("memo/synthtalk_tiny_stage1", [f"data.path={tmp_path}"]))
+  shapes1 = flatten(nn.meta.unbox(jax.eval_shape(one.init, jax.random.PRNGKey(0),
+                                                 one.example_batch(1))))
+  warm = cfg.load_config("memo/synthtalk_tiny_stage2:warmup", overrides)
+  task = make_task(warm)
+  shapes2 = nn.meta.unbox(jax.eval_shape(task.init, jax.random.PRNGKey(0),
+                                         task.example_batch(1)))
+  trainable, frozen = split_params(shapes2, tuple(warm.optimizer.freeze))
+  learn = {"/".join(k) for k in flatten(trainable)}
+  still = {"/".join(k) for k in flatten(frozen)}
+  stage1_paths = {"/".join(k) for k in shapes1}
+  # every stage-1 parameter exists in stage 2 with its shape (init_from copies them all),
+  # and the warm-up freezes exactly those
+  assert all(flatten(shapes2)[k].shape == v.shape for k, v in shapes1.items())
+  assert still == stage1_paths
+  assert learn and all("_modules_" in p or p.startswith("trainable/audio_proj/") for p in learn)
+  assert warm.init_from.workdir == "runs/memo_tiny_stage1"
+  joint = cfg.load_config("memo/synthtalk_tiny_stage2", overrides)
+  assert joint.init_from.workdir == "runs/memo_tiny_warmup" and not joint.optimizer.freeze
+
+
 def test_a_few_training_steps_reduce_the_loss(task, batch, params):
   trainable, frozen = params["trainable"], params["frozen"]
   tx = optax.adam(1e-3)

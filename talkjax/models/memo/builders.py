@@ -8,6 +8,7 @@ from talkjax.nn.unet import UNetConfig
 from talkjax.nn.vae import VAEConfig
 
 IDENTITY_ENCODERS = ("learned", "given")
+MODULES = ("reference", "audio", "memory")
 
 
 def memo_config(model) -> MemoConfig:
@@ -22,7 +23,15 @@ def memo_config(model) -> MemoConfig:
   if unet.in_channels != unet.out_channels:
     raise ConfigError(f"model.unet in_channels {unet.in_channels} != out_channels "
                       f"{unet.out_channels}", fix="MEMO denoises latents in place: make them equal")
-  return MemoConfig(unet=unet, memory=MemoryConfig(**dict(model.memory)),
+  modules = tuple(model.get("modules", ("reference", "audio", "memory")))
+  unknown = sorted(set(modules) - set(MODULES))
+  if unknown or "reference" not in modules:
+    raise ConfigError(f"model.modules {modules} must hold 'reference' and may add "
+                      f"{MODULES[1:]}", fix="stage 1: ('reference',); stage 2: all three")
+  if "memory" in modules and int(model.clip.past) < 1:
+    raise ConfigError("the memory modules read the past frames and model.clip.past is 0",
+                      fix="give model.clip.past frames (16 in the paper) or drop 'memory'")
+  return MemoConfig(unet=unet, memory=MemoryConfig(**dict(model.memory)), modules=modules,
                     audio_dim=a.dim, audio_tokens=a.tokens, audio_window=a.window,
                     audio_layers=a.layers, audio_channels=a.channels, audio_hidden=a.hidden,
                     identity_dim=i.dim, image_tokens=i.tokens, emotions=e.classes,

@@ -81,6 +81,10 @@ class MemoGeneration:
     self.speech = MemoSpeech(m.audio, self.fps)
     margin = self.speech.margin if self.speech.kind == "logmel" else 0
     self.audio_context = self.audio_lookahead = margin * SAMPLES_PER_FRAME
+    if not (self.memo.config.audio and self.memo.config.memory_on):
+      raise ConfigError("this config trains MEMO without its audio or memory modules "
+                        f"(model.modules={self.memo.config.modules}): a stage-1 model "
+                        "does not generate talking videos", fix="sample a stage-2 model")
     if not self.task.learned_identity:
       raise ConfigError("sampling with model.identity.encoder='given' needs face embeddings "
                         "of the portrait, which come with the face front-end",
@@ -173,10 +177,8 @@ class MemoGeneration:
     ref_feats, past_feats = self.memo.condition_from(memo["reference_net"], reference, past,
                                                      tokens)
     memory = self.memo.remember(memo["diffusion_net"], carry["memory"], past_feats)
-    keep = jnp.arange(rows) < b
-    hook_inputs = {"reference": ref_feats, "reference_keep": keep,
-                   "audio": audio.reshape((rows * f,) + audio.shape[2:]), "emotion": emotion,
-                   "memory": memory}
+    hook_inputs = self.memo.hook_inputs(ref_feats, jnp.arange(rows) < b, audio, emotion,
+                                        memory)
     h, w = reference.shape[1:3]
     shape = (f, h, w, self.task.vae_config.latent_channels)
     noise = jax.vmap(lambda k: jax.random.normal(k, shape))(keys)

@@ -47,39 +47,42 @@ class Memo:
             .empty_memory(batch, s.height, s.width)
             for s in layer_sites(self.config.unet, 1, height, width)}
 
-  def example(self, batch: int, frames: int, past: int, size: int) -> dict:
-    c = self.config
-    return {"latents": jnp.zeros((batch, frames, size, size, c.unet.in_channels)),
-            "reference": jnp.zeros((batch, size, size, c.unet.in_channels)),
-            "past": jnp.zeros((batch, past, size, size, c.unet.in_channels)),
-            "identity": jnp.zeros((batch, c.identity_dim)),
-            "speech": jnp.zeros((batch, frames, c.audio_window, c.audio_layers,
-                                 c.audio_channels)),
-            "emotion": jnp.zeros((batch,), jnp.int32)}
-
   def init(self, rng, example: dict) -> dict:
     """Boxed parameters of the four networks (use under jax.eval_shape for shapes only)."""
     r = jax.random.split(rng, 4)
     image = self.image_proj.init(r[0], example["identity"])
-    audio = self.audio_proj.init(r[1], example["speech"])
     tokens = nn.meta.unbox(self.image_proj.apply(image, example["identity"]))
     frames = jnp.concatenate([example["reference"][:, None], example["past"]], axis=1)
     t = jnp.zeros((frames.shape[0],))
     ref = self.reference_net.init(r[2], frames, t, tokens, return_features=True)
-    cond = self._hook_inputs(nn.meta.unbox(ref["params"]), example, tokens,
-                             nn.meta.unbox(self.audio_proj.apply(audio, example["speech"])))
-    diff = self.diffusion_net.init(r[3], example["latents"], t, tokens, cond)
-    return {"reference_net": ref["params"], "diffusion_net": diff["params"],
-            "image_proj": image["params"], "audio_proj": audio["params"]}
+    reference, _ = self.condition_from(nn.meta.unbox(ref["params"]), example["reference"],
+                                       example["past"], tokens)
+    out = {"reference_net": ref["params"], "image_proj": image["params"]}
+    audio = None
+    if self.config.audio:
+      boxed = self.audio_proj.init(r[1], example["speech"])
+      out["audio_proj"] = boxed["params"]
+      audio = nn.meta.unbox(self.audio_proj.apply(boxed, example["speech"]))
+    b, f, h, w = example["latents"].shape[:4]
+    cond = self.hook_inputs(reference, None, audio, example["emotion"],
+                            self.empty_memory(b, h, w) if self.config.memory_on else None)
+    out["diffusion_net"] = self.diffusion_net.init(r[3], example["latents"], t, tokens,
+                                                   cond)["params"]
+    return out
 
-  def _hook_inputs(self, ref_params, example, tokens, audio_tokens):
-    reference, past = self.condition_from(ref_params, example["reference"], example["past"],
-                                          tokens)
-    b, f = example["latents"].shape[:2]
-    h, w = example["latents"].shape[2:4]
-    return {"reference": reference, "reference_keep": jnp.ones((b,), bool),
-            "audio": audio_tokens.reshape((b * f,) + audio_tokens.shape[2:]),
-            "emotion": example["emotion"], "memory": self.empty_memory(b, h, w)}
+  def hook_inputs(self, reference, keep, audio, emotion, memory) -> dict:
+    """What the DiffusionNet's hooks read: reference features, which rows keep them
+    (None: all), audio tokens (B, F, La, D) and emotion labels (B,) when the audio
+    modules are on, the memory when the memory modules are."""
+    b = next(iter(reference.values())).shape[0]
+    out = {"reference": reference,
+           "reference_keep": jnp.ones((b,), bool) if keep is None else keep}
+    if self.config.audio:
+      out["audio"] = audio.reshape((-1,) + audio.shape[2:])
+      out["emotion"] = jnp.asarray(emotion, jnp.int32)
+    if self.config.memory_on:
+      out["memory"] = memory
+    return out
 
   # ---- one clip ---------------------------------------------------------------------
 

@@ -67,6 +67,17 @@ class MemoConfig:
   image_tokens: int = 4
   emotions: int = 9                 # + 1 null class
   emotion_dropout: float = 0.3
+  # The DiffusionNet's added modules: stage 1 (face-domain adaptation) trains with the
+  # reference attention only; stage 2 adds the audio and memory modules.
+  modules: tuple[str, ...] = ("reference", "audio", "memory")
+
+  @property
+  def audio(self) -> bool:
+    return "audio" in self.modules
+
+  @property
+  def memory_on(self) -> bool:
+    return "memory" in self.modules
 
   @property
   def context_dim(self) -> int:
@@ -179,9 +190,11 @@ def diffusion_net(config: MemoConfig, *, train: bool = False, dtype=jnp.float32,
                   remat: bool = False, implementation: str | None = None) -> UNet2DConditionModel:
   audio = lambda site, name: AudioHook(site, config, train, dtype, implementation, name=name)
   motion = lambda site, name: MotionHook(site, config.memory, dtype, name=name)
-  hooks = {"reference": Hook("attn1", ReferenceAttention),
-           "audio_modules": Hook("layer", audio, where=AUDIO_SITES),
-           "motion_modules": Hook("layer", motion)}
+  hooks = {"reference": Hook("attn1", ReferenceAttention)}
+  if config.audio:
+    hooks["audio_modules"] = Hook("layer", audio, where=AUDIO_SITES)
+  if config.memory_on:
+    hooks["motion_modules"] = Hook("layer", motion)
   return UNet2DConditionModel(config.unet, dtype=dtype, remat=remat,
                               attention_impl=implementation, hooks=hooks)
 

@@ -116,26 +116,28 @@ class MemoTask:
     cfg, memo = self.config, self.memo
     tr, vae = params["trainable"], params["frozen"]["vae"]
     keys = jax.random.split(rng, 6)
-    x0 = self.latents(vae, batch["video"], keys[0])
-    reference = self.latents(vae, batch["reference"])
-    past = self.latents(vae, batch["past"])
-    b, f = x0.shape[:2]
+    b, f = batch["video"].shape[:2]
     drop = cfg.model.dropout
     u = jax.random.uniform(keys[1], (3, b))
     keep_image, keep_audio, keep_past = (u[0] >= drop.image, u[1] >= drop.audio,
                                          u[2] >= drop.past)
-    past = jnp.where(keep_past[:, None, None, None, None], past, 0.0)
-
+    x0 = self.latents(vae, batch["video"], keys[0])
+    reference = self.latents(vae, batch["reference"])
+    past = jnp.zeros((b, 0) + reference.shape[1:])
+    if batch["past"].shape[1]:   # dropped past frames are black, as in the release
+      past = self.latents(vae, jnp.where(keep_past[:, None, None, None, None],
+                                         batch["past"], 0.0))
     tokens = memo.image_tokens(tr, self.identity(tr, batch))
-    speech = jnp.where(keep_audio[:, None, None, None, None], batch["speech"], 0.0)
-    audio = memo.audio_tokens(tr, speech)
     reference_feats, past_feats = memo.condition_from(tr["reference_net"], reference, past,
                                                       tokens, keep_image)
-    h, w = x0.shape[2:4]
-    memory = memo.remember(tr["diffusion_net"], memo.empty_memory(b, h, w), past_feats)
-    hook_inputs = {"reference": reference_feats, "reference_keep": jnp.ones((b,), bool),
-                   "audio": audio.reshape((b * f,) + audio.shape[2:]),
-                   "emotion": batch["emotion"].astype(jnp.int32), "memory": memory}
+    audio = memory = None
+    if self.memo_config.audio:
+      speech = jnp.where(keep_audio[:, None, None, None, None], batch["speech"], 0.0)
+      audio = memo.audio_tokens(tr, speech)
+    if self.memo_config.memory_on:
+      h, w = x0.shape[2:4]
+      memory = memo.remember(tr["diffusion_net"], memo.empty_memory(b, h, w), past_feats)
+    hook_inputs = memo.hook_inputs(reference_feats, None, audio, batch.get("emotion"), memory)
 
     fl = cfg.model.flow
     sigma = objectives.logit_normal(keys[2], (b,), fl.logit_mean, fl.logit_std)
