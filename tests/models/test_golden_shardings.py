@@ -242,3 +242,34 @@ def test_sampling_lays_parameters_out_as_training_does(name):
     expected.update({prefix + k[len(source):]: spec for k, spec in table.items()
                      if k.startswith(source)})
   assert {k: x.sharding.spec for k, x in got.items()} == expected
+
+
+# MEMO: its tree has ~1,100 leaves; the table pins one of each kind of layer (attention
+# projections Megatron-style: heads over `tensor`, the model width over `fsdp`).
+MEMO_AUDIO = "trainable/diffusion_net/down_blocks_0/audio_modules_0/transformer_blocks_0/"
+MEMO_MEMORY = ("trainable/diffusion_net/down_blocks_0/motion_modules_0/temporal_transformer/"
+               "transformer_blocks_0/")
+MEMO = {
+    MEMO_AUDIO + "attn2/add_k_proj/kernel": P("fsdp", "tensor", None),
+    MEMO_AUDIO + "attn2/to_add_out/kernel": P("tensor", None, "fsdp"),
+    MEMO_AUDIO + "norm1/adaLN_modulation_1/kernel": P("fsdp", "tensor"),
+    MEMO_AUDIO + "norm1/class_embedder/embedding_table/embedding": P(None, "fsdp"),
+    MEMO_MEMORY + "attention_blocks_0/to_q/kernel": P("fsdp", "tensor", None),
+    MEMO_MEMORY + "attention_blocks_1/to_out_0/kernel": P("tensor", None, "fsdp"),
+    MEMO_MEMORY + "ff/net_0/proj/kernel": P("fsdp", None, "tensor"),
+    "trainable/reference_net/down_blocks_0/attentions_0/transformer_blocks_0/attn1/to_q/kernel":
+        P("fsdp", "tensor", None),
+    "trainable/audio_proj/proj3/kernel": P("fsdp", "tensor"),
+    "trainable/image_proj/proj/kernel": P(None, "fsdp"),
+}
+
+
+def test_golden_memo_shardings():
+  """From the abstract tree alone (the tiny MEMO's init compiles for a minute)."""
+  config = cfg.load_config("memo/synthtalk_tiny_stage2", ["data.path=unused"])
+  task = make_task(config)
+  abstract = jax.eval_shape(task.init, jax.random.PRNGKey(0), task.example_batch(1))
+  shardings = parallel.logical_to_sharding(parallel.logical_specs_of(abstract),
+                                           parallel.make_mesh(MESH), config.axis_rules)
+  got = {k: s.spec for k, s in trees.flatten(shardings).items()}
+  assert {k: got[k] for k in MEMO} == MEMO
