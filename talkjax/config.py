@@ -203,3 +203,13 @@ def _literal(text: str):
 def to_text(config: ml_collections.ConfigDict) -> str:
   """The resolved config as sorted `key = value` lines (what --dry-run prints)."""
   return "\n".join(f"{k} = {v!r}" for k, v in sorted(flatten(config).items()))
+
+
+def with_resolution(config: ml_collections.ConfigDict, resolution: int | None
+                    ) -> ml_collections.ConfigDict:
+  """A copy of `config` with model.resolution set (None or the same size: `config` itself);
+  a generation hook's `from_config(..., resolution=)` for benchmarks at other sizes."""
+  if resolution is None or int(resolution) == int(config.model.resolution):
+    return config
+  return apply_overrides(ml_collections.ConfigDict(config.to_dict()),
+                         [f"model.resolution={int(resolution)}"])

@@ -161,12 +161,8 @@ class TalkerGeneration:
   @classmethod
   def from_config(cls, config, linked=None, *, resolution=None):
     del linked
-    if resolution is not None and int(resolution) != int(config.model.resolution):
-      import ml_collections
-      from talkjax import config as cfg
-      config = cfg.apply_overrides(ml_collections.ConfigDict(config.to_dict()),
-                                   [f"model.resolution={int(resolution)}"])
-    return cls(config)
+    from talkjax.config import with_resolution
+    return cls(with_resolution(config, resolution))
 
   @classmethod
   def from_workdir(cls, workdir, *, ema: bool = True):
