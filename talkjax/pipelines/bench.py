@@ -23,8 +23,7 @@ def _examples() -> str:
   return (f"  talkjax bench sample --config {config} --resolutions 64 128 --batches 1 8\n"
           f"  talkjax bench sample --config {config} --mesh data=1 fsdp=-1 --json s.json\n"
           f"  talkjax bench sample --checkpoint model.msgpack --batches 1 16 --stream\n"
-          f"  talkjax bench sample --config memo/synthtalk_tiny_stage2 --batches 1 "
-          f"--clips 1 4 16 64\n")
+          f"  talkjax bench sample --config {config} --batches 1 --clips 1 4 16 64\n")
 
 
 EXAMPLES = _examples()

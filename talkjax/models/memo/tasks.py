@@ -24,7 +24,6 @@ Recipe (paper + the authors' released training code), per step:
 
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -154,9 +153,3 @@ class MemoTask:
     from talkjax.models.memo.data import clip_windows
     return clip_windows(self.config, split)
 
-
-def count_by_network(params) -> dict[str, int]:
-  """{network: parameter count} of a (boxed or plain) MEMO tree."""
-  tree = nn.meta.unbox(params)
-  return {name: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(sub))
-          for branch in tree.values() for name, sub in branch.items()}

@@ -68,11 +68,11 @@ def initial_values(config) -> dict:
     unet_cfg, unet = _read(w.unet, "unet", "unet")
     _check_config(unet_cfg, memo_config(config.model).unet, w.unet, "unet")
     values["trainable"] = {"reference_net": unet, "diffusion_net": unet}
-  return jax_free(values)
+  return to_host(values)
 
 
-def jax_free(tree):
+def to_host(tree):
   """Host numpy leaves (what `initial_values` returns)."""
   if isinstance(tree, dict):
-    return {k: jax_free(v) for k, v in tree.items()}
+    return {k: to_host(v) for k, v in tree.items()}
   return np.asarray(tree)
