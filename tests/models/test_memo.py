@@ -89,10 +89,12 @@ def test_paper_config_counts_the_released_networks_sizes_without_allocating():
   assert abs(parts["trainable/diffusion_net"] / 1.68e9 - 1) < 0.05, parts
 
 
-def test_stage_1_is_the_spatial_model_and_the_warmup_freezes_exactly_it(tmp_path):
+def test_stage_1_is_the_spatial_model_and_the_warmup_freezes_exactly_it(config):
   from talkjax.train.state import split_params
-  overrides = [f"data.path={tmp_path}", *TINY]
-  one = make_task(cfg.load_config("memo/synthtalk_tiny_stage1", [f"data.path={tmp_path}"]))
+  overrides = [f"data.path={config.data.path}", *TINY]
+  one = make_task(cfg.load_config("memo/synthtalk_tiny_stage1", overrides[:4]))  # its data
+  example = one.data_source("train")[0]           # one frame, no past frames
+  assert example["video"].shape == (1, 64, 64, 3) and example["past"].shape == (0, 64, 64, 3)
   shapes1 = flatten(nn.meta.unbox(jax.eval_shape(one.init, jax.random.PRNGKey(0),
                                                  one.example_batch(1))))
   warm = cfg.load_config("memo/synthtalk_tiny_stage2:warmup", overrides)

@@ -51,12 +51,14 @@ class ClipWindows:
     audio = np.asarray(rec["audio"], np.float32)
     speech = self.speech.features(audio, self.length)[s:s + self.frames]
     labels = self.to_memo[np.asarray(rec["emotion"][s:s + self.frames])]
-    return {"video": np.stack([_pixels(b, where) for b in rec["frames"][s:s + self.frames]]),
-            "past": np.stack([_pixels(b, where) for b in rec["frames"][s - self.past:s]]),
-            "reference": _pixels(rec["frames"][0], where),
+    reference = _pixels(rec["frames"][0], where)
+    frames = lambda a, b: np.stack([_pixels(x, where) for x in rec["frames"][a:b]]
+                                   or [np.zeros((0,) + reference.shape, np.float32)])
+    return {"video": frames(s, s + self.frames),
+            "past": frames(s - self.past, s).reshape((self.past,) + reference.shape),
+            "reference": reference,
             "speech": speech.astype(np.float32),
             "emotion": np.int32(np.bincount(labels, minlength=10).argmax())}
-
 
 def clip_windows(config, split: str) -> ClipWindows:
   d, m = config.data, config.model
