@@ -129,10 +129,10 @@ def test_a_few_training_steps_reduce_the_loss(task, batch, params):
     return optax.apply_updates(p, updates), opt, loss
 
   losses = []
-  for _ in range(60):
+  for _ in range(25):
     trainable, opt, loss = step(trainable, opt)
     losses.append(float(loss))
-  assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0], losses
+  assert np.isfinite(losses).all() and losses[-1] < 0.7 * losses[0], losses
 
 
 @pytest.fixture(scope="module")
