@@ -2,21 +2,7 @@
 
 import ml_collections
 
-
-def synthtalk_data(path: str, *, identities: int, clips: int, seconds: float, resolution: int):
-  d = ml_collections.ConfigDict()
-  d.kind = "synthtalk"
-  d.path = path
-  d.build_if_missing = True   # SynthTalk is built on first use from the settings below
-  d.synthtalk = ml_collections.ConfigDict(dict(
-      identities=identities, clips=clips, seconds=seconds, resolution=resolution, fps=25, seed=0))
-  return d
-
-
-def tiny_synthtalk():
-  """The 64 px set the tiny stage 1 trains on (4 s clips: room for stage 2's windows)."""
-  return synthtalk_data("~/.cache/talkjax/synthtalk_tiny_i200", identities=200, clips=400,
-                        seconds=4.0, resolution=64)
+from talkjax_experiments._synthtalk import synthtalk_data, tiny_synthtalk  # noqa: F401
 
 
 def tiny_synthtalk_speech():

@@ -6,6 +6,8 @@ the authors' public code); the size functions only shrink widths and counts.
 
 import ml_collections
 
+from talkjax_experiments._synthtalk import tiny_synthtalk  # noqa: F401  (the tiny configs' data)
+
 # Stable Diffusion 1.5's UNet (diffusers UNet2DConditionModel config), the layout of both
 # the ReferenceNet and the DiffusionNet's spatial part.
 SD15_UNET = dict(in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280, 1280),
@@ -17,17 +19,6 @@ SD15_UNET = dict(in_channels=4, out_channels=4, block_out_channels=(320, 640, 12
 # The SD "ft-mse" VAE (stabilityai/sd-vae-ft-mse) the release decodes with.
 SD_VAE = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
               norm_num_groups=32, scaling_factor=0.18215)
-
-
-def tiny_synthtalk():
-  """The 64 px SynthTalk set the tiny configs train on (the IF-MDM tiny stage 1's)."""
-  d = ml_collections.ConfigDict()
-  d.kind = "synthtalk"
-  d.path = "~/.cache/talkjax/synthtalk_tiny_i200"
-  d.build_if_missing = True
-  d.synthtalk = ml_collections.ConfigDict(dict(identities=200, clips=400, seconds=4.0,
-                                               resolution=64, fps=25, seed=0))
-  return d
 
 
 def memo_config(*, unet: dict, vae: dict, resolution: int):

@@ -114,7 +114,7 @@ class MemoTask:
   def loss(self, params, batch, rng):
     cfg, memo = self.config, self.memo
     tr, vae = params["trainable"], params["frozen"]["vae"]
-    keys = jax.random.split(rng, 6)
+    keys = jax.random.split(rng, 6)   # VAE sample, dropouts, sigma, noise, emotion labels; [5] unused
     b, f = batch["video"].shape[:2]
     drop = cfg.model.dropout
     u = jax.random.uniform(keys[1], (3, b))
