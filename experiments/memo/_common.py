@@ -44,7 +44,9 @@ def memo_config(*, unet: dict, vae: dict, resolution: int):
   # "learned": a small encoder of the reference image, `channels` its conv widths).
   m.identity = ml_collections.ConfigDict(dict(encoder="given", dim=512, tokens=4,
                                               channels=(32, 64, 128, 256)))
-  m.emotion = ml_collections.ConfigDict(dict(classes=9, dropout=0.3))
+  # classifier: an audio_emotion training folder that reads the emotion from the audio when
+  # a request names none ("" = the null label)
+  m.emotion = ml_collections.ConfigDict(dict(classes=9, dropout=0.3, classifier=""))
   m.clip = ml_collections.ConfigDict(dict(frames=16, past=16))
   m.dropout = ml_collections.ConfigDict(dict(image=0.05, audio=0.05, past=0.05))
   m.flow = ml_collections.ConfigDict(dict(logit_mean=0.0, logit_std=1.0))

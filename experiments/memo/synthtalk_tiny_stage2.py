@@ -5,6 +5,7 @@ in place of ArcFace embeddings (SynthTalk ships neither).
 
   talkjax train --config experiments/memo/synthtalk_tiny_vae.py --workdir runs/memo_tiny_vae
   talkjax train --config experiments/memo/synthtalk_tiny_stage1.py --workdir runs/memo_tiny_stage1
+  talkjax train --config experiments/memo/synthtalk_tiny_emotion.py --workdir runs/memo_tiny_emotion
   talkjax train --config experiments/memo/synthtalk_tiny_stage2.py:warmup --workdir runs/memo_tiny_warmup
   talkjax train --config experiments/memo/synthtalk_tiny_stage2.py --workdir runs/memo_tiny
 """
@@ -48,5 +49,8 @@ def tiny(c):
 
 def get_config(arg=None):
   c = tiny(memo_config(unet=TINY_UNET, vae=TINY_VAE, resolution=64))
+  # sampling reads the emotion from the audio with this classifier when none is given
+  # (experiments/memo/synthtalk_tiny_emotion.py); "" = the null label
+  c.model.emotion.classifier = "runs/memo_tiny_emotion"
   return stage2(c, arg, stage1_workdir="runs/memo_tiny_stage1",
                 warmup_workdir="runs/memo_tiny_warmup", warmup_steps=1000)

@@ -40,9 +40,15 @@ def emotion_index(name: str) -> int:
 
 
 class EmotionClassifier(nn.Module):
-  """(B, T, D) features -> (B, num_classes) logits."""
+  """(B, T, D) features -> (B, num_classes) logits.
+
+  With `conv_channels`, 1-D convolutions along time (kernel 5, stride 2, GELU) come before
+  the pooling, so the head sees how the features move (pitch contours, syllable rate),
+  not only their average and spread; a `mask` is then subsampled with them.
+  """
   hidden: int = 128
   num_classes: int = NUM_EMOTIONS
+  conv_channels: tuple[int, ...] = ()
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -50,6 +56,10 @@ class EmotionClassifier(nn.Module):
     x = features.astype(self.dtype)
     if mask is None:
       mask = jnp.ones(x.shape[:2], self.dtype)
+    for i, width in enumerate(self.conv_channels):
+      x = jax.nn.gelu(nn.Conv(width, (5,), strides=(2,), padding="SAME", dtype=self.dtype,
+                              name=f"conv_{i}")(x))
+      mask = mask[:, ::2]
     w = mask.astype(self.dtype)[..., None]
     count = jnp.maximum(w.sum(axis=1), 1.0)
     mean = (x * w).sum(axis=1) / count
@@ -155,3 +165,51 @@ def make_window_classifier(featurize: Callable, model: EmotionClassifier, params
   def logits(windows):
     return model.apply({"params": params}, featurize(windows))
   return lambda windows: np.asarray(jnp.argmax(logits(jnp.asarray(windows)), axis=-1))
+
+
+# --- a trained classifier read back for sampling -----------------------------------------
+
+def classifier_settings(model):
+  """(window samples, MelConfig, EmotionClassifier) of a config's `model.emotion_audio`
+  (the `audio_emotion` family's settings)."""
+  from talkjax.audio.mel import MelConfig
+  e = model.emotion_audio
+  module = EmotionClassifier(hidden=int(e.hidden),
+                             conv_channels=tuple(int(c) for c in e.get("conv_channels", ())))
+  return int(round(float(e.window_s) * 16000)), MelConfig(n_mels=int(e.n_mels)), module
+
+
+def heard_frames(samples, hop: int):
+  """(B, N) samples -> (B, N // hop + 1) mask of the log-mel frames that hear any non-zero
+  sample: the zeros the generation layer pads before and after the audio are not speech."""
+  b, n = samples.shape
+  hops = jnp.abs(samples[:, :n // hop * hop]).reshape(b, n // hop, hop).max(-1) > 0
+  return jnp.concatenate([hops, hops[:, -1:]], axis=1).astype(jnp.float32)
+
+
+class EmotionReader:
+  """A trained `audio_emotion` folder as a function: (B, window) 16 kHz -> (B,) classes.
+
+  Its parameters are constants of the programs that call it (a few ten thousand floats,
+  replicated wherever the sampler runs)."""
+
+  def __init__(self, workdir):
+    from talkjax import stages
+    from talkjax.errors import TalkjaxError
+    trained = stages.read_params(workdir)
+    if trained.config.get("family") != "audio_emotion":
+      raise TalkjaxError(f"this training folder holds a {trained.config.get('family')!r} "
+                         "model, not an audio emotion classifier", path=workdir,
+                         fix="train one with `talkjax train --config "
+                             "memo/synthtalk_tiny_emotion --workdir runs/memo_tiny_emotion`")
+    self.workdir = workdir
+    self.window, self.mel, self.module = classifier_settings(trained.config.model)
+    self.params = trained.params["trainable"]["classifier"]
+
+  def logits(self, audio):
+    from talkjax.audio.mel import log_mel_jax
+    mask = heard_frames(audio, self.mel.hop_length)
+    return self.module.apply({"params": self.params}, log_mel_jax(audio, self.mel), mask)
+
+  def __call__(self, audio):
+    return jnp.argmax(self.logits(audio), axis=-1).astype(jnp.int32)

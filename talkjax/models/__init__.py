@@ -21,6 +21,7 @@ FAMILIES = {
     "ifmdm_stage2": "talkjax.models.ifmdm.tasks:Stage2Task",
     "memo": "talkjax.models.memo.tasks:MemoTask",
     "vae": "talkjax.models.vae.tasks:VAETask",
+    "audio_emotion": "talkjax.models.audio_emotion.tasks:AudioEmotionTask",
 }
 
 # family of a generator's final training stage -> "module:class" of its generation hook

@@ -21,7 +21,8 @@ from talkjax.models.memo.generate import MemoGeneration, lively
 from talkjax.pipelines.sampler import Sampler
 
 TINY = ["data.synthtalk.identities=3", "data.synthtalk.clips=4", "data.synthtalk.seconds=1.6",
-        "model.clip.frames=4", "model.clip.past=4", "data.batch_size=2", "sample.steps=2"]
+        "model.clip.frames=4", "model.clip.past=4", "data.batch_size=2", "sample.steps=2",
+        "model.emotion.classifier="]
 F = 4
 
 
@@ -194,3 +195,67 @@ def test_unknown_emotion_and_given_identity_are_refused(config, tmp_path):
                                                          "model.identity.encoder=given"])
   with pytest.raises(TalkjaxError, match="face embeddings"):
     MemoGeneration(given)
+  missing = cfg.load_config("memo/synthtalk_tiny_stage2", [
+      f"data.path={tmp_path}", *TINY, f"model.emotion.classifier={tmp_path / 'none'}"])
+  with pytest.raises(TalkjaxError, match="no trained audio emotion classifier"):
+    MemoGeneration(missing)
+
+
+@pytest.fixture(scope="module")
+def emotion_dir(config, tmp_path_factory):
+  """A tiny audio emotion classifier trained by the real trainer on the same SynthTalk."""
+  from talkjax.cli import main
+  workdir = tmp_path_factory.mktemp("emotion") / "run"
+  code = main(["train", "--config", "memo/synthtalk_tiny_emotion", "--workdir", str(workdir),
+               "--set", f"data.path={config.data.path}", "data.synthtalk.identities=3",
+               "data.synthtalk.clips=4", "data.synthtalk.seconds=1.6",
+               "model.emotion_audio.window_s=1.0", "data.offsets=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5)",
+               "data.batch_size=8", "train.steps=20", "checkpoint.every=20"])
+  assert code == 0
+  return workdir
+
+
+def test_emotion_classifier_reads_back_as_it_trained(emotion_dir, config):
+  from talkjax.audio.emotion import EmotionReader, heard_frames
+  from talkjax.data.prepare import ensure_synthtalk
+  from talkjax.models.audio_emotion.tasks import AudioEmotionTask, EmotionWindows
+  from talkjax import stages
+  reader = EmotionReader(emotion_dir)
+  trained = stages.read_params(emotion_dir)
+  task = AudioEmotionTask(trained.config)
+  source = EmotionWindows(ensure_synthtalk(config.data), "train", window=16000, offsets=(0.5,))
+  clips = SynthTalkClips(ensure_synthtalk(config.data), "train")
+  rec = clips.record(1)
+  window = np.asarray(rec["audio"], np.float32)[8000:24000]
+  np.testing.assert_array_equal(source[1]["audio"], window)
+  frames = np.asarray(rec["emotion"])[12:37]           # the window's frames at 25 fps
+  assert int(source[1]["emotion"]) == int(np.bincount(source.to_memo[frames]).argmax())
+  ce, _ = task.loss({"trainable": {"classifier": trained.params["trainable"]["classifier"]}},
+                    {"audio": window[None], "emotion": np.zeros((1,), np.int32)}, None)
+  logits = np.asarray(reader.logits(window[None]))
+  np.testing.assert_allclose(ce[0], -jax.nn.log_softmax(logits[0])[0], rtol=1e-5)
+  mask = np.asarray(heard_frames(np.concatenate([np.zeros(320), np.ones(480)])[None], 160))
+  np.testing.assert_array_equal(mask, [[0, 0, 1, 1, 1, 1]])     # padding is not speech
+
+
+def test_sampling_reads_the_emotion_from_the_audio(config, params, emotion_dir):
+  from talkjax.audio.emotion import EMOTIONS
+  from talkjax.models.memo.generate import READ_EMOTION
+  hook = MemoGeneration(cfg.load_config(
+      "memo/synthtalk_tiny_stage2", [f"data.path={config.data.path}", *TINY,
+                                     f"model.emotion.classifier={emotion_dir}"]))
+  reach = -(-(16000 - F * 640) // 2)               # the 1 s window centred on each clip
+  assert hook.audio_context == hook.audio_lookahead == reach
+  assert int(hook.request_inputs()["emotion"]) == READ_EMOTION
+  sampler = Sampler(hook, lively({"memo": params["trainable"], "vae": params["frozen"]["vae"]},
+                                 scale=0.2))
+  image = np.random.default_rng(0).integers(0, 255, (1, 64, 64, 3), dtype=np.uint8)
+  audio = _audio(3, F * 640)                       # one clip: one window, one label
+  heard = int(hook.emotion_reader(np.pad(audio, (reach, reach))[None])[0])
+  read = sampler.generate(image, audio[None], seed=5)["frames"]
+  given = sampler.generate(image, audio[None], seed=5,
+                           inputs={"emotion": np.int32([heard])})["frames"]
+  other = sampler.generate(image, audio[None], seed=5,
+                           inputs={"emotion": np.int32([(heard + 1) % len(EMOTIONS)])})["frames"]
+  np.testing.assert_array_equal(read, given)       # read = the classifier's answer, given
+  assert np.abs(read.astype(int) - other).mean() > 0.05   # and the label matters

@@ -14,9 +14,13 @@ in one DiffusionNet call: v = v_u + guidance (v_c - v_u), where the unguided bra
 zero embedding's image tokens, zero audio tokens, the null emotion and no reference keys
 in attn1 (the release's). The VAE decodes the clip.
 
-Emotion: the request's `emotion` (a MEMO class name) for every clip, or the null label
-when none is given (the audio emotion classifier is not wired in yet; the model is trained
-with 30 % null labels per module).
+Emotion: the request's `emotion` (a MEMO class name) for every clip; when none is given,
+each clip's emotion is read from the audio by the classifier `model.emotion.classifier`
+names (an `audio_emotion` training folder): from the classifier's window (3 s) centred on
+the clip, the zeros padded before and after the audio left out (a streaming-friendly
+reading of MEMO's 3 s / 1 s windows, which need the whole audio first: deviation,
+labelled). Without a classifier, the null label (the model is trained with 30 % null
+labels per module).
 Deviation, labelled: the generation layer runs at 25 fps (the release's inference
 config says 30).
 """
@@ -24,13 +28,14 @@ config says 30).
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from talkjax import stages
-from talkjax.audio.emotion import EMOTIONS, NULL_EMOTION, emotion_index
+from talkjax.audio.emotion import EMOTIONS, NULL_EMOTION, EmotionReader, emotion_index
 from talkjax.diffusion import guidance, samplers
 from talkjax.errors import ConfigError, TalkjaxError
 from talkjax.family import Knobs
@@ -39,6 +44,7 @@ from talkjax.models.memo.tasks import MemoTask
 from talkjax.nn.vae import AutoencoderKL, unscale_latents
 
 SAMPLES_PER_FRAME = 640    # 16 kHz at 25 fps, the generation layer's rate
+READ_EMOTION = -1          # a request's emotion label: read it from the audio
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +86,19 @@ class MemoGeneration:
     self.resolution = int(m.resolution)
     self.speech = MemoSpeech(m.audio, self.fps)
     margin = self.speech.margin if self.speech.kind == "logmel" else 0
-    self.audio_context = self.audio_lookahead = margin * SAMPLES_PER_FRAME
+    self.speech_context = margin * SAMPLES_PER_FRAME
+    classifier = m.get("emotion", {}).get("classifier")
+    if classifier and not (pathlib.Path(classifier).expanduser() / "checkpoints").is_dir():
+      raise ConfigError(f"model.emotion.classifier names {classifier}, which holds no "
+                        "trained audio emotion classifier",
+                        fix="train it (talkjax train --config memo/synthtalk_tiny_emotion "
+                            f"--workdir {classifier}) or sample with the null emotion: "
+                            "--set model.emotion.classifier=")
+    self.emotion_reader = EmotionReader(classifier) if classifier else None
+    reach = 0
+    if self.emotion_reader is not None:   # the classifier's window, centred on the clip
+      reach = -(-(self.emotion_reader.window - self.window * SAMPLES_PER_FRAME) // 2)
+    self.audio_context = self.audio_lookahead = max(self.speech_context, reach)
     if not (self.memo.config.audio and self.memo.config.memory_on):
       raise ConfigError("this config trains MEMO without its audio or memory modules "
                         f"(model.modules={self.memo.config.modules}): a stage-1 model "
@@ -114,8 +132,9 @@ class MemoGeneration:
     return MemoKnobs.build(self.config.sample, **overrides)
 
   def request_inputs(self, *, emotion=None) -> dict:
-    if emotion is None:
-      return {"emotion": np.int32(NULL_EMOTION)}
+    if emotion is None:   # READ_EMOTION: each clip's emotion comes from its audio
+      return {"emotion": np.int32(NULL_EMOTION if self.emotion_reader is None
+                                  else READ_EMOTION)}
     try:
       return {"emotion": np.int32(emotion_index(str(emotion)))}
     except ValueError:
@@ -160,9 +179,16 @@ class MemoGeneration:
     memo, f = params["memo"], self.window
     b = keys.shape[0]
     guided = knobs.guidance != 1.0
-    speech = self.speech.chunk(tracks["audio"], f)
+    samples = tracks["audio"]                   # context + clip + lookahead samples
+    cut = self.audio_context - self.speech_context
+    speech = self.speech.chunk(samples[:, cut:samples.shape[1] - cut], f)
     audio = self.memo.audio_tokens(memo, speech)                      # (B, F, La, D)
     tokens, emotion = context["tokens"], context["emotion"]
+    if self.emotion_reader is not None:
+      window = self.emotion_reader.window
+      start = (samples.shape[1] - window) // 2
+      heard = self.emotion_reader(samples[:, start:start + window])
+      emotion = jnp.where(emotion == READ_EMOTION, heard, emotion)
     reference, past = context["reference"], carry["past"]
     if guided:   # [guided; unguided] rows, the release's unguided branch
       tokens = jnp.concatenate([tokens, context["null_tokens"]])
