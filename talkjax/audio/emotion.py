@@ -187,6 +187,14 @@ def heard_frames(samples, hop: int):
   return jnp.concatenate([hops, hops[:, -1:]], axis=1).astype(jnp.float32)
 
 
+def classifier_logits(module, mel, params, audio):
+  """(B, window samples) -> (B, 9) logits: log-mel, the heard frames' mask, the head (the
+  one computation training and sampling share)."""
+  from talkjax.audio.mel import log_mel_jax
+  return module.apply({"params": params}, log_mel_jax(audio, mel),
+                      heard_frames(audio, mel.hop_length))
+
+
 class EmotionReader:
   """A trained `audio_emotion` folder as a function: (B, window) 16 kHz -> (B,) classes.
 
@@ -202,14 +210,11 @@ class EmotionReader:
                          "model, not an audio emotion classifier", path=workdir,
                          fix="train one with `talkjax train --config "
                              "memo/synthtalk_tiny_emotion --workdir runs/memo_tiny_emotion`")
-    self.workdir = workdir
     self.window, self.mel, self.module = classifier_settings(trained.config.model)
     self.params = trained.params["trainable"]["classifier"]
 
   def logits(self, audio):
-    from talkjax.audio.mel import log_mel_jax
-    mask = heard_frames(audio, self.mel.hop_length)
-    return self.module.apply({"params": self.params}, log_mel_jax(audio, self.mel), mask)
+    return classifier_logits(self.module, self.mel, self.params, audio)
 
   def __call__(self, audio):
     return jnp.argmax(self.logits(audio), axis=-1).astype(jnp.int32)

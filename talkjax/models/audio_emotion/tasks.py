@@ -16,18 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from talkjax.audio.emotion import (NUM_EMOTIONS, classifier_settings, emotion_index,
-                                   heard_frames)
+from talkjax.audio.emotion import (NUM_EMOTIONS, classifier_logits, classifier_settings,
+                                   emotion_index)
 from talkjax.audio.mel import log_mel_jax
 from talkjax.errors import ConfigError
 
 SAMPLE_RATE = 16000
-
-
-def classify(module, mel, params, audio):
-  """(B, window samples) -> (B, 9) logits (as EmotionReader computes them in sampling)."""
-  return module.apply({"params": params}, log_mel_jax(audio, mel),
-                      heard_frames(audio, mel.hop_length))
 
 
 class AudioEmotionTask:
@@ -49,7 +43,7 @@ class AudioEmotionTask:
 
   def loss(self, params, batch, rng):
     del rng
-    logits = classify(self.classifier, self.mel, params["trainable"]["classifier"],
+    logits = classifier_logits(self.classifier, self.mel, params["trainable"]["classifier"],
                       batch["audio"]).astype(jnp.float32)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["emotion"])
     right = (jnp.argmax(logits, -1) == batch["emotion"]).astype(jnp.float32)
