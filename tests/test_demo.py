@@ -23,3 +23,27 @@ def test_demo_writes_the_video_and_judges_it_against_ground_truth(tmp_path, caps
   assert report["missed"] == missed and report["meets_marks"] == (not missed)
   assert "| metric | ground truth | generated |" in printed
   assert (out / "table.md").read_text() in printed
+
+
+def test_every_demo_recipe_links_real_keys_to_earlier_stages(tmp_path):
+  """`demo --train`'s recipes: each stage's config loads with its links set (a misspelt
+  key fails), each link names an earlier stage, and the last stage is a generator."""
+  import pytest
+  from talkjax import config as cfg
+  from talkjax.errors import TalkjaxError
+  from talkjax.models import DEMOS, demo_recipe, generator_class
+  assert set(DEMOS) >= {"ifmdm", "memo"} and demo_recipe() is DEMOS["ifmdm"]
+  for family, recipe in DEMOS.items():
+    seen = []
+    for name, config_name, links in recipe["stages"]:
+      assert set(links.values()) <= set(seen), (family, name)
+      config = cfg.load_config(config_name, [f"{k}={tmp_path / v}" for k, v in links.items()])
+      for key, stage in links.items():
+        node = config
+        for part in key.split("."):
+          node = node[part]
+        assert node == str(tmp_path / stage)
+      seen.append(name)
+    generator_class(config.family)
+  with pytest.raises(TalkjaxError, match="no demo for the family"):
+    demo_recipe("infp")

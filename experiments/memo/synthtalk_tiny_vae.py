@@ -26,7 +26,7 @@ def get_config(arg=None):
   c.data.eval_examples = 0
   c.optimizer.lr = 1e-3
   c.optimizer.warmup_steps = 100
-  c.train.steps = 4000
+  c.train.steps = 2500
   c.train.log_every = 100
   c.checkpoint.every = 1000
   return c

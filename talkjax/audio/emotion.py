@@ -196,25 +196,34 @@ def classifier_logits(module, mel, params, audio):
 
 
 class EmotionReader:
-  """A trained `audio_emotion` folder as a function: (B, window) 16 kHz -> (B,) classes.
+  """A trained `audio_emotion` classifier as a function: (params, (B, window) 16 kHz) ->
+  (B,) classes. Built from its config (a model file carries it); `from_workdir` also reads
+  the parameters of a training folder."""
 
-  Its parameters are constants of the programs that call it (a few ten thousand floats,
-  replicated wherever the sampler runs)."""
-
-  def __init__(self, workdir):
-    from talkjax import stages
+  def __init__(self, config, *, path=None):
     from talkjax.errors import TalkjaxError
-    trained = stages.read_params(workdir)
-    if trained.config.get("family") != "audio_emotion":
-      raise TalkjaxError(f"this training folder holds a {trained.config.get('family')!r} "
-                         "model, not an audio emotion classifier", path=workdir,
+    if config.get("family") != "audio_emotion":
+      raise TalkjaxError(f"this holds a {config.get('family')!r} model, not an audio "
+                         "emotion classifier", path=path,
                          fix="train one with `talkjax train --config "
                              "memo/synthtalk_tiny_emotion --workdir runs/memo_tiny_emotion`")
-    self.window, self.mel, self.module = classifier_settings(trained.config.model)
-    self.params = trained.params["trainable"]["classifier"]
+    self.config = config
+    self.window, self.mel, self.module = classifier_settings(config.model)
 
-  def logits(self, audio):
-    return classifier_logits(self.module, self.mel, self.params, audio)
+  @classmethod
+  def from_workdir(cls, workdir):
+    """(reader, classifier params) of an `audio_emotion` training folder."""
+    from talkjax import stages
+    trained = stages.read_params(workdir)
+    return cls(trained.config, path=workdir), trained.params["trainable"]["classifier"]
 
-  def __call__(self, audio):
-    return jnp.argmax(self.logits(audio), axis=-1).astype(jnp.int32)
+  def init(self, rng):
+    """Random classifier parameters of this config's shapes."""
+    from talkjax.audio.mel import log_mel_jax
+    return self.module.init(rng, log_mel_jax(jnp.zeros((1, self.window)), self.mel))["params"]
+
+  def logits(self, params, audio):
+    return classifier_logits(self.module, self.mel, params, audio)
+
+  def __call__(self, params, audio):
+    return jnp.argmax(self.logits(params, audio), axis=-1).astype(jnp.int32)

@@ -3,9 +3,11 @@
 Renders a person and speech the model never trained on (SynthTalk drawn with another seed),
 writes the mp4 (with sound), a side-by-side image (ground truth above, generated below) and
 the SynthTalk metrics of the video next to ground truth's on the same clip (the table of
-`talkjax eval model`), and prints where they are. The model is IF-MDM at 64 px,
-shipped with talkjax (talkjax/assets/); it was trained by the documented commands that
-`--train` runs again from scratch (about an hour on 2 idle CPU cores).
+`talkjax eval model`), and prints where they are. The models are 64 px SynthTalk models
+shipped with talkjax (talkjax/assets/): IF-MDM (the default) and MEMO (`--family memo`,
+the emotion read from the speech); each was trained by the documented commands that
+`--train` runs again from scratch (IF-MDM about an hour on 2 idle CPU cores, MEMO about
+two: experiments/<family>/README.md).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ EXAMPLES = """\
 examples:
   talkjax demo                        # writes ./talkjax-demo/{demo.mp4,side_by_side.png,metrics.json}
   talkjax demo --out /tmp/demo --seed 3 --seconds 20
+  talkjax demo --family memo          # the MEMO model (emotion read from the speech)
   talkjax demo --train                # retrain the small SynthTalk model first
 """
 
@@ -29,32 +32,41 @@ def add_arguments(parser):
   parser.add_argument("--out", default="talkjax-demo", help="output folder (default: %(default)s)")
   parser.add_argument("--seed", type=int, default=0, help="which held-out identity/speech to use")
   parser.add_argument("--seconds", type=float, default=10.0, help="video length (default 10)")
+  from talkjax.models import DEMOS
+  parser.add_argument("--family", default=next(iter(DEMOS)), choices=sorted(DEMOS),
+                      help="which shipped model to show (default: %(default)s)")
   parser.add_argument("--train", action="store_true",
-                      help="retrain the demo model from scratch (both stages) before sampling")
+                      help="retrain the family's demo model from scratch (every stage) before "
+                           "sampling; rerunning resumes")
   parser.add_argument("--model", help="use this model file or stage-2 folder instead")
 
 
-def shipped_model() -> pathlib.Path:
+def shipped_model(family: str | None = None) -> pathlib.Path:
+  from talkjax.errors import TalkjaxError
   from talkjax.models import shipped_demo_model
-  return shipped_demo_model()
+  path = shipped_demo_model(family)
+  if not path.is_file():
+    raise TalkjaxError("this install ships no trained model for this demo", path=path,
+                       fix=f"train it: talkjax demo --family {family} --train")
+  return path
 
 
-def train_demo_model(out: pathlib.Path) -> pathlib.Path:
-  """Every stage of the registry's demo recipe with its shipped config, then one model
-  file. Rerunning resumes each stage from its folder."""
+def train_demo_model(out: pathlib.Path, family: str | None = None) -> pathlib.Path:
+  """Every stage of the registry's demo recipe for `family` with its shipped config, then
+  one model file. Rerunning resumes each stage from its folder."""
   from talkjax import bundle
   from talkjax import config as cfg
-  from talkjax.models import DEMO, load_generator, make_task
+  from talkjax.models import demo_recipe, load_generator, make_task
   from talkjax.train.loop import train
-  folders = {}
-  for name, config_name, links in DEMO["stages"]:
+  recipe, folders = demo_recipe(family), {}
+  for name, config_name, links in recipe["stages"]:
     folders[name] = out / "train" / name
     overrides = [f"{key}={folders[stage]}" for key, stage in links.items()]
     config = cfg.load_config(config_name, overrides)
     print(f"training {name} ({config_name}) in {folders[name]} ...", file=sys.stderr)
     train(config, make_task(config), folders[name])
   model = out / "model.msgpack"
-  bundle.save(model, *load_generator(folders[DEMO["stages"][-1][0]]))
+  bundle.save(model, *load_generator(folders[recipe["stages"][-1][0]]))
   return model
 
 
@@ -81,7 +93,10 @@ def run(args):
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   t0 = time.perf_counter()
-  model = train_demo_model(out) if args.train else pathlib.Path(args.model or shipped_model())
+  if args.train:
+    model = train_demo_model(out, args.family)
+  else:
+    model = pathlib.Path(args.model) if args.model else shipped_model(args.family)
   pipe = Pipeline.load(model, batch_size=1, crop="center")   # a SynthTalk frame is framed already
   r = pipe.sampler.resolution
   spec = BuildSpec(identities=4, clips=4, seconds=args.seconds, resolution=r,

@@ -34,15 +34,32 @@ GENERATORS = {
     "memo": "talkjax.models.memo.generate:MemoGeneration",
 }
 
-# What `talkjax demo` shows and how `talkjax demo --train` remakes it: the shipped model
-# file (talkjax/assets/), and the stages to train in order, each with the overrides that
-# point it at an earlier stage's training folder ({config key: stage name}).
-DEMO = {
-    "model": "ifmdm_synthtalk_tiny.msgpack",
-    "stages": (
-        ("stage1", "ifmdm/synthtalk_tiny_stage1", {}),
-        ("stage2", "ifmdm/synthtalk_tiny_stage2", {"stage1.workdir": "stage1"}),
-    ),
+# What `talkjax demo --family F` shows and how `talkjax demo --family F --train` remakes
+# it: the shipped model file (talkjax/assets/), and the stages to train in order, each
+# with the overrides that point it at an earlier stage's training folder
+# ({config key: stage name}). The first entry is the default.
+DEMOS = {
+    "ifmdm": {
+        "model": "ifmdm_synthtalk_tiny.msgpack",
+        "stages": (
+            ("stage1", "ifmdm/synthtalk_tiny_stage1", {}),
+            ("stage2", "ifmdm/synthtalk_tiny_stage2", {"stage1.workdir": "stage1"}),
+        ),
+    },
+    "memo": {
+        "model": "memo_synthtalk_tiny.msgpack",
+        "stages": (
+            ("vae", "memo/synthtalk_tiny_vae", {}),
+            ("stage1", "memo/synthtalk_tiny_stage1", {"model.weights.vae": "vae"}),
+            ("emotion", "memo/synthtalk_tiny_emotion", {}),
+            ("warmup", "memo/synthtalk_tiny_stage2:warmup",
+             {"model.weights.vae": "vae", "init_from.workdir": "stage1",
+              "model.emotion.classifier": "emotion"}),
+            ("stage2", "memo/synthtalk_tiny_stage2",
+             {"model.weights.vae": "vae", "init_from.workdir": "warmup",
+              "model.emotion.classifier": "emotion"}),
+        ),
+    },
 }
 
 
@@ -98,5 +115,13 @@ def random_generator(config, *, resolution: int | None = None, seed: int = 0):
   return hook, params
 
 
-def shipped_demo_model() -> pathlib.Path:
-  return pathlib.Path(__file__).resolve().parent.parent / "assets" / DEMO["model"]
+def demo_recipe(family: str | None = None) -> dict:
+  family = family or next(iter(DEMOS))
+  if family not in DEMOS:
+    raise TalkjaxError(f"no demo for the family {family!r}", fix=f"use one of {sorted(DEMOS)}")
+  return DEMOS[family]
+
+
+def shipped_demo_model(family: str | None = None) -> pathlib.Path:
+  """The model file talkjax ships for `family`'s demo (the default demo without one)."""
+  return pathlib.Path(__file__).resolve().parent.parent / "assets" / demo_recipe(family)["model"]

@@ -18,8 +18,8 @@ import time
 import numpy as np
 
 def _examples() -> str:
-  from talkjax.models import DEMO
-  config = DEMO["stages"][-1][1]      # the demo generator's final-stage config
+  from talkjax.models import demo_recipe
+  config = demo_recipe()["stages"][-1][1]      # the demo generator's final-stage config
   return (f"  talkjax bench sample --config {config} --resolutions 64 128 --batches 1 8\n"
           f"  talkjax bench sample --config {config} --mesh data=1 fsdp=-1 --json s.json\n"
           f"  talkjax bench sample --checkpoint model.msgpack --batches 1 16 --stream\n"

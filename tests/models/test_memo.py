@@ -220,7 +220,7 @@ def test_emotion_classifier_reads_back_as_it_trained(emotion_dir, config):
   from talkjax.data.prepare import ensure_synthtalk
   from talkjax.models.audio_emotion.tasks import AudioEmotionTask, EmotionWindows
   from talkjax import stages
-  reader = EmotionReader(emotion_dir)
+  reader, weights = EmotionReader.from_workdir(emotion_dir)
   trained = stages.read_params(emotion_dir)
   task = AudioEmotionTask(trained.config)
   source = EmotionWindows(ensure_synthtalk(config.data), "train", window=16000, offsets=(0.5,))
@@ -232,14 +232,14 @@ def test_emotion_classifier_reads_back_as_it_trained(emotion_dir, config):
   assert int(source[1]["emotion"]) == int(np.bincount(source.to_memo[frames]).argmax())
   ce, _ = task.loss({"trainable": {"classifier": trained.params["trainable"]["classifier"]}},
                     {"audio": window[None], "emotion": np.zeros((1,), np.int32)}, None)
-  logits = np.asarray(reader.logits(window[None]))
+  logits = np.asarray(reader.logits(weights, window[None]))
   np.testing.assert_allclose(ce[0], -jax.nn.log_softmax(logits[0])[0], rtol=1e-5)
   mask = np.asarray(heard_frames(np.concatenate([np.zeros(320), np.ones(480)])[None], 160))
   np.testing.assert_array_equal(mask, [[0, 0, 1, 1, 1, 1]])     # padding is not speech
 
 
 def test_sampling_reads_the_emotion_from_the_audio(config, params, emotion_dir):
-  from talkjax.audio.emotion import EMOTIONS
+  from talkjax.audio.emotion import EMOTIONS, EmotionReader
   from talkjax.models.memo.generate import READ_EMOTION
   hook = MemoGeneration(cfg.load_config(
       "memo/synthtalk_tiny_stage2", [f"data.path={config.data.path}", *TINY,
@@ -247,11 +247,12 @@ def test_sampling_reads_the_emotion_from_the_audio(config, params, emotion_dir):
   reach = -(-(16000 - F * 640) // 2)               # the 1 s window centred on each clip
   assert hook.audio_context == hook.audio_lookahead == reach
   assert int(hook.request_inputs()["emotion"]) == READ_EMOTION
-  sampler = Sampler(hook, lively({"memo": params["trainable"], "vae": params["frozen"]["vae"]},
-                                 scale=0.2))
+  weights = lively({"memo": params["trainable"], "vae": params["frozen"]["vae"]}, scale=0.2)
+  weights["emotion"] = EmotionReader.from_workdir(emotion_dir)[1]
+  sampler = Sampler(hook, weights)
   image = np.random.default_rng(0).integers(0, 255, (1, 64, 64, 3), dtype=np.uint8)
   audio = _audio(3, F * 640)                       # one clip: one window, one label
-  heard = int(hook.emotion_reader(np.pad(audio, (reach, reach))[None])[0])
+  heard = int(hook.emotion_reader(weights["emotion"], np.pad(audio, (reach, reach))[None])[0])
   read = sampler.generate(image, audio[None], seed=5)["frames"]
   given = sampler.generate(image, audio[None], seed=5,
                            inputs={"emotion": np.int32([heard])})["frames"]
@@ -259,3 +260,32 @@ def test_sampling_reads_the_emotion_from_the_audio(config, params, emotion_dir):
                            inputs={"emotion": np.int32([(heard + 1) % len(EMOTIONS)])})["frames"]
   np.testing.assert_array_equal(read, given)       # read = the classifier's answer, given
   assert np.abs(read.astype(int) - other).mean() > 0.05   # and the label matters
+
+
+def test_a_model_file_carries_the_emotion_classifier(config, params, emotion_dir, tmp_path):
+  """A MEMO model file holds the classifier (config and float32 weights): it reads the same
+  labels and makes the same frames once the training folders are gone."""
+  import shutil
+  from talkjax import bundle
+  from talkjax.audio.emotion import EmotionReader
+  from talkjax.models import load_generator
+  folder = shutil.copytree(emotion_dir, tmp_path / "classifier")
+  hook = MemoGeneration(cfg.load_config(
+      "memo/synthtalk_tiny_stage2", [f"data.path={config.data.path}", *TINY,
+                                     f"model.emotion.classifier={folder}"]))
+  weights = hook._with_classifier(
+      lively({"memo": params["trainable"], "vae": params["frozen"]["vae"]}, scale=0.2))
+  bundle.save(tmp_path / "memo.msgpack", hook, weights)
+  shutil.rmtree(folder)
+  loaded, loaded_weights = load_generator(tmp_path / "memo.msgpack")
+  assert loaded.linked["emotion"].family == "audio_emotion"
+  expected = EmotionReader.from_workdir(emotion_dir)[1]
+  for got, want in zip(jax.tree.leaves(loaded_weights["emotion"]), jax.tree.leaves(expected)):
+    np.testing.assert_array_equal(got, want)                  # float32, not rounded
+  rounded = jax.tree.map(lambda x: np.asarray(x, np.float16).astype(np.float32),
+                         {k: v for k, v in weights.items() if k != "emotion"})
+  image = np.random.default_rng(1).integers(0, 255, (1, 64, 64, 3), dtype=np.uint8)
+  audio = _audio(4, 2 * F * 640)[None]
+  from_file = Sampler(loaded, loaded_weights).generate(image, audio, seed=2)["frames"]
+  from_folders = Sampler(hook, {**rounded, "emotion": expected}).generate(image, audio, seed=2)
+  np.testing.assert_array_equal(from_file, from_folders["frames"])

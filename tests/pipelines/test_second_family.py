@@ -156,6 +156,6 @@ def test_model_file_and_bench_need_no_family_code(workdir, inputs, tmp_path, cap
   assert result["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1}
   assert [r["frames"] for r in result["results"]] == [13, 39] and result["results"][0]["fps"] > 0
   # `demo --train` follows the registry's recipe, whatever family it names.
-  monkeypatch.setitem(models.DEMO, "stages", (("only", "testbed/talker", {}),))
+  monkeypatch.setitem(models.DEMOS, "ifmdm", {"stages": (("only", "testbed/talker", {}),)})
   model = demo.train_demo_model(tmp_path / "demo")
   assert Sampler.load(model).hook.config.family == "testbed_talker"

@@ -69,9 +69,14 @@ def to_pixels(image):
 class MemoGeneration:
   accepts = frozenset({"emotion"})
   requires = frozenset()
-  full_precision = ()
+  # the emotion classifier's few thousand weights stay float32 in a model file, so a
+  # label read from a model file is the one read from the training folder
+  full_precision = (r"^emotion/",)
 
-  def __init__(self, config):
+  def __init__(self, config, emotion_config=None):
+    """`emotion_config`: the classifier's config when it comes with the model (a model
+    file's `linked["emotion"]`); otherwise read from the folder `model.emotion.classifier`
+    names. Its parameters travel with the model's, as params["emotion"]."""
     self.config = config
     self.linked = {}
     self.task = MemoTask(config)
@@ -87,14 +92,13 @@ class MemoGeneration:
     self.speech = MemoSpeech(m.audio, self.fps)
     margin = self.speech.margin if self.speech.kind == "logmel" else 0
     self.speech_context = margin * SAMPLES_PER_FRAME
-    classifier = m.get("emotion", {}).get("classifier")
-    if classifier and not (pathlib.Path(classifier).expanduser() / "checkpoints").is_dir():
-      raise ConfigError(f"model.emotion.classifier names {classifier}, which holds no "
-                        "trained audio emotion classifier",
-                        fix="train it (talkjax train --config memo/synthtalk_tiny_emotion "
-                            f"--workdir {classifier}) or sample with the null emotion: "
-                            "--set model.emotion.classifier=")
-    self.emotion_reader = EmotionReader(classifier) if classifier else None
+    self.classifier = m.get("emotion", {}).get("classifier") or ""
+    if emotion_config is None and self.classifier:
+      emotion_config = stages.checkpoint_config(self._classifier_folder())[0]
+    self.emotion_reader = None
+    if emotion_config is not None:
+      self.emotion_reader = EmotionReader(emotion_config, path=self.classifier or None)
+      self.linked["emotion"] = emotion_config
     reach = 0
     if self.emotion_reader is not None:   # the classifier's window, centred on the clip
       reach = -(-(self.emotion_reader.window - self.window * SAMPLES_PER_FRAME) // 2)
@@ -110,10 +114,26 @@ class MemoGeneration:
 
   # ---- building ---------------------------------------------------------------------
 
+  def _classifier_folder(self) -> pathlib.Path:
+    folder = pathlib.Path(self.classifier).expanduser()
+    if not (folder / "checkpoints").is_dir():
+      raise ConfigError(f"model.emotion.classifier names {self.classifier}, which holds no "
+                        "trained audio emotion classifier",
+                        fix="train it (talkjax train --config memo/synthtalk_tiny_emotion "
+                            f"--workdir {self.classifier}) or sample with the null emotion: "
+                            "--set model.emotion.classifier=")
+    return folder
+
+  def _with_classifier(self, params):
+    """params with the trained classifier's weights (from its folder) as params["emotion"]."""
+    if self.emotion_reader is not None:
+      params["emotion"] = EmotionReader.from_workdir(self._classifier_folder())[1]
+    return params
+
   @classmethod
   def from_config(cls, config, linked=None, *, resolution: int | None = None):
     from talkjax.config import with_resolution
-    return cls(with_resolution(config, resolution))
+    return cls(with_resolution(config, resolution), (linked or {}).get("emotion"))
 
   @classmethod
   def from_workdir(cls, workdir, *, ema: bool = True):
@@ -121,12 +141,19 @@ class MemoGeneration:
     if trained.config.family != "memo":
       raise TalkjaxError(f"this folder holds a {trained.config.family!r} model, not MEMO",
                          path=workdir, fix="pass a MEMO training folder")
-    return cls(trained.config), {"memo": trained.params["trainable"],
-                                 "vae": trained.params["frozen"]["vae"]}
+    hook = cls(trained.config)
+    return hook, hook._with_classifier({"memo": trained.params["trainable"],
+                                        "vae": trained.params["frozen"]["vae"]})
 
   def init(self, rng):
-    params = self.task.init(rng, self.task.example_batch(1))
-    return {"memo": params["trainable"], "vae": params["frozen"]["vae"]}
+    """Random weights of every part (the classifier's too: its trained weights come with
+    `from_workdir` or a model file)."""
+    m_rng, e_rng = jax.random.split(rng)
+    params = self.task.init(m_rng, self.task.example_batch(1))
+    out = {"memo": params["trainable"], "vae": params["frozen"]["vae"]}
+    if self.emotion_reader is not None:
+      out["emotion"] = self.emotion_reader.init(e_rng)
+    return out
 
   def knobs(self, **overrides) -> MemoKnobs:
     return MemoKnobs.build(self.config.sample, **overrides)
@@ -187,7 +214,7 @@ class MemoGeneration:
     if self.emotion_reader is not None:
       window = self.emotion_reader.window
       start = (samples.shape[1] - window) // 2
-      heard = self.emotion_reader(samples[:, start:start + window])
+      heard = self.emotion_reader(params["emotion"], samples[:, start:start + window])
       emotion = jnp.where(emotion == READ_EMOTION, heard, emotion)
     reference, past = context["reference"], carry["past"]
     if guided:   # [guided; unguided] rows, the release's unguided branch
