@@ -49,6 +49,9 @@ def add_arguments(parser):
   parser.add_argument("--split", default="test", help="model: which split of --data (default test)")
   parser.add_argument("--clips", type=int, default=0, help="model: score the first N clips (0: all)")
   parser.add_argument("--seed", type=int, default=0, help="model: sampling seed")
+  parser.add_argument("--give-emotion", action="store_true",
+                      help="model: tell the generator each clip's emotion (models that take "
+                           "one, e.g. MEMO); without it such a model reads it from the audio")
   parser.add_argument("--controls", action="store_true",
                       help="model: also score control videos made from each clip's ground "
                            "truth (still portrait, 2 frames late, mouth halved, another "
@@ -158,13 +161,16 @@ def _score_model(args):
     raise TalkjaxError(f"--clips must be >= 0 (0: all), got {args.clips}")
   generate, sampler = generator_from_checkpoint(args.checkpoint, seed=args.seed)
   check_held_out(sampler.hook, source.meta, source.path)
+  if args.give_emotion and "emotion" not in sampler.accepts:
+    raise TalkjaxError("--give-emotion: this model takes no emotion", path=args.checkpoint,
+                       fix="drop --give-emotion")
   if int(source.meta["resolution"]) != sampler.resolution:
     raise TalkjaxError(f"the data is {source.meta['resolution']} px but the model makes "
                        f"{sampler.resolution} px frames", path=source.path,
                        fix=f"build the held-out set with --resolution {sampler.resolution}")
   suite = _suite(args)
   result = evaluate_generator(generate, source, args.clips or None, controls=args.controls,
-                              suite=suite)
+                              suite=suite, give_emotion=args.give_emotion)
   result.update(checkpoint=str(args.checkpoint), data=str(source.path), split=args.split,
                 sampling_seed=args.seed, data_seed=int(source.meta["seed"]))
   if args.report:

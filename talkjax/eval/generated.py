@@ -4,7 +4,9 @@ Each clip's first frame is the identity image and its audio drives the generator
 probe then reads the generated video *and* the clip's ground-truth video, and
 `versus_truth.compare` judges the first against the second (talkjax/eval/README.md).
 `evaluate_generator(generate, source)` accepts any `generate(image uint8 (R, R, 3), audio
-16 kHz) -> frames uint8 (T, R, R, 3)`, so every model family is judged by the same rule.
+16 kHz) -> frames uint8 (T, R, R, 3)`, so every model family is judged by the same rule;
+with `give_emotion=True` it is also told each clip's emotion (`emotion=` a SynthTalk
+emotion name), for families that take one.
 With `controls=True` the same marks also judge the control videos (a still portrait,
 ground truth 2 frames late, the mouth halved, another person): the report then shows
 what each mark rejects next to what the model scored.
@@ -18,15 +20,23 @@ from tqdm import tqdm
 from talkjax.errors import TalkjaxError
 from talkjax.eval import controls as controls_lib
 from talkjax.eval import versus_truth
+from talkjax_datasets.synthtalk.spec import EMOTIONS
 
 CURVE_CLIPS = 3   # clips whose per-frame curves the report keeps (for the plots)
 
 
 def generator_from_checkpoint(checkpoint, seed: int = 0):
-  """(`generate(image, audio) -> frames`, the sampler) of a trained model (folder or file)."""
+  """(`generate(image, audio, emotion=None) -> frames`, the sampler) of a trained model
+  (folder or file); `emotion` (a name) goes to families that take one."""
   from talkjax.pipelines.sampler import Sampler
   sampler = Sampler.load(checkpoint)
-  generate = lambda image, audio: sampler.generate(image[None], audio[None], seed=seed)["frames"][0]
+
+  def generate(image, audio, emotion=None):
+    inputs = None
+    if emotion is not None:
+      inputs = {k: np.asarray(v)[None]
+                for k, v in sampler.hook.request_inputs(emotion=emotion).items()}
+    return sampler.generate(image[None], audio[None], seed=seed, inputs=inputs)["frames"][0]
   return generate, sampler
 
 
@@ -68,8 +78,9 @@ class ClipList:
 
 
 def evaluate_generator(generate, source, count: int | None = None, *, controls: bool = False,
-                       suite=None, progress: bool = True) -> dict:
-  """Scores `generate` on the first `count` clips of `source` (SynthTalkClips or ClipList).
+                       suite=None, progress: bool = True, give_emotion: bool = False) -> dict:
+  """Scores `generate` on the first `count` clips of `source` (SynthTalkClips or ClipList);
+  `give_emotion`: call it with each clip's emotion too.
 
   Returns {comparison, controls (optional), suite (optional), per_clip, curves}."""
   from talkjax.eval import probe as probe_lib
@@ -86,7 +97,8 @@ def evaluate_generator(generate, source, count: int | None = None, *, controls: 
     clip = source.clip(i)
     truth = clip["frames"]
     image = truth[0]
-    generated = np.asarray(generate(image, clip["audio"]))
+    told = {"emotion": EMOTIONS[int(clip["emotion"][0])]} if give_emotion else {}
+    generated = np.asarray(generate(image, clip["audio"], **told))
     if generated.shape[1:] != truth.shape[1:]:
       raise TalkjaxError(f"the generator made {generated.shape[1:3]} frames for "
                          f"{truth.shape[1:3]} ground truth", path=source.path,
@@ -113,7 +125,7 @@ def evaluate_generator(generate, source, count: int | None = None, *, controls: 
     if i < CURVE_CLIPS:
       curves.append({"clip": i, "generated": row["generated"]["curves"],
                      "truth": row["truth"]["curves"]})
-  result = {"clips": count, "fps": fps,
+  result = {"clips": count, "fps": fps, "emotion": "given" if give_emotion else "model's own",
             "comparison": versus_truth.compare(scored["generated"], scored["truth"]),
             "per_clip": per_clip, "curves": curves}
   if controls:

@@ -16,6 +16,8 @@ Per video (`video_scores`):
 - `blink_rate`: blinks per second (closures crossing 0.5);
 - `identity_sim`: mean cosine of each frame's identity embedding to the reference image's
   (the portrait the generator was given); `identity_sim_min` its worst frame;
+  `identity_sim_last10s` (videos of LONG_VIDEO_SECONDS or more) the mean over the last 10 s,
+  where a model that drifts over a long video shows it;
 - `emotion_accuracy`: share of frames read as the clip's emotion;
 - `speak_listen_accuracy` (dyadic clips): the probe's speaking state against the voice
   activity of the agent's own track.
@@ -38,6 +40,8 @@ from talkjax.eval.metrics import blink_rate, offset_correlations, speak_listen_a
 
 BOOTSTRAP = 2000
 CONFIDENCE = 0.95
+LONG_VIDEO_SECONDS = 30   # videos this long also get the identity of their last TAIL_SECONDS
+TAIL_SECONDS = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +82,8 @@ MARKS = (
          what="generated / ground truth"),
     Mark("identity (cos. to the portrait)", "identity_sim", "gap", high=0.05,
          what="ground truth - generated"),
+    Mark("identity, last 10 s (long videos)", "identity_sim_last10s", "gap", high=0.02,
+         what=f"ground truth - generated (videos of {LONG_VIDEO_SECONDS} s or more)"),
     Mark("emotion accuracy", "emotion_accuracy", "ratio", low=0.8,
          what="generated / ground truth"),
     Mark("speak/listen accuracy", "speak_listen_accuracy", "ratio", low=0.8,
@@ -110,6 +116,8 @@ def video_scores(reading: dict, audio, fps: float, reference_identity, *,
       "curves": {"mouth_open": mouth.astype(np.float32), "identity": cos.astype(np.float32),
                  "implied_mouth": implied.astype(np.float32)},
   }
+  if n >= LONG_VIDEO_SECONDS * fps:
+    out["identity_sim_last10s"] = float(cos[-int(round(TAIL_SECONDS * fps)):].mean())
   if emotion is not None:
     out["emotion_accuracy"] = float((np.asarray(reading["emotion"]) == int(emotion)).mean())
   if partner_audio is not None:

@@ -199,3 +199,49 @@ def test_eval_model_refuses_the_training_seed_before_generating(tmp_path, capsys
                "--split", "train"]) == 2
   err = capsys.readouterr().err
   assert "seed 0" in err and "--seed 12345" in err
+
+
+def test_a_long_video_that_drifts_in_its_last_10_s_fails_the_tail_identity():
+  params = probe.load_params()
+  spec = BuildSpec(identities=3, clips=3, seconds=30, resolution=64, seed=4243)
+  clip = make_clip(spec, 0)
+  truth = clip["frames"]
+  other = controls.control_video("other_identity", truth, spec, 0)
+  drifted = np.concatenate([truth[:-250], other[-250:]])   # another face for the last 10 s
+  ref = probe.read_frames(params, truth[:1])["identity"][0]
+  score = lambda f: versus_truth.video_scores(probe.read_frames(params, f), clip["audio"], 25,
+                                              ref)
+  t, d = score(truth), score(drifted)
+  assert len(truth) == 750 and "identity_sim_last10s" in t
+  report = versus_truth.compare([d], [t])["metrics"]["identity_sim_last10s"]
+  assert report["value"] > 0.02 and not report["pass"]
+  assert versus_truth.compare([t], [t])["metrics"]["identity_sim_last10s"]["pass"]
+  short = score(truth[:700])   # 28 s: not a long video, no tail identity
+  assert "identity_sim_last10s" not in short
+
+
+def test_a_generator_is_told_each_clips_emotion_when_asked():
+  from talkjax_datasets.synthtalk.spec import EMOTIONS
+  spec = BuildSpec(identities=3, clips=3, seconds=1, resolution=64, seed=4244)
+  source = ClipList([make_clip(spec, i) for i in range(3)], spec)
+  told = []
+
+  def truth_of(image, audio, emotion=None):
+    told.append(emotion)
+    return next(c["frames"] for c in source.clips if c["audio"] is audio)
+  result = evaluate_generator(truth_of, source, give_emotion=True, progress=False)
+  assert told == [EMOTIONS[int(c["emotion"][0])] for c in source.clips]
+  assert result["emotion"] == "given"
+  told.clear()
+  assert evaluate_generator(truth_of, source, progress=False)["emotion"] == "model's own"
+  assert told == [None] * 3
+
+
+def test_eval_model_refuses_give_emotion_for_a_model_without_one(tmp_path, capsys):
+  from talkjax.models import shipped_demo_model
+  from talkjax_datasets.synthtalk.builder import build
+  data = build(BuildSpec(identities=3, clips=3, seconds=1, resolution=64, seed=778),
+               tmp_path / "heldout", workers=1)
+  assert main(["eval", "model", "--checkpoint", str(shipped_demo_model("ifmdm")), "--data",
+               str(data), "--split", "train", "--give-emotion"]) == 2
+  assert "takes no emotion" in capsys.readouterr().err
