@@ -47,3 +47,12 @@ def test_every_demo_recipe_links_real_keys_to_earlier_stages(tmp_path):
     generator_class(config.family)
   with pytest.raises(TalkjaxError, match="no demo for the family"):
     demo_recipe("infp")
+
+
+def test_a_family_without_a_shipped_model_says_how_to_train_one(tmp_path, capsys, monkeypatch):
+  from talkjax import models
+  monkeypatch.setitem(models.DEMOS, "memo", {**models.DEMOS["memo"], "model": "absent.msgpack"})
+  assert main(["demo", "--family", "memo", "--out", str(tmp_path / "demo")]) == 2
+  err = capsys.readouterr().err
+  assert "ships no trained model" in err and "talkjax demo --family memo --train" in err
+  assert not (tmp_path / "demo" / "demo.mp4").exists()
