@@ -41,8 +41,8 @@ def tiny(c):
   c.optimizer.lr = 3e-4
   c.optimizer.schedule = "cosine"
   c.optimizer.warmup_steps = 100
-  # joint stage 2: sized with the other tiny stages to fit ~1.5 h on 2 CPU cores (the
-  # paper trains far longer; see experiments/memo/README.md)
+  # joint stage 2: shortened with the other tiny stages to fit about 2.5 h on 2 CPU cores
+  # (the paper trains far longer; measured: experiments/memo/README.md)
   c.train.steps = 800
   c.train.log_every = 50
   c.checkpoint.every = 200
