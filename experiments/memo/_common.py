@@ -48,7 +48,9 @@ def memo_config(*, unet: dict, vae: dict, resolution: int):
   # a request names none ("" = the null label)
   m.emotion = ml_collections.ConfigDict(dict(classes=9, dropout=0.3, classifier=""))
   m.clip = ml_collections.ConfigDict(dict(frames=16, past=16))
-  m.dropout = ml_collections.ConfigDict(dict(image=0.05, audio=0.05, past=0.05))
+  # unguided: how often an example is exactly the sampler's unguided branch (0 = the
+  # release, whose draws are independent; talkjax/models/memo/tasks.py)
+  m.dropout = ml_collections.ConfigDict(dict(image=0.05, audio=0.05, past=0.05, unguided=0.0))
   m.flow = ml_collections.ConfigDict(dict(logit_mean=0.0, logit_std=1.0))
   m.remat = False
   # Pretrained weights (talkjax/models/memo/weights.py): vae (required) and, for stage 1,

@@ -54,5 +54,12 @@ def get_config(arg=None):
   # sampling reads the emotion from the audio with this classifier when none is given
   # (experiments/memo/synthtalk_tiny_emotion.py); "" = the null label
   c.model.emotion.classifier = "runs/memo_tiny_emotion"
+  if arg != "warmup":
+    # Deviation, labelled: 10 % of the joint stage's examples are the sampler's unguided
+    # branch (the classifier-free rate of SD's text dropout). Trained from scratch with the
+    # release's independent draws alone, the tiny model guided its samples into colour
+    # noise (experiments/memo/README.md). The joint stage is where every layer that branch
+    # uses learns (the warm-up freezes the reference side).
+    c.model.dropout.unguided = 0.1
   return stage2(c, arg, stage1_workdir="runs/memo_tiny_stage1",
                 warmup_workdir="runs/memo_tiny_warmup", warmup_steps=300)

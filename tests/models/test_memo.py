@@ -136,6 +136,33 @@ def test_a_few_training_steps_reduce_the_loss(task, batch, params):
   assert np.isfinite(losses).all() and losses[-1] < 0.7 * losses[0], losses
 
 
+def test_an_unguided_example_sees_hears_and_feels_none_of_its_conditions(config, batch,
+                                                                          params):
+  """dropout.unguided trains exactly the sampler's unguided branch: the portrait (identity
+  tokens and reference keys), the speech and the emotion then change nothing, while the
+  same example guided depends on each."""
+  params = lively({"trainable": params["trainable"]}, scale=0.2) | {"frozen": params["frozen"]}
+  other = {"reference": batch["reference"][:, ::-1], "speech": batch["speech"][::-1] * 3.0 + 1.0,
+           "emotion": (batch["emotion"] + 3) % 9}
+  changed = [batch] + [batch | {k: v} for k, v in other.items()]
+  rng = jax.random.PRNGKey(3)
+
+  def losses(unguided):
+    c = config.copy_and_resolve_references()
+    c.model.dropout.update(image=0.0, audio=0.0, past=0.0, unguided=unguided)
+    c.model.emotion.dropout = 0.0
+    task = make_task(c)
+    loss = jax.jit(lambda b: task.loss(params, b, rng)[0])
+    return np.stack([np.asarray(loss(b)) for b in changed])
+
+  unguided = losses(1.0)
+  np.testing.assert_allclose(unguided[1:], unguided[:1].repeat(3, 0), rtol=1e-5, atol=1e-7)
+  guided = losses(0.0)
+  gaps = np.abs(guided[1:] - guided[:1]).max(axis=1) / guided[0].mean()
+  # the portrait, the speech, the emotion each matter (random weights: the portrait least)
+  assert (gaps > 1e-4).all(), gaps
+
+
 @pytest.fixture(scope="module")
 def sampler(config, params):
   hook = MemoGeneration(config)

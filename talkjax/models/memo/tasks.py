@@ -18,6 +18,12 @@ Recipe (paper + the authors' released training code), per step:
   past frames (zeros: the first clip of a video); every EmoAdaLN drops its label to null
   with p = 0.3. Deviations, labelled: sigma is continuous (the release quantises it to
   1000 levels), and dropout is drawn per example (the release draws once per batch).
+- `dropout.unguided` (deviation, labelled; 0 in the paper configs, as the release): with
+  this probability an example gets exactly the sampler's unguided branch — zero-embedding
+  image tokens, no reference keys in attn1, zero audio, the null emotion. The release
+  never trains that branch as such (its image dropout zeros the reference latents but
+  keeps the face embedding and the reference keys; the independent draws meet in ~0.1 %
+  of examples); a model trained from scratch then guides against an untrained branch.
 - the memory is built from the past frames with the step's own weights (no gradient
   through it), as the release does at every training step.
 """
@@ -28,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from talkjax.audio.emotion import NULL_EMOTION
 from talkjax.diffusion import objectives
 from talkjax.models.memo.builders import memo_config, vae_config
 from talkjax.models.memo.model import Memo
@@ -117,16 +124,21 @@ class MemoTask:
     keys = jax.random.split(rng, 6)   # VAE sample, dropouts, sigma, noise, emotion labels; [5] unused
     b, f = batch["video"].shape[:2]
     drop = cfg.model.dropout
-    u = jax.random.uniform(keys[1], (3, b))
+    u = jax.random.uniform(keys[1], (4, b))
     keep_image, keep_audio, keep_past = (u[0] >= drop.image, u[1] >= drop.audio,
                                          u[2] >= drop.past)
+    # the sampler's unguided branch, exactly: zero-embedding image tokens, no reference
+    # keys in attn1, zero audio, the null emotion (the past is kept, as the sampler does)
+    guided = u[3] >= drop.get("unguided", 0.0)
+    keep_audio = keep_audio & guided
     x0 = self.latents(vae, batch["video"], keys[0])
     reference = self.latents(vae, batch["reference"])
     past = jnp.zeros((b, 0) + reference.shape[1:])
     if batch["past"].shape[1]:   # dropped past frames are black, as in the release
       past = self.latents(vae, jnp.where(keep_past[:, None, None, None, None],
                                          batch["past"], 0.0))
-    tokens = memo.image_tokens(tr, self.identity(tr, batch))
+    identity = jnp.where(guided[:, None], self.identity(tr, batch), 0.0)
+    tokens = memo.image_tokens(tr, identity)
     reference_feats, past_feats = memo.condition_from(tr["reference_net"], reference, past,
                                                       tokens, keep_image)
     audio = memory = None
@@ -136,7 +148,10 @@ class MemoTask:
     if self.memo_config.memory_on:
       h, w = x0.shape[2:4]
       memory = memo.remember(tr["diffusion_net"], memo.empty_memory(b, h, w), past_feats)
-    hook_inputs = memo.hook_inputs(reference_feats, None, audio, batch.get("emotion"), memory)
+    emotion = batch.get("emotion")
+    if emotion is not None:
+      emotion = jnp.where(guided, emotion, NULL_EMOTION)
+    hook_inputs = memo.hook_inputs(reference_feats, guided, audio, emotion, memory)
 
     fl = cfg.model.flow
     sigma = objectives.logit_normal(keys[2], (b,), fl.logit_mean, fl.logit_std)
