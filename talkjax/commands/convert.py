@@ -9,6 +9,11 @@ Diffusion pipeline folder with vae/ and unet/) and writes talkjax weight folders
 parameters + talkjax config + a report of every tensor mapped); see
 talkjax/convert/diffusers.py.
 
+memo: reads the authors' released MEMO model folder (reference_net/, diffusion_net/,
+image_proj/, audio_proj/ and, when present, misc/audio_emotion_classifier/) and writes one
+talkjax MEMO weight folder (Orbax parameters + talkjax model config + a report of every
+tensor mapped); see talkjax/convert/memo_release.py and experiments/memo/released_weights.md.
+
 bundle: packs a trained generator (its last stage's training folder and every stage that
 folder's config names, e.g. IF-MDM's stage 1; EMA weights when present) into one file that
 `talkjax sample --checkpoint` and `talkjax eval model --checkpoint` accept.
@@ -20,21 +25,24 @@ examples:
   talkjax convert wav2vec2 --src ~/models/wav2vec2-large-xlsr-53 --out weights/wav2vec2-large
   talkjax convert diffusers --src ~/models/sd-vae-ft-mse --out weights/sd-vae-ft-mse
   talkjax convert diffusers --src ~/models/stable-diffusion-v1-5 --out weights/sd15  # vae/ + unet/
+  talkjax convert memo --src ~/models/memo --out weights/memo      # the released MEMO weights
   talkjax convert bundle --src runs/ifmdm_tiny_stage2 --out ifmdm_tiny.msgpack
 """
 
 
 def add_arguments(parser):
-  parser.add_argument("what", choices=["wav2vec2", "diffusers", "bundle"],
+  parser.add_argument("what", choices=["wav2vec2", "diffusers", "memo", "bundle"],
                       help="wav2vec2: import Hugging Face weights; diffusers: import a VAE / "
-                           "UNet (or both from a pipeline folder); bundle: one file from a "
-                           "trained generator")
+                           "UNet (or both from a pipeline folder); memo: import the authors' "
+                           "released MEMO checkpoint; bundle: one file from a trained generator")
   parser.add_argument("--src", required=True,
                       help="wav2vec2: Hugging Face model folder (config.json + *.safetensors or "
-                           "*.bin); diffusers: a diffusers model folder or pipeline folder; bundle: the generator's last training folder (IF-MDM: "
+                           "*.bin); diffusers: a diffusers model folder or pipeline folder; "
+                           "memo: the release's model folder (memoavatar/memo on the Hugging "
+                           "Face hub); bundle: the generator's last training folder (IF-MDM: "
                            "stage 2) or a model file to rewrite")
   parser.add_argument("--out", required=True,
-                      help="wav2vec2, diffusers: output folder (created if missing); bundle: "
+                      help="wav2vec2, diffusers, memo: output folder (created if missing); bundle: "
                            "the model file")
 
 
@@ -43,6 +51,14 @@ def run(args):
     from talkjax.convert.diffusers import convert_folder
     for kind, folder, tensors in convert_folder(args.src, args.out):
       print(f"wrote {folder}: {kind}, {tensors} tensors mapped (list: {folder / 'report.txt'})")
+    return 0
+  if args.what == "memo":
+    from talkjax.convert.memo_release import convert_folder
+    folder, report = convert_folder(args.src, args.out)
+    zeros = sum("-> zeros" in line for line in report)
+    print(f"wrote {folder}: MEMO, {len(report) - zeros} release tensors mapped, none missing or "
+          f"unexpected ({zeros} unused ReferenceNet parameters set to zero; list: "
+          f"{folder / 'report.txt'})")
     return 0
   if args.what == "bundle":
     from talkjax import bundle

@@ -134,7 +134,7 @@ def params_from_diffusers(tensors: Mapping[str, np.ndarray], config: UNetConfig,
                    "state dict)")
 
 
-def _weight_files(folder: str, variant: str | None) -> list[str] | None:
+def weight_files(folder: str, variant: str | None) -> list[str] | None:
   stem = _WEIGHTS + (f".{variant}" if variant else "")
   for ext in (".safetensors", ".bin"):
     single = os.path.join(folder, stem + ext)
@@ -167,7 +167,7 @@ def load_diffusers_unet(folder: os.PathLike | str, variant: str | None = None
   except json.JSONDecodeError as e:
     raise TalkjaxError(f"config.json is not valid JSON ({e})", path=config_path) from None
   config = config_from_diffusers(raw, path=config_path)
-  files = _weight_files(folder, variant)
+  files = weight_files(folder, variant)
   if files is None and variant:
     raise TalkjaxError(f"no {_WEIGHTS}.{variant}.safetensors or .bin in the folder",
                        path=folder, fix="check the variant name, or pass variant=None")

@@ -51,6 +51,22 @@ def to_flax(torch_key: str, array: np.ndarray) -> tuple[Path, np.ndarray]:
   raise KeyError(torch_key)
 
 
+def split_axes(value: np.ndarray, want: tuple | None) -> np.ndarray:
+  """`value` reshaped to the Flax layout `want` where the two differ only by a fused axis
+  PyTorch keeps flat: (in, H*D) -> (in, H, D) and (H*D, out) -> (H, D, out) for attention
+  projections (heads outer, as torch's `view(.., heads, head_dim)` reads them), (2*I,) ->
+  (2, I) and (in, 2*I) -> (in, 2, I) for a GEGLU's value/gate halves, (1, 1, in, out) ->
+  (in, out) for a 1x1 conv kept as a dense kernel. Anything else is returned as is, so a
+  truly mis-shaped tensor still fails the shape check."""
+  if want is None or value.shape == tuple(want) or value.size != int(np.prod(want)):
+    return value
+  want = tuple(want)
+  fused = (len(want) == 3 and value.shape in ((want[0], want[1] * want[2]),
+                                              (want[0] * want[1], want[2]))
+           or len(want) == 2 and value.shape in ((want[0] * want[1],), (1, 1) + want))
+  return value.reshape(want) if fused else value
+
+
 def flatten(tree: Mapping, prefix: Path = ()) -> dict[Path, object]:
   out = {}
   for k, v in tree.items():

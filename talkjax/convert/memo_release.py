@@ -1,0 +1,374 @@
+"""The authors' released MEMO checkpoint -> a talkjax MEMO weight folder.
+
+`talkjax convert memo --src DIR --out DIR` reads the release's model folder (the one its
+inference script loads, `memoavatar/memo` on the Hugging Face hub):
+
+    reference_net/   UNet2DConditionModel (config.json + diffusion_pytorch_model.*)
+    diffusion_net/   UNet3DConditionModel: the same UNet with reference attention, audio
+                     modules (`audio_modules.i`) and memory modules (`motion_modules.i`)
+    image_proj/      ImageProjModel (face embedding -> 4 tokens)
+    audio_proj/      AudioProjModel (5 frames x 12 wav2vec2 layers -> 32 tokens)
+    misc/audio_emotion_classifier/   optional: the emotion head on emotion2vec features
+
+and writes
+
+    config.json   {"format": "talkjax.memo/1", "model": the talkjax model config (unet,
+                   memory, audio, identity, emotion: what `memo_config` reads), "release":
+                   the release's config.json files as read}
+    params/       an Orbax checkpoint of {reference_net, diffusion_net, image_proj,
+                  audio_proj[, emotion_classifier]} (float32)
+    report.txt    every tensor: "subfolder: torch name -> flax/path shape"
+
+Because talkjax's MEMO networks are named after the release's state dict
+(talkjax/models/memo/networks.py), a tensor maps by name (torch_names.to_flax) plus:
+- attention and GEGLU projections split their fused axis into (heads, head_dim) or
+  (value/gate, inner) (`torch_names.split_axes`), 1x1 convs become dense kernels;
+- EmoAdaLN class tables (`embedding_table.weight`, an nn.Embedding) keep their layout;
+- the memory modules' `pos_encoder.pe` buffers are checked against the sinusoid talkjax
+  computes (their length sets `position_max_len`) and not stored;
+- the release's ReferenceNet stops at the last transformer's attn1 input (the only
+  features the DiffusionNet reads), so it has no conv_out and that transformer keeps only
+  its norm1: talkjax's full UNet gets zeros there, listed in the report, never read.
+Everything is checked before anything is written; one error names every missing,
+unexpected and mis-shaped tensor (per subfolder) or the config field talkjax cannot run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+import numpy as np
+
+from talkjax.convert.checkpoint_files import read_safetensors, read_torch_bin
+from talkjax.convert.diffusers_unet import config_from_diffusers, weight_files
+from talkjax.convert.torch_names import Path, flatten, place, split_axes, to_flax, unflatten
+from talkjax.errors import TalkjaxError
+
+FORMAT = "talkjax.memo/1"
+NETWORKS = ("reference_net", "diffusion_net", "image_proj", "audio_proj")
+EMOTION_CLASSIFIER = "misc/audio_emotion_classifier"
+DOWNLOAD = ("download the whole model folder (huggingface-cli download memoavatar/memo "
+            "--local-dir memo) and pass it as --src")
+
+# UNet3DConditionModel fields beyond the 2D UNet's, and what talkjax runs
+_MEMORY_KWARGS = {"num_attention_heads", "num_transformer_block", "attention_block_types",
+                  "temporal_position_encoding", "temporal_position_encoding_max_len",
+                  "temporal_attention_dim_div", "zero_initialize"}
+
+
+def _read_json(path: pathlib.Path) -> dict:
+  try:
+    return json.loads(path.read_text())
+  except FileNotFoundError:
+    raise TalkjaxError("config.json is missing", path=path.parent, fix=DOWNLOAD) from None
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise TalkjaxError(f"not valid JSON ({e})", path=path, fix="re-download the file") from e
+
+
+def _tensors(folder: pathlib.Path) -> dict[str, np.ndarray]:
+  files = weight_files(str(folder), None)
+  if files is None:
+    found = sorted(p.name for p in folder.glob("*.safetensors")) or sorted(
+        p.name for p in folder.glob("*.bin"))
+    if not found:
+      raise TalkjaxError("no diffusion_pytorch_model.safetensors (or .bin) here", path=folder,
+                         fix=DOWNLOAD)
+    files = [str(folder / f) for f in found]
+  tensors = {}
+  for file in files:
+    if not pathlib.Path(file).is_file():
+      raise TalkjaxError("a weight shard named in the index is missing", path=file,
+                         fix="download every shard of the checkpoint")
+    tensors.update(read_safetensors(file) if file.endswith(".safetensors")
+                   else read_torch_bin(file))
+  return tensors
+
+
+def release_folders(src) -> dict[str, pathlib.Path]:
+  """{network: folder} of a release folder; one error names every subfolder missing."""
+  src = pathlib.Path(src).expanduser()
+  if not src.is_dir():
+    raise TalkjaxError("not a folder", path=src, fix=DOWNLOAD)
+  missing = [n for n in NETWORKS if not (src / n).is_dir()]
+  if missing:
+    raise TalkjaxError(f"not a MEMO release folder: missing {', '.join(f'{m}/' for m in missing)}",
+                       path=src, fix=DOWNLOAD)
+  folders = {n: src / n for n in NETWORKS}
+  if (src / EMOTION_CLASSIFIER).is_dir():
+    folders["emotion_classifier"] = src / EMOTION_CLASSIFIER
+  return folders
+
+
+# ---- configs -------------------------------------------------------------------------
+
+def _unet_3d_to_2d(raw: dict, path) -> tuple[dict, dict]:
+  """The DiffusionNet's config.json -> (its spatial UNet as a 2D config, the memory and
+  audio settings); a setting talkjax's DiffusionNet does not run is refused by name."""
+  if raw.get("_class_name") not in (None, "UNet3DConditionModel"):
+    raise TalkjaxError(f"diffusion_net/config.json describes a {raw['_class_name']}, not the "
+                       "release's UNet3DConditionModel", path=path, fix=DOWNLOAD)
+  spatial = {k: v for k, v in raw.items() if k not in (
+      "motion_module_resolutions", "motion_module_kwargs", "unet_use_cross_frame_attention",
+      "unet_use_temporal_attention", "use_inflated_groupnorm", "audio_attention_dim",
+      "emo_drop_rate", "_class_name")}
+  spatial["_class_name"] = "UNet2DConditionModel"
+  for key in ("down_block_types", "up_block_types"):
+    if key in spatial:
+      spatial[key] = [t.replace("3D", "2D") for t in spatial[key]]
+  if spatial.get("mid_block_type"):
+    spatial["mid_block_type"] = spatial["mid_block_type"].replace("3D", "2D")
+  bad = []
+  if not raw.get("use_inflated_groupnorm", False):
+    bad.append("use_inflated_groupnorm=false (group norms over all frames; talkjax "
+               "normalises each frame)")
+  for key in ("unet_use_cross_frame_attention", "unet_use_temporal_attention"):
+    if raw.get(key):
+      bad.append(f"{key}={raw[key]!r}")
+  n = len(raw.get("block_out_channels", ()))
+  resolutions = tuple(raw.get("motion_module_resolutions", (1, 2, 4, 8)))
+  if not set(2 ** i for i in range(n)) <= set(resolutions):
+    bad.append(f"motion_module_resolutions={list(resolutions)} (talkjax puts a memory module "
+               "after every layer)")
+  mk = dict(raw.get("motion_module_kwargs") or {})
+  unknown = sorted(set(mk) - _MEMORY_KWARGS)
+  if unknown:
+    bad.append(f"motion_module_kwargs {unknown}")
+  types = list(mk.get("attention_block_types", ("Temporal_Self", "Temporal_Self")))
+  if any(t != "Temporal_Self" for t in types):
+    bad.append(f"attention_block_types={types} (only Temporal_Self)")
+  if mk.get("temporal_attention_dim_div", 1) != 1:
+    bad.append(f"temporal_attention_dim_div={mk['temporal_attention_dim_div']}")
+  if bad:
+    raise TalkjaxError("diffusion_net/config.json asks for what talkjax's DiffusionNet does "
+                       "not run: " + "; ".join(bad), path=path,
+                       fix="this importer reads the release's MEMO checkpoint as published")
+  # the release builds the memory modules' GroupNorm with 32 groups whatever the UNet uses
+  memory = dict(heads=int(mk.get("num_attention_heads", 8)),
+                blocks=int(mk.get("num_transformer_block", 2)), attentions=len(types),
+                position_max_len=(int(mk.get("temporal_position_encoding_max_len", 24))
+                                  if mk.get("temporal_position_encoding") else 0),
+                decay=0.9, groups=32)
+  extra = dict(memory=memory, audio_dim=int(raw.get("audio_attention_dim", 768)),
+               emotion_dropout=float(raw.get("emo_drop_rate", 0.3)))
+  return spatial, extra
+
+
+def model_config(configs: dict[str, dict], tensors: dict[str, dict], folders) -> dict:
+  """talkjax's `config.model` fields (what builders.memo_config reads) from the release's
+  config.json files (shapes the configs do not state come from the tensors)."""
+  ref_path = folders["reference_net"] / "config.json"
+  diff_path = folders["diffusion_net"] / "config.json"
+  ref_unet = config_from_diffusers(configs["reference_net"], path=ref_path)
+  spatial, extra = _unet_3d_to_2d(configs["diffusion_net"], diff_path)
+  diff_unet = config_from_diffusers(spatial, path=diff_path)
+  if _shape_fields(ref_unet) != _shape_fields(diff_unet):
+    diff = [k for k, v in _shape_fields(ref_unet).items() if _shape_fields(diff_unet)[k] != v]
+    raise TalkjaxError(f"reference_net and diffusion_net differ in {', '.join(diff)}",
+                       path=folders["src"], fix="talkjax runs both on one UNet layout: "
+                                                "pass the release's folders unchanged")
+  image, audio = configs["image_proj"], configs["audio_proj"]
+  table = next((v for k, v in tensors["diffusion_net"].items()
+                if k.endswith("norm1.class_embedder.embedding_table.weight")), None)
+  if table is None:
+    raise TalkjaxError("diffusion_net has no audio modules (no EmoAdaLN class table)",
+                       path=folders["diffusion_net"], fix=DOWNLOAD)
+  unet = {k: list(v) if isinstance(v, tuple) else v for k, v in _shape_fields(ref_unet).items()}
+  return {
+      "unet": unet,
+      "memory": extra["memory"],
+      "audio": dict(kind="wav2vec2", wav2vec2="", dim=extra["audio_dim"],
+                    tokens=int(audio.get("context_tokens", 32)),
+                    window=int(audio.get("seq_len", 5)), layers=int(audio.get("blocks", 12)),
+                    channels=int(audio.get("channels", 768)),
+                    hidden=int(audio.get("intermediate_dim", 512))),
+      "identity": dict(encoder="given", dim=int(image.get("clip_embeddings_dim", 512)),
+                       tokens=int(image.get("clip_extra_context_tokens", 4))),
+      "emotion": dict(classes=int(table.shape[0]) - 1, dropout=extra["emotion_dropout"],
+                      classifier=""),
+      "modules": ["reference", "audio", "memory"],
+  }
+
+
+def _shape_fields(unet) -> dict:
+  return {k: v for k, v in dataclasses.asdict(unet).items() if k != "sample_size"}
+
+
+def check_projection_configs(configs: dict, model: dict, folders) -> None:
+  """image_proj's token width must be the UNet's context width, audio_proj's the audio
+  modules' (the shapes the DiffusionNet's attentions take)."""
+  context = model["unet"]["cross_attention_dim"]
+  context = context[0] if isinstance(context, list) else context
+  for name, key, want in (("image_proj", "cross_attention_dim", context),
+                          ("audio_proj", "output_dim", model["audio"]["dim"])):
+    got = configs[name].get(key, 768)
+    if got != want:
+      raise TalkjaxError(f"{name}/config.json has {key}={got}, the DiffusionNet takes {want}",
+                         path=folders[name] / "config.json", fix=DOWNLOAD)
+
+
+# ---- tensors -------------------------------------------------------------------------
+
+def _positions_match(pe: np.ndarray) -> bool:
+  from talkjax.nn.memory_attention import sinusoid_positions
+  want = np.asarray(sinusoid_positions(pe.shape[-2], pe.shape[-1]))
+  return pe.ndim == 3 and np.allclose(pe[0], want, atol=1e-5)
+
+
+def _converter(expected: dict[Path, tuple]):
+  def convert(key: str, array: np.ndarray):
+    if key.endswith("embedding_table.weight"):           # nn.Embedding: (classes, dim) as is
+      flax_key, _ = to_flax(key[:-len("weight")] + "bias", array)
+      return flax_key[:-1] + ("embedding",), np.asarray(array, np.float32)
+    flax_key, value = to_flax(key, array)
+    return flax_key, split_axes(value, expected.get(flax_key))
+  return convert
+
+
+def _drop_positions(tensors: dict, position_max_len: int, path) -> tuple[dict, list[str]]:
+  kept, report, wrong = {}, [], []
+  for key, value in tensors.items():
+    if key.endswith("pos_encoder.pe"):
+      if not position_max_len or value.shape[-2] != position_max_len or not _positions_match(
+          np.asarray(value, np.float32)):
+        wrong.append(key)
+      else:
+        report.append(f"{key} -> (checked: the sinusoid talkjax computes) {tuple(value.shape)}")
+    else:
+      kept[key] = value
+  if wrong:
+    raise TalkjaxError(f"{len(wrong)} positional buffers are not the sinusoid of length "
+                       f"{position_max_len} the config names: {wrong[0]}", path=path,
+                       fix="pass the release's files unchanged")
+  return kept, report
+
+
+def reference_unused(path: Path, unet) -> bool:
+  """Parameters of talkjax's full UNet (a UNetConfig) that the release's ReferenceNet
+  leaves out: past the last transformer's attn1 input, all the DiffusionNet reads of it."""
+  if path[0] in ("conv_norm_out", "conv_out"):
+    return True
+  last = unet.up_specs()[-1]
+  if path[:2] != (f"up_blocks_{len(unet.up_specs()) - 1}", f"attentions_{last.layers - 1}"):
+    return False
+  return path[2] == "proj_out" or (path[2] == f"transformer_blocks_{last.transformer_layers - 1}"
+                                   and path[3] != "norm1")
+
+
+def convert_release(src) -> tuple[dict, dict, list[str]]:
+  """(model config dict, params {network: tree}, report lines) of a release folder;
+  nothing is written. Raises one TalkjaxError per problem found (all tensors of a
+  subfolder are checked together)."""
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  import ml_collections
+
+  from talkjax.models.memo.builders import memo_config
+  from talkjax.models.memo.model import Memo
+
+  folders = release_folders(src)
+  folders_src = pathlib.Path(src).expanduser()
+  configs = {n: _read_json(folders[n] / "config.json") for n in NETWORKS}
+  tensors = {n: _tensors(f) for n, f in folders.items()}
+  folders = dict(folders, src=folders_src)
+  model = model_config(configs, tensors, folders)
+  check_projection_configs(configs, model, folders)
+
+  cfg = ml_collections.ConfigDict(dict(model, clip={"frames": 2, "past": 1}))
+  memo = Memo(memo_config(cfg))
+  c = memo.config
+  z = lambda *shape: jnp.zeros(shape + (c.unet.in_channels,))   # latents: shapes only
+  example = dict(identity=jnp.zeros((1, c.identity_dim)), reference=z(1, 8, 8),
+                 past=z(1, 1, 8, 8), latents=z(1, 2, 8, 8), emotion=jnp.zeros((1,), jnp.int32),
+                 speech=jnp.zeros((1, 2, c.audio_window, c.audio_layers, c.audio_channels)))
+  shapes = jax.eval_shape(lambda: nn.meta.unbox(memo.init(jax.random.PRNGKey(0), example)))
+  params, report = {}, []
+  for name in NETWORKS:
+    expected = {k: tuple(v.shape) for k, v in flatten(shapes[name]).items()}
+    given = tensors[name]
+    lines = []
+    if name == "diffusion_net":
+      given, lines = _drop_positions(given, c.memory.position_max_len, folders[name])
+    zeros = {}
+    if name == "reference_net":
+      present = {_converter(expected)(k, v)[0] for k, v in given.items()}
+      zeros = {k: s for k, s in expected.items()
+               if k not in present and reference_unused(k, c.unet)}
+      expected = {k: s for k, s in expected.items() if k not in zeros}
+    tree, mapped = place(given, expected, what=f"MEMO {name}", path=folders[name],
+                         convert=_converter(expected),
+                         fix="pass the release's files unchanged (" + DOWNLOAD + ")")
+    flat = flatten(tree)
+    for k, s in zeros.items():
+      flat[k] = np.zeros(s, np.float32)
+      lines.append(f"(not in the release: unused past the last attn1 input) -> zeros "
+                   f"{'/'.join(k)} {s}")
+    params[name] = unflatten(flat)
+    report += [f"{name}: {line}" for line in mapped + lines]
+  if "emotion_classifier" in tensors:
+    tree, mapped = emotion_classifier_params(tensors["emotion_classifier"],
+                                             folders["emotion_classifier"])
+    params["emotion_classifier"] = tree
+    report += [f"emotion_classifier: {line}" for line in mapped]
+  model["release"] = {n: configs[n] for n in NETWORKS}
+  return model, params, report
+
+
+def emotion_classifier_params(tensors: dict, path) -> tuple[dict, list[str]]:
+  """The release's AudioEmotionClassifierModel (`layers.fc1` ... `layers.fcN`, Linear
+  layers with ReLU between, on 1024-d emotion2vec features) -> {fc_i: {kernel, bias}}."""
+  layers = sorted({k.split(".")[1] for k in tensors if k.startswith("layers.")},
+                  key=lambda s: int(s[2:]) if s[2:].isdigit() else -1)
+  single = {"layers.weight", "layers.bias"} <= set(tensors)
+  expected = {}
+  if single:
+    expected = {("layers", "kernel"): tensors["layers.weight"].shape[::-1],
+                ("layers", "bias"): tensors["layers.bias"].shape}
+  else:
+    for name in layers:
+      w = tensors.get(f"layers.{name}.weight")
+      if w is None or not name.startswith("fc"):
+        continue
+      expected[("layers", name, "kernel")] = tuple(w.shape[::-1])
+      expected[("layers", name, "bias")] = (w.shape[0],)
+  return place(tensors, expected, what="MEMO audio emotion classifier", path=path,
+               fix="pass the release's misc/audio_emotion_classifier unchanged")
+
+
+def write(out, model: dict, params: dict, report: list[str]) -> pathlib.Path:
+  import orbax.checkpoint as ocp
+  out = pathlib.Path(out).expanduser().absolute()
+  if (out / "params").exists():
+    raise TalkjaxError("the output folder already holds converted parameters", path=out,
+                       fix="choose a new --out, or delete the folder first")
+  out.mkdir(parents=True, exist_ok=True)
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(out / "params", params)
+  checkpointer.wait_until_finished()
+  (out / "config.json").write_text(json.dumps({"format": FORMAT, "model": model}, indent=2)
+                                   + "\n")
+  (out / "report.txt").write_text("\n".join(report) + "\n")
+  return out
+
+
+def convert_folder(src, out) -> tuple[pathlib.Path, list[str]]:
+  model, params, report = convert_release(src)
+  return write(out, model, params, report), report
+
+
+def load_converted(folder) -> tuple[dict, dict]:
+  """(model config dict, params) of a folder written by `talkjax convert memo`."""
+  import jax
+  import orbax.checkpoint as ocp
+  folder = pathlib.Path(folder).expanduser().absolute()
+  meta = _read_json(folder / "config.json")
+  if meta.get("format") != FORMAT:
+    raise TalkjaxError("not a folder written by `talkjax convert memo`", path=folder,
+                       fix="convert the release first: talkjax convert memo --src DIR --out DIR")
+  checkpointer = ocp.StandardCheckpointer()
+  metadata = checkpointer.metadata(folder / "params")
+  tree = getattr(metadata, "item_metadata", None) or getattr(metadata, "tree", metadata)
+  target = jax.tree.map(lambda m: np.zeros(tuple(m.shape), m.dtype), dict(tree))
+  return meta["model"], checkpointer.restore(folder / "params", target)
