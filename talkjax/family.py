@@ -13,7 +13,10 @@ every duration):
     context, carry = hook.start(params, inputs, knobs)          # once per video
     carry, outputs = hook.chunk(params, context, carry, tracks, keys, knobs, runtime)
 
-- `inputs`: {"image": uint8 (B, R, R, 3)} plus the per-example arrays of `request_inputs`.
+- `inputs`: {"image": uint8 (B, R, R, 3)} plus the per-example arrays of `request_inputs`
+  and, when the hook has it, of `portrait_inputs(image, notes)` (host side, once per
+  request: e.g. a face embedding computed by a recogniser outside the compiled program;
+  it may append warnings to `notes`).
 - `tracks`: {"audio": (B, audio_context + window * 640 + audio_lookahead)} at 16 kHz — the
   chunk's samples with the `audio_context` samples that precede them in front (silence
   before the start) and the `audio_lookahead` samples that follow them behind (silence
@@ -133,3 +136,10 @@ class GenerationHook(Protocol):
 
   def chunk(self, params, context, carry, tracks, keys, knobs, runtime) -> tuple[PyTree, dict]:
     """One chunk of `window` frames: (the next carry, outputs)."""
+
+
+def portrait_inputs(hook, image, notes: list) -> dict:
+  """The hook's per-request arrays computed from the loaded portrait (none without
+  `hook.portrait_inputs`)."""
+  compute = getattr(hook, "portrait_inputs", None)
+  return {} if compute is None else dict(compute(image, notes))

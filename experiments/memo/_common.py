@@ -40,10 +40,12 @@ def memo_config(*, unet: dict, vae: dict, resolution: int):
   # Speech: wav2vec2-base, 12 hidden layers x 768, a 5-frame window -> 32 tokens of 768.
   m.audio = ml_collections.ConfigDict(dict(kind="wav2vec2", wav2vec2="", dim=768, tokens=32,
                                            window=5, layers=12, channels=768, hidden=512))
-  # Identity: a 512-d face embedding -> 4 tokens ("given": ArcFace embeddings in the data;
-  # "learned": a small encoder of the reference image, `channels` its conv widths).
+  # Identity: a 512-d face embedding -> 4 tokens ("given": ArcFace embeddings in the data,
+  # and in sampling the portrait's from the ONNX face recogniser `recognizer` names, the
+  # release's glintr100.onnx; "learned": a small encoder of the reference image, `channels`
+  # its conv widths).
   m.identity = ml_collections.ConfigDict(dict(encoder="given", dim=512, tokens=4,
-                                              channels=(32, 64, 128, 256)))
+                                              channels=(32, 64, 128, 256), recognizer=""))
   # classifier: an audio_emotion training folder that reads the emotion from the audio when
   # a request names none ("" = the null label)
   m.emotion = ml_collections.ConfigDict(dict(classes=9, dropout=0.3, classifier=""))

@@ -29,6 +29,7 @@ import numpy as np
 
 from talkjax.audio.align import pad_or_trim
 from talkjax.errors import TalkjaxError
+from talkjax.family import portrait_inputs
 from talkjax.pipelines.inputs import SYNTHTALK_FRAMING, load_image, load_request_audio
 
 SAMPLE_RATE = 16000
@@ -127,6 +128,7 @@ class Pipeline:
     inputs = g.hook.request_inputs(emotion=request.emotion)
     framing = getattr(g.hook, "face_framing", SYNTHTALK_FRAMING)
     image, crop, notes = load_image(request.image, g.resolution, self.crop, framing)
+    inputs.update(portrait_inputs(g.hook, image, notes))
     audio = load_request_audio(request.audio, notes=notes)
     partner = None
     if request.partner_audio is not None:  # the video follows the agent's audio

@@ -24,20 +24,23 @@ import numpy as np
 
 from talkjax import parallel
 from talkjax.errors import TalkjaxError
+from talkjax.family import portrait_inputs
 
 
 class Stream:
   def __init__(self, sampler, image, *, seed: int, knobs, inputs: Mapping | None = None):
     from talkjax.pipelines.inputs import load_image
     self.sampler, self.hook, self.knobs = sampler, sampler.hook, knobs.compiled_part()
-    image = load_image(image, sampler.resolution, "center").image
+    loaded = load_image(image, sampler.resolution, "center")
+    image, self.notes = loaded.image, list(loaded.notes)
     self.empty = np.zeros((0,) + image.shape, np.uint8)
     self.size = sampler.chunk_samples
     self.need = self.size + sampler.audio_lookahead   # a chunk's samples and those after it
     self.context_samples = int(self.hook.audio_context)
     self.runtime = {k: np.asarray([v], np.float32) for k, v in knobs.runtime_values().items()}
     self.seed = jax.random.PRNGKey(np.uint32(seed))
-    extras = {**self.hook.request_inputs(), **(inputs or {})}
+    extras = {**self.hook.request_inputs(), **portrait_inputs(self.hook, image, self.notes),
+              **(inputs or {})}
     batch = {"image": image[None], **{k: np.asarray(v)[None] for k, v in extras.items()}}
     start, self._chunk = programs(sampler)
     with parallel.use_mesh(sampler.mesh, sampler.rules):

@@ -212,7 +212,7 @@ def test_sampling_speech_features_equal_the_training_datas(config):
   np.testing.assert_allclose(chunk, whole[start:start + F], atol=2e-3)
 
 
-def test_unknown_emotion_and_given_identity_are_refused(config, tmp_path):
+def test_unknown_emotion_and_a_given_identity_without_recogniser_are_refused(config, tmp_path):
   hook = MemoGeneration(config)
   assert int(hook.request_inputs(emotion="happy")["emotion"]) == 3
   assert int(hook.request_inputs(emotion="contempt")["emotion"]) == 5     # MEAD -> "other"
@@ -220,7 +220,7 @@ def test_unknown_emotion_and_given_identity_are_refused(config, tmp_path):
     hook.request_inputs(emotion="bored")
   given = cfg.load_config("memo/synthtalk_tiny_stage2", [f"data.path={tmp_path}", *TINY,
                                                          "model.identity.encoder=given"])
-  with pytest.raises(TalkjaxError, match="face embeddings"):
+  with pytest.raises(TalkjaxError, match="names no recogniser"):
     MemoGeneration(given)
   missing = cfg.load_config("memo/synthtalk_tiny_stage2", [
       f"data.path={tmp_path}", *TINY, f"model.emotion.classifier={tmp_path / 'none'}"])
@@ -316,3 +316,62 @@ def test_a_model_file_carries_the_emotion_classifier(config, params, emotion_dir
   from_file = Sampler(loaded, loaded_weights).generate(image, audio, seed=2)["frames"]
   from_folders = Sampler(hook, {**rounded, "emotion": expected}).generate(image, audio, seed=2)
   np.testing.assert_array_equal(from_file, from_folders["frames"])
+
+
+# ---- a given identity: the portrait's face embedding from an ONNX recogniser --------------
+
+@pytest.fixture(scope="module")
+def recognizer(tmp_path_factory):
+  """A small random-weight recogniser in insightface's ONNX format: 112x112 RGB -> 64 (the
+  tiny model's identity width; the release's is 512)."""
+  import torch
+  torch.manual_seed(0)
+  net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 4, stride=4), torch.nn.PReLU(8),
+                            torch.nn.Conv2d(8, 8, 4, stride=4), torch.nn.Flatten(),
+                            torch.nn.Linear(8 * 7 * 7, 64)).eval()
+  path = tmp_path_factory.mktemp("face") / "recognizer.onnx"
+  torch.onnx.export(net, torch.zeros(1, 3, 112, 112), str(path), opset_version=11,
+                    input_names=["input.1"], output_names=["embedding"],
+                    dynamic_axes={"input.1": {0: "batch"}}, dynamo=False)
+  return path
+
+
+def test_a_given_identity_is_the_portraits_face_embedding_or_zeros_with_a_warning(
+    config, params, recognizer, tmp_path):
+  import onnxruntime
+  import skimage.data
+  from PIL import Image
+
+  from talkjax.data.faces import detect_faces
+  from talkjax.eval.csim import arcface_chip
+  from talkjax.models.memo.identity import NO_FACE
+  from talkjax.pipelines.pipeline import Pipeline, Request
+  given = cfg.load_config("memo/synthtalk_tiny_stage2", [
+      f"data.path={tmp_path}", *TINY, "model.identity.encoder=given",
+      f"model.identity.recognizer={recognizer}"])
+  hook = MemoGeneration(given)
+  weights = {"memo": {k: v for k, v in params["trainable"].items() if k != "identity_encoder"},
+             "vae": params["frozen"]["vae"]}
+  pipeline = Pipeline(Sampler(hook, weights), crop="none")
+  face = np.asarray(Image.fromarray(skimage.data.astronaut()[:300, 80:380]).resize((64, 64)))
+  flat = np.full((64, 64, 3), 128, np.uint8)
+  audio = _audio(0, 640 * F)
+  with_face = pipeline.prepare(Request(face, audio))
+  without = pipeline.prepare(Request(flat, audio))
+  # the embedding is the recogniser's on the aligned chip of the largest face
+  chip = arcface_chip(with_face.image, detect_faces(with_face.image)[0].landmarks)
+  session = onnxruntime.InferenceSession(str(recognizer), providers=["CPUExecutionProvider"])
+  x = ((chip.astype(np.float32) - 127.5) / 127.5).transpose(2, 0, 1)[None]
+  want = session.run(None, {"input.1": x})[0][0]
+  got = with_face.inputs["identity"]
+  assert np.abs(got - want).max() / np.abs(want).max() < 1e-4
+  assert NO_FACE not in with_face.warnings
+  np.testing.assert_array_equal(without.inputs["identity"], np.zeros(64, np.float32))
+  assert NO_FACE in without.warnings
+  # ... and it is what the image tokens are made of
+  batch = {"image": with_face.image[None], "emotion": np.zeros(1, np.int32),
+           "identity": got[None]}
+  context, _ = jax.jit(hook.start, static_argnums=2)(weights, batch, hook.knobs())
+  tokens = hook.memo.image_tokens(weights["memo"], got[None])
+  np.testing.assert_allclose(context["tokens"], tokens, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(context["tokens"], context["null_tokens"])

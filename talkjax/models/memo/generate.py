@@ -39,6 +39,7 @@ from talkjax.audio.emotion import EMOTIONS, NULL_EMOTION, EmotionReader, emotion
 from talkjax.diffusion import guidance, samplers
 from talkjax.errors import ConfigError, TalkjaxError
 from talkjax.family import Knobs
+from talkjax.models.memo.identity import FaceEmbedder
 from talkjax.models.memo.speech import MemoSpeech
 from talkjax.models.memo.tasks import MemoTask
 from talkjax.nn.vae import AutoencoderKL, unscale_latents
@@ -107,10 +108,15 @@ class MemoGeneration:
       raise ConfigError("this config trains MEMO without its audio or memory modules "
                         f"(model.modules={self.memo.config.modules}): a stage-1 model "
                         "does not generate talking videos", fix="sample a stage-2 model")
-    if not self.task.learned_identity:
-      raise ConfigError("sampling with model.identity.encoder='given' needs face embeddings "
-                        "of the portrait, which come with the face front-end",
-                        fix="sample a model with the learned identity encoder")
+    self.face = None
+    if not self.task.learned_identity:   # the release's: a face recogniser's embedding
+      recognizer = m.identity.get("recognizer", "")
+      if not recognizer:
+        raise ConfigError("model.identity.encoder='given' takes the portrait's face "
+                          "embedding and model.identity.recognizer names no recogniser",
+                          fix="set model.identity.recognizer to the ONNX face recogniser "
+                              "(the release: misc/face_analysis/models/glintr100.onnx)")
+      self.face = FaceEmbedder(recognizer, self.memo.config.identity_dim)
 
   # ---- building ---------------------------------------------------------------------
 
@@ -159,14 +165,25 @@ class MemoGeneration:
     return MemoKnobs.build(self.config.sample, **overrides)
 
   def request_inputs(self, *, emotion=None) -> dict:
+    out = {} if self.face is None else {"identity": np.zeros(self.face.dim, np.float32)}
     if emotion is None:   # READ_EMOTION: each clip's emotion comes from its audio
-      return {"emotion": np.int32(NULL_EMOTION if self.emotion_reader is None
-                                  else READ_EMOTION)}
+      return {**out, "emotion": np.int32(NULL_EMOTION if self.emotion_reader is None
+                                         else READ_EMOTION)}
     try:
-      return {"emotion": np.int32(emotion_index(str(emotion)))}
+      return {**out, "emotion": np.int32(emotion_index(str(emotion)))}
     except ValueError:
       raise TalkjaxError(f"unknown emotion {emotion!r}",
                          fix=f"use one of {', '.join(EMOTIONS)} (or MEAD's names)") from None
+
+  def portrait_inputs(self, image, notes: list) -> dict:
+    """The portrait's face embedding (host side, once per request) when the model takes
+    one; a portrait without a face gets zeros and a note in the request's warnings."""
+    if self.face is None:
+      return {}
+    embedding, note = self.face(image)
+    if note:
+      notes.append(note)
+    return {"identity": embedding}
 
   # ---- pieces -----------------------------------------------------------------------
 
@@ -188,7 +205,10 @@ class MemoGeneration:
     pixels = to_pixels(inputs["image"])
     reference = self.encode(params, pixels)
     memo = params["memo"]
-    identity = self.task.identity_encoder.apply({"params": memo["identity_encoder"]}, pixels)
+    if self.face is None:
+      identity = self.task.identity_encoder.apply({"params": memo["identity_encoder"]}, pixels)
+    else:
+      identity = jnp.asarray(inputs["identity"], jnp.float32)
     b = pixels.shape[0]
     tokens = self.memo.image_tokens(memo, identity)
     null_tokens = self.memo.image_tokens(memo, jnp.zeros_like(identity))
