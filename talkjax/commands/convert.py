@@ -25,7 +25,8 @@ examples:
   talkjax convert wav2vec2 --src ~/models/wav2vec2-large-xlsr-53 --out weights/wav2vec2-large
   talkjax convert diffusers --src ~/models/sd-vae-ft-mse --out weights/sd-vae-ft-mse
   talkjax convert diffusers --src ~/models/stable-diffusion-v1-5 --out weights/sd15  # vae/ + unet/
-  talkjax convert memo --src ~/models/memo --out weights/memo      # the released MEMO weights
+  talkjax convert memo --src ~/models/memo --vae ~/models/sd-vae-ft-mse \
+      --wav2vec2 ~/models/wav2vec2-base-960h --out weights/memo  # the released MEMO weights
   talkjax convert bundle --src runs/ifmdm_tiny_stage2 --out ifmdm_tiny.msgpack
 """
 
@@ -41,6 +42,12 @@ def add_arguments(parser):
                            "memo: the release's model folder (memoavatar/memo on the Hugging "
                            "Face hub); bundle: the generator's last training folder (IF-MDM: "
                            "stage 2) or a model file to rewrite")
+  parser.add_argument("--vae", default=None,
+                      help="memo: also convert this diffusers VAE folder (stabilityai/"
+                           "sd-vae-ft-mse) into OUT/vae")
+  parser.add_argument("--wav2vec2", default=None,
+                      help="memo: also convert this Hugging Face wav2vec2 folder (facebook/"
+                           "wav2vec2-base-960h) into OUT/wav2vec2")
   parser.add_argument("--out", required=True,
                       help="wav2vec2, diffusers, memo: output folder (created if missing); bundle: "
                            "the model file")
@@ -54,11 +61,17 @@ def run(args):
     return 0
   if args.what == "memo":
     from talkjax.convert.memo_release import convert_folder
-    folder, report = convert_folder(args.src, args.out)
+    folder, report = convert_folder(args.src, args.out, vae=args.vae, wav2vec2=args.wav2vec2)
     zeros = sum("-> zeros" in line for line in report)
     print(f"wrote {folder}: MEMO, {len(report) - zeros} release tensors mapped, none missing or "
           f"unexpected ({zeros} unused ReferenceNet parameters set to zero; list: "
           f"{folder / 'report.txt'})")
+    missing = [n for n in ("vae", "wav2vec2", "face") if not (folder / n).exists()]
+    if missing:
+      print(f"to sample it, it still needs {', '.join(missing)}: see "
+            "experiments/memo/released_weights.md")
+    else:
+      print(f"sample it: talkjax sample --checkpoint {folder} --image PORTRAIT --audio SPEECH")
     return 0
   if args.what == "bundle":
     from talkjax import bundle

@@ -33,7 +33,8 @@ examples:
 
 def add_arguments(parser):
   parser.add_argument("--checkpoint", required=True,
-                      help="a generator's training folder (IF-MDM: stage 2) or a model file")
+                      help="a generator's training folder (IF-MDM: stage 2), a model file, "
+                           "or a folder of converted weights (talkjax convert memo)")
   parser.add_argument("--image", help="portrait image (any format and size Pillow reads)")
   parser.add_argument("--audio", help="driving speech (wav, flac, mp3, m4a, ogg)")
   parser.add_argument("--partner-audio", help="the partner's track (dyadic families)")

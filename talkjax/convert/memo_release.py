@@ -347,15 +347,43 @@ def write(out, model: dict, params: dict, report: list[str]) -> pathlib.Path:
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(out / "params", params)
   checkpointer.wait_until_finished()
-  (out / "config.json").write_text(json.dumps({"format": FORMAT, "model": model}, indent=2)
-                                   + "\n")
+  (out / "config.json").write_text(json.dumps({"format": FORMAT, "family": "memo",
+                                               "model": model}, indent=2) + "\n")
   (out / "report.txt").write_text("\n".join(report) + "\n")
   return out
 
 
-def convert_folder(src, out) -> tuple[pathlib.Path, list[str]]:
+RECOGNIZER = "misc/face_analysis/models/glintr100.onnx"
+
+
+def convert_folder(src, out, *, vae=None, wav2vec2=None) -> tuple[pathlib.Path, list[str]]:
+  """Converts the release (checked first, then written); with `vae` (the diffusers folder
+  of sd-vae-ft-mse) and `wav2vec2` (the Hugging Face folder of wav2vec2-base-960h) also
+  those into out/vae and out/wav2vec2, and copies the release's face recogniser into
+  out/face/: what `talkjax sample --checkpoint OUT` needs."""
+  import shutil
+
+  from talkjax.convert import diffusers, wav2vec2 as w2v
+  if wav2vec2 is not None and not (pathlib.Path(wav2vec2).expanduser() / "config.json").is_file():
+    raise TalkjaxError("--wav2vec2 holds no config.json", path=wav2vec2,
+                       fix="pass the Hugging Face folder of facebook/wav2vec2-base-960h")
   model, params, report = convert_release(src)
-  return write(out, model, params, report), report
+  vae_loaded = None
+  if vae is not None:
+    vae_loaded = diffusers.load_diffusers(vae)
+    if vae_loaded[0] != "vae":
+      raise TalkjaxError(f"--vae names a {vae_loaded[0]}, not an AutoencoderKL", path=vae,
+                         fix="pass the diffusers folder of stabilityai/sd-vae-ft-mse")
+  folder = write(out, model, params, report)
+  if vae_loaded is not None:
+    diffusers.write_converted(folder / "vae", *vae_loaded)
+  if wav2vec2 is not None:
+    w2v.convert_folder(wav2vec2, folder / "wav2vec2")
+  face = pathlib.Path(src).expanduser() / RECOGNIZER
+  if face.is_file():
+    (folder / "face").mkdir(exist_ok=True)
+    shutil.copy2(face, folder / "face" / face.name)
+  return folder, report
 
 
 def load_converted(folder) -> tuple[dict, dict]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import json
 import pathlib
 
 from talkjax.errors import ConfigError, TalkjaxError
@@ -102,8 +103,22 @@ def load_generator(checkpoint, *, ema: bool = True):
                            fix="write it again with `talkjax convert bundle`")
       return cls.from_legacy_file(model.raw)
     return cls.from_config(model.config, model.linked), model.params
+  converted = converted_family(path)
+  if converted:    # imported weights (e.g. `talkjax convert memo`), not a training folder
+    return generator_class(converted, path).from_converted(path)
   family = stages.checkpoint_config(path)[0].family
   return generator_class(family, path).from_workdir(path, ema=ema)
+
+
+def converted_family(path: pathlib.Path) -> str | None:
+  """The family of a folder of converted weights (its config.json names one), else None."""
+  meta = path / "config.json"
+  if (path / "checkpoints").is_dir() or not meta.is_file():
+    return None
+  try:
+    return json.loads(meta.read_text()).get("family") or None
+  except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+    return None
 
 
 def random_generator(config, *, resolution: int | None = None, seed: int = 0):

@@ -412,3 +412,61 @@ def test_a_config_talkjax_cannot_run_is_refused_by_name(release, tmp_path, capsy
   config["use_inflated_groupnorm"] = False
   (src / "diffusion_net" / "config.json").write_text(json.dumps(config))
   _fails(src, tmp_path, capsys, "use_inflated_groupnorm=false")
+
+
+# ---- sampling the converted release ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sampling_parts(release, tmp_path_factory):
+  """What the release samples with beside its networks, tiny and random, in their formats:
+  a diffusers VAE folder, a Hugging Face wav2vec2 folder (2 layers x 8, the width the tiny
+  audio_proj reads) and the face recogniser in misc/ (12-d: the tiny image_proj's input)."""
+  from diffusers import AutoencoderKL
+  from transformers import Wav2Vec2Config, Wav2Vec2Model
+  folder = tmp_path_factory.mktemp("parts")
+  torch.manual_seed(0)
+  AutoencoderKL(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
+                down_block_types=("DownEncoderBlock2D",) * 2,
+                up_block_types=("UpDecoderBlock2D",) * 2).save_pretrained(folder / "vae")
+  config = Wav2Vec2Config(hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=16, conv_dim=(8, 8, 8), conv_kernel=(10, 3, 3),
+                          conv_stride=(5, 2, 2), num_conv_pos_embeddings=16,
+                          num_conv_pos_embedding_groups=2, vocab_size=12)
+  Wav2Vec2Model(config).eval().save_pretrained(folder / "wav2vec2")
+  net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 8, stride=8), torch.nn.Flatten(),
+                            torch.nn.Linear(4 * 14 * 14, 12)).eval()
+  face = release[0] / "misc" / "face_analysis" / "models" / "glintr100.onnx"
+  face.parent.mkdir(parents=True, exist_ok=True)
+  torch.onnx.export(net, torch.zeros(1, 3, 112, 112), str(face), opset_version=11,
+                    input_names=["input.1"], output_names=["embedding"],
+                    dynamic_axes={"input.1": {0: "batch"}}, dynamo=False)
+  return folder
+
+
+def test_the_converted_release_samples_a_video_with_the_sample_command(release, sampling_parts,
+                                                                      tmp_path, capsys):
+  import wave
+  out = tmp_path / "memo"
+  assert main(["convert", "memo", "--src", str(release[0]), "--out", str(out),
+               "--vae", str(sampling_parts / "vae"),
+               "--wav2vec2", str(sampling_parts / "wav2vec2")]) == 0
+  assert "talkjax sample --checkpoint" in capsys.readouterr().out
+  assert (out / "face" / "glintr100.onnx").is_file()
+  rng = np.random.default_rng(0)
+  image = tmp_path / "portrait.png"
+  from PIL import Image
+  Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(image)
+  speech = tmp_path / "speech.wav"
+  with wave.open(str(speech), "wb") as w:
+    w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+    w.writeframes((rng.standard_normal(16000) * 3000).astype(np.int16).tobytes())
+  video = tmp_path / "video.mp4"
+  assert main(["sample", "--checkpoint", str(out), "--image", str(image), "--audio",
+               str(speech), "--out", str(video), "--emotion", "happy", "--set", "steps=2",
+               "--png"]) == 0
+  printed = capsys.readouterr()
+  assert "no face found in the portrait" in printed.out + printed.err   # zeros, with a warning
+  frames = sorted((tmp_path / "video").glob("*.png"))
+  assert video.stat().st_size > 0 and len(frames) == 25               # 1 s at 25 fps
+  first = np.asarray(Image.open(frames[0]))
+  assert first.shape == (16, 16, 3)        # the UNet's sample_size 8 x the VAE's factor 2

@@ -74,10 +74,11 @@ class MemoGeneration:
   # label read from a model file is the one read from the training folder
   full_precision = (r"^emotion/",)
 
-  def __init__(self, config, emotion_config=None):
+  def __init__(self, config, emotion_config=None, w2v_config=None):
     """`emotion_config`: the classifier's config when it comes with the model (a model
     file's `linked["emotion"]`); otherwise read from the folder `model.emotion.classifier`
-    names. Its parameters travel with the model's, as params["emotion"]."""
+    names. Its parameters travel with the model's, as params["emotion"]. `w2v_config`
+    likewise for the wav2vec2 speech encoder (params["speech"])."""
     self.config = config
     self.linked = {}
     self.task = MemoTask(config)
@@ -90,9 +91,12 @@ class MemoGeneration:
     self.window = int(m.clip.frames)
     self.past = int(m.clip.past)
     self.resolution = int(m.resolution)
-    self.speech = MemoSpeech(m.audio, self.fps)
-    margin = self.speech.margin if self.speech.kind == "logmel" else 0
-    self.speech_context = margin * SAMPLES_PER_FRAME
+    self.speech = MemoSpeech(m.audio, self.fps,
+                             None if w2v_config is None else dict(w2v_config))
+    self.speech_context = self.speech.margin * SAMPLES_PER_FRAME
+    if self.speech.kind == "wav2vec2":   # a model file then needs no wav2vec2 folder
+      import ml_collections
+      self.linked["wav2vec2"] = ml_collections.ConfigDict(self.speech.w2v_config.to_dict())
     self.classifier = m.get("emotion", {}).get("classifier") or ""
     if emotion_config is None and self.classifier:
       emotion_config = stages.checkpoint_config(self._classifier_folder())[0]
@@ -139,7 +143,10 @@ class MemoGeneration:
   @classmethod
   def from_config(cls, config, linked=None, *, resolution: int | None = None):
     from talkjax.config import with_resolution
-    return cls(with_resolution(config, resolution), (linked or {}).get("emotion"))
+    linked = linked or {}
+    w2v = linked.get("wav2vec2")
+    return cls(with_resolution(config, resolution), linked.get("emotion"),
+               None if w2v is None else w2v.to_dict())
 
   @classmethod
   def from_workdir(cls, workdir, *, ema: bool = True):
@@ -148,15 +155,29 @@ class MemoGeneration:
       raise TalkjaxError(f"this folder holds a {trained.config.family!r} model, not MEMO",
                          path=workdir, fix="pass a MEMO training folder")
     hook = cls(trained.config)
-    return hook, hook._with_classifier({"memo": trained.params["trainable"],
-                                        "vae": trained.params["frozen"]["vae"]})
+    return hook, hook._with_classifier(hook._with_speech({
+        "memo": trained.params["trainable"], "vae": trained.params["frozen"]["vae"]}))
+
+  @classmethod
+  def from_converted(cls, folder):
+    """(hook, params) of the release's weights converted by `talkjax convert memo`."""
+    from talkjax.models.memo import release
+    return cls(release.sampling_config(folder)), release.load(folder)
+
+  def _with_speech(self, params):
+    """params with the converted wav2vec2's weights as params["speech"] (wav2vec2 only)."""
+    if self.speech.kind == "wav2vec2":
+      params["speech"] = self.speech.load()
+    return params
 
   def init(self, rng):
     """Random weights of every part (the classifier's too: its trained weights come with
     `from_workdir` or a model file)."""
-    m_rng, e_rng = jax.random.split(rng)
+    m_rng, e_rng, s_rng = jax.random.split(rng, 3)
     params = self.task.init(m_rng, self.task.example_batch(1))
     out = {"memo": params["trainable"], "vae": params["frozen"]["vae"]}
+    if self.speech.kind == "wav2vec2":
+      out["speech"] = self.speech.init(s_rng)
     if self.emotion_reader is not None:
       out["emotion"] = self.emotion_reader.init(e_rng)
     return out
@@ -228,7 +249,7 @@ class MemoGeneration:
     guided = knobs.guidance != 1.0
     samples = tracks["audio"]                   # context + clip + lookahead samples
     cut = self.audio_context - self.speech_context
-    speech = self.speech.chunk(samples[:, cut:samples.shape[1] - cut], f)
+    speech = self.speech.chunk(samples[:, cut:samples.shape[1] - cut], f, params.get("speech"))
     audio = self.memo.audio_tokens(memo, speech)                      # (B, F, La, D)
     tokens, emotion = context["tokens"], context["emotion"]
     if self.emotion_reader is not None:

@@ -13,6 +13,14 @@ computes them per clip in JAX (`chunk`) from the clip's samples with `margin` fr
 audio on each side: enough for the 5-frame window and the STFT's reach, so a chunk sees
 the whole-clip numbers (to log_mel_jax's 1e-4), except at the audio's very end, where
 the silence after it stands in for the edge clamp.
+
+wav2vec2 in sampling (the release's weights): each clip runs the converted wav2vec2 on
+its samples with `model.audio.context_s` of audio on each side (normalised over that
+window, the CNN features interpolated to one position per video frame), and keeps the
+clip's frames. Deviation, labelled: the release runs wav2vec2 once over the whole audio
+(normalised over all of it); a clip's transformer here attends to 2 x context_s around it
+(features near the clip's edges differ slightly), which keeps the cost per clip flat and
+lets a video stream.
 """
 
 from __future__ import annotations
@@ -27,8 +35,11 @@ SAMPLE_RATE = 16000
 
 
 class MemoSpeech:
-  def __init__(self, audio_config, fps: float):
+  def __init__(self, audio_config, fps: float, w2v_config: dict | None = None):
+    """`w2v_config` (the HF config dict) replaces reading `model.audio.wav2vec2`'s folder."""
     self.kind = audio_config.get("kind", "wav2vec2")
+    self.folder = audio_config.get("wav2vec2", "")
+    self.context_frames = int(round(float(audio_config.get("context_s", 1.0)) * fps))
     self.fps = float(fps)
     self.radius = (int(audio_config.window) - 1) // 2
     self.layers, self.channels = int(audio_config.layers), int(audio_config.channels)
@@ -40,9 +51,43 @@ class MemoSpeech:
         raise ConfigError(f"log-mel speech features have 1 layer and 2 x n_mels channels; "
                           f"model.audio says layers={self.layers}, channels={self.channels}",
                           fix="set model.audio.layers=1 and an even model.audio.channels")
-    elif self.kind != "wav2vec2":
+    elif self.kind == "wav2vec2":
+      from talkjax.audio.wav2vec2 import Wav2Vec2Config, Wav2Vec2Model, read_config
+      if w2v_config is not None:
+        self.w2v_config = Wav2Vec2Config.from_hf_dict(dict(w2v_config))
+      elif self.folder:
+        self.w2v_config = read_config(self.folder)
+      else:   # random weights (speed measurements): wav2vec2-base
+        self.w2v_config = Wav2Vec2Config.base()
+      got = (self.w2v_config.num_hidden_layers, self.w2v_config.hidden_size)
+      if got != (self.layers, self.channels):
+        raise ConfigError(f"the wav2vec2 in {self.folder or 'the model'} has {got[0]} layers "
+                          f"x {got[1]}, model.audio says layers={self.layers}, "
+                          f"channels={self.channels}", path=self.folder or None,
+                          fix="convert the wav2vec2 the model was trained with "
+                              "(the release: wav2vec2-base-960h)")
+      self.model = Wav2Vec2Model(self.w2v_config)
+    else:
       raise ConfigError(f"unknown model.audio.kind {self.kind!r}",
                         fix="use 'wav2vec2' (the release) or 'logmel' (tiny configs)")
+
+  def init(self, rng) -> dict:
+    """Random wav2vec2 weights (boxed); {} for log-mel."""
+    if self.kind == "logmel":
+      return {}
+    import jax.numpy as jnp
+    return self.model.init(rng, jnp.zeros((1, SAMPLE_RATE), jnp.float32))["params"]
+
+  def load(self) -> dict:
+    """The converted wav2vec2's weights that model.audio.wav2vec2 names; {} for log-mel."""
+    if self.kind == "logmel":
+      return {}
+    if not self.folder:
+      raise ConfigError("model.audio.kind is 'wav2vec2' but model.audio.wav2vec2 names no "
+                        "folder", fix="convert wav2vec2-base-960h with `talkjax convert "
+                                      "wav2vec2` and set model.audio.wav2vec2=FOLDER")
+    from talkjax.audio.wav2vec2 import load_pretrained
+    return load_pretrained(self.folder)[1]
 
   def per_frame(self, samples: np.ndarray, frames: int, wav2vec2=None) -> np.ndarray:
     """(N,) 16 kHz samples -> (frames, layers, channels) float32."""
@@ -68,20 +113,24 @@ class MemoSpeech:
 
   @property
   def margin(self) -> int:
-    """Frames of audio a chunk needs before and after it (the window's radius + one for
-    the STFT's half window)."""
-    return self.radius + 1
+    """Frames of audio a chunk needs before and after it: log-mel, the window's radius +
+    one for the STFT's half window; wav2vec2, `context_s` (at least the radius)."""
+    if self.kind == "logmel":
+      return self.radius + 1
+    return max(self.radius, self.context_frames)
 
-  def chunk(self, samples, frames: int):
-    """(B, (frames + 2 margin) x samples per frame) -> (B, frames, window, 1, channels),
-    in JAX: the sampling path of "logmel" features."""
+  def chunk(self, samples, frames: int, params=None):
+    """(B, (frames + 2 margin) x samples per frame) -> (B, frames, window, layers, channels)
+    in JAX; `params` are the wav2vec2's weights (unused for log-mel)."""
     import jax.numpy as jnp
-    if self.kind != "logmel":
-      raise ConfigError("per-clip speech features in sampling exist for model.audio.kind="
-                        "'logmel' so far; the release's whole-audio wav2vec2 features come "
-                        "with its weight import", fix="sample a logmel model")
     m, b = self.margin, samples.shape[0]
-    mel = log_mel_jax(samples, self.mel)[:, :2 * (frames + 2 * m)]
-    per = mel.reshape(b, frames + 2 * m, 1, self.channels)
+    if self.kind == "logmel":
+      mel = log_mel_jax(samples, self.mel)[:, :2 * (frames + 2 * m)]
+      per = jnp.asarray(mel.reshape(b, frames + 2 * m, 1, self.channels))
+    else:
+      from talkjax.audio.wav2vec2 import normalize_input
+      out = self.model.apply({"params": params}, normalize_input(samples),
+                             num_frames=frames + 2 * m)
+      per = jnp.stack(out["hidden_states"][1:], axis=2)    # (B, T, layers, channels)
     idx = np.arange(m, m + frames)[:, None] + np.arange(-self.radius, self.radius + 1)[None]
-    return jnp.asarray(per)[:, idx]
+    return per[:, idx].astype(jnp.float32)
