@@ -212,7 +212,8 @@ def test_sampling_speech_features_equal_the_training_datas(config):
   np.testing.assert_allclose(chunk, whole[start:start + F], atol=2e-3)
 
 
-def test_unknown_emotion_and_a_given_identity_without_recogniser_are_refused(config, tmp_path):
+def test_unknown_emotion_and_a_given_identity_without_recogniser_are_refused(config, params,
+                                                                           tmp_path):
   hook = MemoGeneration(config)
   assert int(hook.request_inputs(emotion="happy")["emotion"]) == 3
   assert int(hook.request_inputs(emotion="contempt")["emotion"]) == 5     # MEAD -> "other"
@@ -220,8 +221,11 @@ def test_unknown_emotion_and_a_given_identity_without_recogniser_are_refused(con
     hook.request_inputs(emotion="bored")
   given = cfg.load_config("memo/synthtalk_tiny_stage2", [f"data.path={tmp_path}", *TINY,
                                                          "model.identity.encoder=given"])
+  from talkjax.pipelines.pipeline import Pipeline, Request
+  hook = MemoGeneration(given)    # builds (benchmarks run on zeros) but samples no request
   with pytest.raises(TalkjaxError, match="names no recogniser"):
-    MemoGeneration(given)
+    Pipeline(Sampler(hook, _given_weights(params)), crop="none").prepare(
+        Request(np.zeros((64, 64, 3), np.uint8), _audio(0, 640 * F)))
   missing = cfg.load_config("memo/synthtalk_tiny_stage2", [
       f"data.path={tmp_path}", *TINY, f"model.emotion.classifier={tmp_path / 'none'}"])
   with pytest.raises(TalkjaxError, match="no trained audio emotion classifier"):
@@ -320,6 +324,12 @@ def test_a_model_file_carries_the_emotion_classifier(config, params, emotion_dir
 
 # ---- a given identity: the portrait's face embedding from an ONNX recogniser --------------
 
+def _given_weights(params):
+  """The module's weights without the learned identity encoder (same image_proj width)."""
+  return {"memo": {k: v for k, v in params["trainable"].items() if k != "identity_encoder"},
+          "vae": params["frozen"]["vae"]}
+
+
 @pytest.fixture(scope="module")
 def recognizer(tmp_path_factory):
   """A small random-weight recogniser in insightface's ONNX format: 112x112 RGB -> 64 (the
@@ -350,8 +360,7 @@ def test_a_given_identity_is_the_portraits_face_embedding_or_zeros_with_a_warnin
       f"data.path={tmp_path}", *TINY, "model.identity.encoder=given",
       f"model.identity.recognizer={recognizer}"])
   hook = MemoGeneration(given)
-  weights = {"memo": {k: v for k, v in params["trainable"].items() if k != "identity_encoder"},
-             "vae": params["frozen"]["vae"]}
+  weights = _given_weights(params)
   pipeline = Pipeline(Sampler(hook, weights), crop="none")
   face = np.asarray(Image.fromarray(skimage.data.astronaut()[:300, 80:380]).resize((64, 64)))
   flat = np.full((64, 64, 3), 128, np.uint8)

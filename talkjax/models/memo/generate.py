@@ -112,15 +112,12 @@ class MemoGeneration:
       raise ConfigError("this config trains MEMO without its audio or memory modules "
                         f"(model.modules={self.memo.config.modules}): a stage-1 model "
                         "does not generate talking videos", fix="sample a stage-2 model")
-    self.face = None
-    if not self.task.learned_identity:   # the release's: a face recogniser's embedding
-      recognizer = m.identity.get("recognizer", "")
-      if not recognizer:
-        raise ConfigError("model.identity.encoder='given' takes the portrait's face "
-                          "embedding and model.identity.recognizer names no recogniser",
-                          fix="set model.identity.recognizer to the ONNX face recogniser "
-                              "(the release: misc/face_analysis/models/glintr100.onnx)")
-      self.face = FaceEmbedder(recognizer, self.memo.config.identity_dim)
+    # "given" identity (the release's): the portrait's embedding from the face recogniser
+    # model.identity.recognizer names, computed per request (`portrait_inputs`); without
+    # one only benchmarks run (their identity is zeros), a request is refused
+    self.given_identity = not self.task.learned_identity
+    recognizer = m.identity.get("recognizer", "") if self.given_identity else ""
+    self.face = FaceEmbedder(recognizer, self.memo.config.identity_dim) if recognizer else None
 
   # ---- building ---------------------------------------------------------------------
 
@@ -186,7 +183,8 @@ class MemoGeneration:
     return MemoKnobs.build(self.config.sample, **overrides)
 
   def request_inputs(self, *, emotion=None) -> dict:
-    out = {} if self.face is None else {"identity": np.zeros(self.face.dim, np.float32)}
+    out = ({"identity": np.zeros(self.memo.config.identity_dim, np.float32)}
+           if self.given_identity else {})
     if emotion is None:   # READ_EMOTION: each clip's emotion comes from its audio
       return {**out, "emotion": np.int32(NULL_EMOTION if self.emotion_reader is None
                                          else READ_EMOTION)}
@@ -199,8 +197,13 @@ class MemoGeneration:
   def portrait_inputs(self, image, notes: list) -> dict:
     """The portrait's face embedding (host side, once per request) when the model takes
     one; a portrait without a face gets zeros and a note in the request's warnings."""
-    if self.face is None:
+    if not self.given_identity:
       return {}
+    if self.face is None:
+      raise ConfigError("model.identity.encoder='given' takes the portrait's face embedding "
+                        "and model.identity.recognizer names no recogniser",
+                        fix="set model.identity.recognizer to the ONNX face recogniser (the "
+                            "release: misc/face_analysis/models/glintr100.onnx)")
     embedding, note = self.face(image)
     if note:
       notes.append(note)
@@ -226,7 +229,7 @@ class MemoGeneration:
     pixels = to_pixels(inputs["image"])
     reference = self.encode(params, pixels)
     memo = params["memo"]
-    if self.face is None:
+    if not self.given_identity:
       identity = self.task.identity_encoder.apply({"params": memo["identity_encoder"]}, pixels)
     else:
       identity = jnp.asarray(inputs["identity"], jnp.float32)
