@@ -198,6 +198,17 @@ def test_later_clips_read_the_earlier_ones_and_never_the_future(sampler):
   np.testing.assert_array_equal(out_c[:, :2 * F], out_a[:, :2 * F])   # no clip sees ahead
 
 
+def test_the_vae_decodes_and_re_encodes_in_frame_chunks_as_at_once(sampler):
+  hook, params = sampler.hook, sampler.params
+  latents = np.random.default_rng(5).standard_normal((2, 5, 16, 16, 4)).astype(np.float32)
+  whole = hook.decode(params, latents)
+  pieces = jax.jit(hook.decode, static_argnums=2)(params, latents, 3)    # 10 frames by 3
+  np.testing.assert_allclose(pieces, whole, rtol=1e-4, atol=1e-4)
+  again = jax.jit(hook.encode, static_argnums=2)(params, np.clip(whole, -1, 1), 4)
+  np.testing.assert_allclose(again, hook.encode(params, np.clip(whole, -1, 1)), rtol=1e-4,
+                             atol=1e-4)
+
+
 def test_sampling_speech_features_equal_the_training_datas(config):
   from talkjax.data.prepare import ensure_synthtalk
   hook = MemoGeneration(config)

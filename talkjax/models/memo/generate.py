@@ -53,9 +53,10 @@ class MemoKnobs(Knobs):
   FAMILY = "MEMO"
   steps: int = 20            # flow-matching Euler steps
   guidance: float = 3.5      # one scale for image, audio and emotion together (1 = off)
+  vae_chunk: int = 8         # frames the VAE decodes / re-encodes at once (bounds memory)
 
   def validate(self):
-    for name, lo, hi in (("steps", 1, 1000), ("guidance", 0.0, 50.0)):
+    for name, lo, hi in (("steps", 1, 1000), ("guidance", 0.0, 50.0), ("vae_chunk", 1, 4096)):
       if not lo <= getattr(self, name) <= hi:
         raise TalkjaxError(f"sampling option {name}={getattr(self, name)} is out of range",
                            fix=f"give {name} a value in {lo}..{hi}")
@@ -214,15 +215,21 @@ class MemoGeneration:
   def _vae(self, params, method, x):
     return self.task.vae.apply({"params": params["vae"]}, x, method=method)
 
-  def encode(self, params, pixels):
-    """(..., R, R, 3) in [-1, 1] -> scaled latents (posterior means)."""
-    return self.task.latents(params["vae"], pixels)
+  def encode(self, params, pixels, chunk: int | None = None):
+    """(..., R, R, 3) in [-1, 1] -> scaled latents (posterior means), `chunk` frames at a
+    time (None: all at once)."""
+    lead = pixels.shape[:-3]
+    flat = pixels.reshape((-1,) + pixels.shape[-3:])
+    z = _in_chunks(lambda x: self.task.latents(params["vae"], x), flat, chunk)
+    return z.reshape(lead + z.shape[1:])
 
-  def decode(self, params, latents):
-    """(B, F, h, w, C) scaled latents -> (B, F, R, R, 3) in [-1, 1]."""
+  def decode(self, params, latents, chunk: int | None = None):
+    """(B, F, h, w, C) scaled latents -> (B, F, R, R, 3) in [-1, 1], `chunk` frames at a
+    time (None: all at once)."""
     b, f = latents.shape[:2]
     z = unscale_latents(self.task.vae_config, latents.reshape((b * f,) + latents.shape[2:]))
-    rgb = self._vae(params, AutoencoderKL.decode, z).astype(jnp.float32)
+    rgb = _in_chunks(lambda x: self._vae(params, AutoencoderKL.decode, x).astype(jnp.float32),
+                     z, chunk)
     return rgb.reshape((b, f) + rgb.shape[1:])
 
   def start(self, params, inputs, knobs):
@@ -290,13 +297,26 @@ class MemoGeneration:
 
     latents = samplers.flow_euler_sample(model, noise, knobs.steps,
                                          sigmas=samplers.flow_match_sigmas(knobs.steps))
-    rgb = self.decode(params, latents)
+    rgb = self.decode(params, latents, knobs.vae_chunk)
     frames = jnp.clip(jnp.round((rgb + 1) * 127.5), 0, 255).astype(jnp.uint8)
     # The next clip's past: this clip's frames as the VAE reads them back (the release
     # re-encodes the decoded frames), after the older ones when P > F.
-    again = self.encode(params, jnp.clip(rgb, -1.0, 1.0))
+    again = self.encode(params, jnp.clip(rgb, -1.0, 1.0), knobs.vae_chunk)
     past = jnp.concatenate([carry["past"], again], axis=1)[:, -self.past:]
     return {"past": past, "memory": memory}, {"frames": frames}
+
+
+def _in_chunks(fn, x, chunk: int | None):
+  """fn over the leading axis of x, `chunk` rows at a time under lax.map (one chunk's
+  activations live at once); the last chunk is padded with copies and cut."""
+  n = x.shape[0]
+  if chunk is None or chunk >= n:
+    return fn(x)
+  pad = -n % chunk
+  if pad:
+    x = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)])
+  y = jax.lax.map(fn, x.reshape((-1, chunk) + x.shape[1:]))
+  return y.reshape((-1,) + y.shape[2:])[:n]
 
 
 def lively(params, scale: float = 0.05, seed: int = 0):
