@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from talkjax.errors import TalkjaxError
+from talkjax.errors import ConfigError, TalkjaxError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,3 +289,17 @@ def load_pretrained(folder: os.PathLike | str) -> tuple[Wav2Vec2Config, dict]:
     raise TalkjaxError("not a talkjax wav2vec2 folder (missing file)", path=params_path,
                        fix="create it with `talkjax convert wav2vec2 --src HF_DIR --out DIR`")
   return config, trees.unflatten(load_file(params_path))
+
+
+def random_weights(model: "Wav2Vec2Model", rng) -> dict:
+  """Boxed random weights of `model` (benchmarks, random generators)."""
+  return model.init(rng, jnp.zeros((1, 16000), jnp.float32))["params"]
+
+
+def weights_of(folder) -> dict:
+  """The weights of the converted folder a config's `model.audio.wav2vec2` names."""
+  if not folder:
+    raise ConfigError("model.audio.kind is 'wav2vec2' but model.audio.wav2vec2 names no folder",
+                      fix="convert one (the papers': wav2vec2-base-960h) with `talkjax convert "
+                          "wav2vec2` and set model.audio.wav2vec2=FOLDER")
+  return load_pretrained(folder)[1]

@@ -81,19 +81,9 @@ def load_diffusers(folder) -> tuple[str, object, dict, list[str]]:
 
 
 def write_converted(out, kind: str, config, params, report: list[str]) -> pathlib.Path:
-  import orbax.checkpoint as ocp
-  out = pathlib.Path(out).expanduser().absolute()
-  if (out / "params").exists():
-    raise TalkjaxError("the output folder already holds converted parameters", path=out,
-                       fix="choose a new --out, or delete the folder first")
-  out.mkdir(parents=True, exist_ok=True)
-  checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(out / "params", params)
-  checkpointer.wait_until_finished()
-  (out / "config.json").write_text(json.dumps(
-      {"format": FORMAT, "kind": kind, "config": dataclasses.asdict(config)}, indent=2) + "\n")
-  (out / "report.txt").write_text("\n".join(report) + "\n")
-  return out
+  from talkjax.convert import weight_folder
+  return weight_folder.write(out, {"format": FORMAT, "kind": kind,
+                                   "config": dataclasses.asdict(config)}, params, report)
 
 
 def convert_folder(src, out) -> list[tuple[str, pathlib.Path, int]]:
@@ -118,9 +108,6 @@ def load_converted(folder, shardings=None) -> tuple[str, object, dict]:
   """(kind, config, params) of a folder written by `talkjax convert diffusers`. With
   `shardings` (a tree of NamedSharding matching the params) every array is read straight
   into its place on the mesh."""
-  import jax
-  import numpy as np
-  import orbax.checkpoint as ocp
   folder = pathlib.Path(folder).expanduser().absolute()
   meta = _read_json(folder / "config.json")
   if meta.get("format") != FORMAT:
@@ -131,12 +118,5 @@ def load_converted(folder, shardings=None) -> tuple[str, object, dict]:
   fields = {f.name for f in dataclasses.fields(cls)}
   config = cls(**{k: tuple(v) if isinstance(v, list) else v
                   for k, v in meta["config"].items() if k in fields})
-  checkpointer = ocp.StandardCheckpointer()
-  metadata = checkpointer.metadata(folder / "params")
-  tree = getattr(metadata, "item_metadata", None) or getattr(metadata, "tree", metadata)
-  if shardings is None:
-    target = jax.tree.map(lambda m: np.zeros(tuple(m.shape), m.dtype), dict(tree))
-  else:
-    target = jax.tree.map(lambda m, s: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=s),
-                          dict(tree), shardings)
-  return meta["kind"], config, checkpointer.restore(folder / "params", target)
+  from talkjax.convert import weight_folder
+  return meta["kind"], config, weight_folder.read_params(folder, shardings)

@@ -338,19 +338,9 @@ def emotion_classifier_params(tensors: dict, path) -> tuple[dict, list[str]]:
 
 
 def write(out, model: dict, params: dict, report: list[str]) -> pathlib.Path:
-  import orbax.checkpoint as ocp
-  out = pathlib.Path(out).expanduser().absolute()
-  if (out / "params").exists():
-    raise TalkjaxError("the output folder already holds converted parameters", path=out,
-                       fix="choose a new --out, or delete the folder first")
-  out.mkdir(parents=True, exist_ok=True)
-  checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(out / "params", params)
-  checkpointer.wait_until_finished()
-  (out / "config.json").write_text(json.dumps({"format": FORMAT, "family": "memo",
-                                               "model": model}, indent=2) + "\n")
-  (out / "report.txt").write_text("\n".join(report) + "\n")
-  return out
+  from talkjax.convert import weight_folder
+  return weight_folder.write(out, {"format": FORMAT, "family": "memo", "model": model},
+                             params, report)
 
 
 RECOGNIZER = "misc/face_analysis/models/glintr100.onnx"
@@ -386,17 +376,13 @@ def convert_folder(src, out, *, vae=None, wav2vec2=None) -> tuple[pathlib.Path, 
   return folder, report
 
 
-def load_converted(folder) -> tuple[dict, dict]:
-  """(model config dict, params) of a folder written by `talkjax convert memo`."""
-  import jax
-  import orbax.checkpoint as ocp
+def load_converted(folder, shardings=None) -> tuple[dict, dict]:
+  """(model config dict, params) of a folder written by `talkjax convert memo`; with
+  `shardings`, read straight into their places on a mesh."""
+  from talkjax.convert import weight_folder
   folder = pathlib.Path(folder).expanduser().absolute()
   meta = _read_json(folder / "config.json")
   if meta.get("format") != FORMAT:
     raise TalkjaxError("not a folder written by `talkjax convert memo`", path=folder,
                        fix="convert the release first: talkjax convert memo --src DIR --out DIR")
-  checkpointer = ocp.StandardCheckpointer()
-  metadata = checkpointer.metadata(folder / "params")
-  tree = getattr(metadata, "item_metadata", None) or getattr(metadata, "tree", metadata)
-  target = jax.tree.map(lambda m: np.zeros(tuple(m.shape), m.dtype), dict(tree))
-  return meta["model"], checkpointer.restore(folder / "params", target)
+  return meta["model"], weight_folder.read_params(folder, shardings)

@@ -62,21 +62,14 @@ class SpeechFeatures:
       raise ConfigError(f"unknown model.audio.kind {self.kind!r}", fix="use 'logmel' or 'wav2vec2'")
 
   def init(self, rng) -> dict:
-    """Random weights (boxed), {} for log-mel."""
-    if self.kind == "logmel":
-      return {}
-    return self.model.init(rng, jnp.zeros((1, SAMPLE_RATE), jnp.float32))["params"]
+    """Random wav2vec2 weights (boxed); {} for log-mel."""
+    from talkjax.audio import wav2vec2
+    return {} if self.kind == "logmel" else wav2vec2.random_weights(self.model, rng)
 
   def load(self) -> dict:
-    """The converted wav2vec2's weights, {} for log-mel."""
-    if self.kind == "logmel":
-      return {}
-    if not self.folder:
-      raise ConfigError("model.audio.kind is 'wav2vec2' but model.audio.wav2vec2 is empty",
-                        fix="convert one with `talkjax convert wav2vec2` and set "
-                            "model.audio.wav2vec2=FOLDER")
-    from talkjax.audio.wav2vec2 import load_pretrained
-    return load_pretrained(self.folder)[1]
+    """The converted wav2vec2's weights that model.audio.wav2vec2 names; {} for log-mel."""
+    from talkjax.audio import wav2vec2
+    return {} if self.kind == "logmel" else wav2vec2.weights_of(self.folder)
 
   def _raw(self, samples, frames: int, params):
     """(B, N') -> (B, 2 * frames, F) at 50 Hz."""

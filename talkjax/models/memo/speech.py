@@ -73,21 +73,13 @@ class MemoSpeech:
 
   def init(self, rng) -> dict:
     """Random wav2vec2 weights (boxed); {} for log-mel."""
-    if self.kind == "logmel":
-      return {}
-    import jax.numpy as jnp
-    return self.model.init(rng, jnp.zeros((1, SAMPLE_RATE), jnp.float32))["params"]
+    from talkjax.audio import wav2vec2
+    return {} if self.kind == "logmel" else wav2vec2.random_weights(self.model, rng)
 
   def load(self) -> dict:
     """The converted wav2vec2's weights that model.audio.wav2vec2 names; {} for log-mel."""
-    if self.kind == "logmel":
-      return {}
-    if not self.folder:
-      raise ConfigError("model.audio.kind is 'wav2vec2' but model.audio.wav2vec2 names no "
-                        "folder", fix="convert wav2vec2-base-960h with `talkjax convert "
-                                      "wav2vec2` and set model.audio.wav2vec2=FOLDER")
-    from talkjax.audio.wav2vec2 import load_pretrained
-    return load_pretrained(self.folder)[1]
+    from talkjax.audio import wav2vec2
+    return {} if self.kind == "logmel" else wav2vec2.weights_of(self.folder)
 
   def per_frame(self, samples: np.ndarray, frames: int, wav2vec2=None) -> np.ndarray:
     """(N,) 16 kHz samples -> (frames, layers, channels) float32."""
