@@ -32,14 +32,14 @@ class Stream:
     from talkjax.pipelines.inputs import load_image
     self.sampler, self.hook, self.knobs = sampler, sampler.hook, knobs.compiled_part()
     loaded = load_image(image, sampler.resolution, "center")
-    image, self.notes = loaded.image, list(loaded.notes)
+    image, self.warnings = loaded.image, list(loaded.warnings)   # + the family's, below
     self.empty = np.zeros((0,) + image.shape, np.uint8)
     self.size = sampler.chunk_samples
     self.need = self.size + sampler.audio_lookahead   # a chunk's samples and those after it
     self.context_samples = int(self.hook.audio_context)
     self.runtime = {k: np.asarray([v], np.float32) for k, v in knobs.runtime_values().items()}
     self.seed = jax.random.PRNGKey(np.uint32(seed))
-    extras = {**self.hook.request_inputs(), **portrait_inputs(self.hook, image, self.notes),
+    extras = {**self.hook.request_inputs(), **portrait_inputs(self.hook, image, self.warnings),
               **(inputs or {})}
     batch = {"image": image[None], **{k: np.asarray(v)[None] for k, v in extras.items()}}
     start, self._chunk = programs(sampler)
