@@ -35,37 +35,25 @@ unexpected and mis-shaped tensor (per subfolder) or the config field talkjax can
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import pathlib
 
 import numpy as np
 
 from talkjax.convert.checkpoint_files import read_safetensors, read_torch_bin
-from talkjax.convert.diffusers_unet import config_from_diffusers, weight_files
+from talkjax.convert.diffusers_unet import weight_files
+from talkjax.convert.memo_release_config import (
+  DOWNLOAD,
+  check_projection_configs,
+  emotion_classifier_shapes,
+  model_config,
+  read_json,
+)
 from talkjax.convert.torch_names import Path, flatten, place, split_axes, to_flax, unflatten
 from talkjax.errors import TalkjaxError
 
 FORMAT = "talkjax.memo/1"
 NETWORKS = ("reference_net", "diffusion_net", "image_proj", "audio_proj")
 EMOTION_CLASSIFIER = "misc/audio_emotion_classifier"
-DOWNLOAD = ("download the whole model folder (huggingface-cli download memoavatar/memo "
-            "--local-dir memo) and pass it as --src")
-
-# UNet3DConditionModel fields beyond the 2D UNet's, and what talkjax runs
-_MEMORY_KWARGS = {"num_attention_heads", "num_transformer_block", "attention_block_types",
-                  "temporal_position_encoding", "temporal_position_encoding_max_len",
-                  "temporal_attention_dim_div", "zero_initialize"}
-
-
-def _read_json(path: pathlib.Path) -> dict:
-  try:
-    return json.loads(path.read_text())
-  except FileNotFoundError:
-    raise TalkjaxError("config.json is missing", path=path.parent, fix=DOWNLOAD) from None
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise TalkjaxError(f"not valid JSON ({e})", path=path, fix="re-download the file") from e
-
 
 def _tensors(folder: pathlib.Path) -> dict[str, np.ndarray]:
   files = weight_files(str(folder), None)
@@ -99,113 +87,6 @@ def release_folders(src) -> dict[str, pathlib.Path]:
   if (src / EMOTION_CLASSIFIER).is_dir():
     folders["emotion_classifier"] = src / EMOTION_CLASSIFIER
   return folders
-
-
-# ---- configs -------------------------------------------------------------------------
-
-def _unet_3d_to_2d(raw: dict, path) -> tuple[dict, dict]:
-  """The DiffusionNet's config.json -> (its spatial UNet as a 2D config, the memory and
-  audio settings); a setting talkjax's DiffusionNet does not run is refused by name."""
-  if raw.get("_class_name") not in (None, "UNet3DConditionModel"):
-    raise TalkjaxError(f"diffusion_net/config.json describes a {raw['_class_name']}, not the "
-                       "release's UNet3DConditionModel", path=path, fix=DOWNLOAD)
-  spatial = {k: v for k, v in raw.items() if k not in (
-      "motion_module_resolutions", "motion_module_kwargs", "unet_use_cross_frame_attention",
-      "unet_use_temporal_attention", "use_inflated_groupnorm", "audio_attention_dim",
-      "emo_drop_rate", "_class_name")}
-  spatial["_class_name"] = "UNet2DConditionModel"
-  for key in ("down_block_types", "up_block_types"):
-    if key in spatial:
-      spatial[key] = [t.replace("3D", "2D") for t in spatial[key]]
-  if spatial.get("mid_block_type"):
-    spatial["mid_block_type"] = spatial["mid_block_type"].replace("3D", "2D")
-  bad = []
-  if not raw.get("use_inflated_groupnorm", False):
-    bad.append("use_inflated_groupnorm=false (group norms over all frames; talkjax "
-               "normalises each frame)")
-  for key in ("unet_use_cross_frame_attention", "unet_use_temporal_attention"):
-    if raw.get(key):
-      bad.append(f"{key}={raw[key]!r}")
-  n = len(raw.get("block_out_channels", ()))
-  resolutions = tuple(raw.get("motion_module_resolutions", (1, 2, 4, 8)))
-  if not set(2 ** i for i in range(n)) <= set(resolutions):
-    bad.append(f"motion_module_resolutions={list(resolutions)} (talkjax puts a memory module "
-               "after every layer)")
-  mk = dict(raw.get("motion_module_kwargs") or {})
-  unknown = sorted(set(mk) - _MEMORY_KWARGS)
-  if unknown:
-    bad.append(f"motion_module_kwargs {unknown}")
-  types = list(mk.get("attention_block_types", ("Temporal_Self", "Temporal_Self")))
-  if any(t != "Temporal_Self" for t in types):
-    bad.append(f"attention_block_types={types} (only Temporal_Self)")
-  if mk.get("temporal_attention_dim_div", 1) != 1:
-    bad.append(f"temporal_attention_dim_div={mk['temporal_attention_dim_div']}")
-  if bad:
-    raise TalkjaxError("diffusion_net/config.json asks for what talkjax's DiffusionNet does "
-                       "not run: " + "; ".join(bad), path=path,
-                       fix="this importer reads the release's MEMO checkpoint as published")
-  # the release builds the memory modules' GroupNorm with 32 groups whatever the UNet uses
-  memory = dict(heads=int(mk.get("num_attention_heads", 8)),
-                blocks=int(mk.get("num_transformer_block", 2)), attentions=len(types),
-                position_max_len=(int(mk.get("temporal_position_encoding_max_len", 24))
-                                  if mk.get("temporal_position_encoding") else 0),
-                decay=0.9, groups=32)
-  extra = dict(memory=memory, audio_dim=int(raw.get("audio_attention_dim", 768)),
-               emotion_dropout=float(raw.get("emo_drop_rate", 0.3)))
-  return spatial, extra
-
-
-def model_config(configs: dict[str, dict], tensors: dict[str, dict], folders) -> dict:
-  """talkjax's `config.model` fields (what builders.memo_config reads) from the release's
-  config.json files (shapes the configs do not state come from the tensors)."""
-  ref_path = folders["reference_net"] / "config.json"
-  diff_path = folders["diffusion_net"] / "config.json"
-  ref_unet = config_from_diffusers(configs["reference_net"], path=ref_path)
-  spatial, extra = _unet_3d_to_2d(configs["diffusion_net"], diff_path)
-  diff_unet = config_from_diffusers(spatial, path=diff_path)
-  if _shape_fields(ref_unet) != _shape_fields(diff_unet):
-    diff = [k for k, v in _shape_fields(ref_unet).items() if _shape_fields(diff_unet)[k] != v]
-    raise TalkjaxError(f"reference_net and diffusion_net differ in {', '.join(diff)}",
-                       path=folders["src"], fix="talkjax runs both on one UNet layout: "
-                                                "pass the release's folders unchanged")
-  image, audio = configs["image_proj"], configs["audio_proj"]
-  table = next((v for k, v in tensors["diffusion_net"].items()
-                if k.endswith("norm1.class_embedder.embedding_table.weight")), None)
-  if table is None:
-    raise TalkjaxError("diffusion_net has no audio modules (no EmoAdaLN class table)",
-                       path=folders["diffusion_net"], fix=DOWNLOAD)
-  unet = {k: list(v) if isinstance(v, tuple) else v for k, v in _shape_fields(ref_unet).items()}
-  return {
-      "unet": unet,
-      "memory": extra["memory"],
-      "audio": dict(kind="wav2vec2", wav2vec2="", dim=extra["audio_dim"],
-                    tokens=int(audio.get("context_tokens", 32)),
-                    window=int(audio.get("seq_len", 5)), layers=int(audio.get("blocks", 12)),
-                    channels=int(audio.get("channels", 768)),
-                    hidden=int(audio.get("intermediate_dim", 512))),
-      "identity": dict(encoder="given", dim=int(image.get("clip_embeddings_dim", 512)),
-                       tokens=int(image.get("clip_extra_context_tokens", 4))),
-      "emotion": dict(classes=int(table.shape[0]) - 1, dropout=extra["emotion_dropout"],
-                      classifier=""),
-      "modules": ["reference", "audio", "memory"],
-  }
-
-
-def _shape_fields(unet) -> dict:
-  return {k: v for k, v in dataclasses.asdict(unet).items() if k != "sample_size"}
-
-
-def check_projection_configs(configs: dict, model: dict, folders) -> None:
-  """image_proj's token width must be the UNet's context width, audio_proj's the audio
-  modules' (the shapes the DiffusionNet's attentions take)."""
-  context = model["unet"]["cross_attention_dim"]
-  context = context[0] if isinstance(context, list) else context
-  for name, key, want in (("image_proj", "cross_attention_dim", context),
-                          ("audio_proj", "output_dim", model["audio"]["dim"])):
-    got = configs[name].get(key, 768)
-    if got != want:
-      raise TalkjaxError(f"{name}/config.json has {key}={got}, the DiffusionNet takes {want}",
-                         path=folders[name] / "config.json", fix=DOWNLOAD)
 
 
 # ---- tensors -------------------------------------------------------------------------
@@ -269,11 +150,9 @@ def convert_release(src) -> tuple[dict, dict, list[str]]:
   from talkjax.models.memo.model import Memo
 
   folders = release_folders(src)
-  folders_src = pathlib.Path(src).expanduser()
-  configs = {n: _read_json(folders[n] / "config.json") for n in NETWORKS}
+  configs = {n: read_json(f / "config.json") for n, f in folders.items()}
   tensors = {n: _tensors(f) for n, f in folders.items()}
-  folders = dict(folders, src=folders_src)
-  model = model_config(configs, tensors, folders)
+  model = model_config(configs, tensors, folders, pathlib.Path(src).expanduser())
   check_projection_configs(configs, model, folders)
 
   cfg = ml_collections.ConfigDict(dict(model, clip={"frames": 2, "past": 1}))
@@ -309,31 +188,18 @@ def convert_release(src) -> tuple[dict, dict, list[str]]:
     report += [f"{name}: {line}" for line in mapped + lines]
   if "emotion_classifier" in tensors:
     tree, mapped = emotion_classifier_params(tensors["emotion_classifier"],
+                                             configs["emotion_classifier"],
                                              folders["emotion_classifier"])
     params["emotion_classifier"] = tree
     report += [f"emotion_classifier: {line}" for line in mapped]
-  model["release"] = {n: configs[n] for n in NETWORKS}
+  model["release"] = configs
   return model, params, report
 
 
-def emotion_classifier_params(tensors: dict, path) -> tuple[dict, list[str]]:
-  """The release's AudioEmotionClassifierModel (`layers.fc1` ... `layers.fcN`, Linear
-  layers with ReLU between, on 1024-d emotion2vec features) -> {fc_i: {kernel, bias}}."""
-  layers = sorted({k.split(".")[1] for k in tensors if k.startswith("layers.")},
-                  key=lambda s: int(s[2:]) if s[2:].isdigit() else -1)
-  single = {"layers.weight", "layers.bias"} <= set(tensors)
-  expected = {}
-  if single:
-    expected = {("layers", "kernel"): tensors["layers.weight"].shape[::-1],
-                ("layers", "bias"): tensors["layers.bias"].shape}
-  else:
-    for name in layers:
-      w = tensors.get(f"layers.{name}.weight")
-      if w is None or not name.startswith("fc"):
-        continue
-      expected[("layers", name, "kernel")] = tuple(w.shape[::-1])
-      expected[("layers", name, "bias")] = (w.shape[0],)
-  return place(tensors, expected, what="MEMO audio emotion classifier", path=path,
+def emotion_classifier_params(tensors: dict, config: dict, path) -> tuple[dict, list[str]]:
+  """The release's audio emotion classifier -> {layers: {fc_i: {kernel, bias}}}."""
+  return place(tensors, emotion_classifier_shapes(config, path),
+               what="MEMO audio emotion classifier", path=path,
                fix="pass the release's misc/audio_emotion_classifier unchanged")
 
 
@@ -381,7 +247,7 @@ def load_converted(folder, shardings=None) -> tuple[dict, dict]:
   `shardings`, read straight into their places on a mesh."""
   from talkjax.convert import weight_folder
   folder = pathlib.Path(folder).expanduser().absolute()
-  meta = _read_json(folder / "config.json")
+  meta = read_json(folder / "config.json")
   if meta.get("format") != FORMAT:
     raise TalkjaxError("not a folder written by `talkjax convert memo`", path=folder,
                        fix="convert the release first: talkjax convert memo --src DIR --out DIR")
