@@ -21,6 +21,12 @@ the clip, the zeros padded before and after the audio left out (a streaming-frie
 reading of MEMO's 3 s / 1 s windows, which need the whole audio first: deviation,
 labelled). Without a classifier, the null label (the model is trained with 30 % null
 labels per module).
+Identity: the learned encoder of the portrait (tiny configs), or, with
+model.identity.encoder = "given" (the release), the portrait's face embedding from the
+recogniser model.identity.recognizer names, computed once per request on the host
+(`portrait_inputs`, talkjax/models/memo/identity.py).
+Speech: log-mel (tiny configs) or the converted wav2vec2 (params["speech"]), per clip
+(talkjax/models/memo/speech.py).
 Deviation, labelled: the generation layer runs at 25 fps (the release's inference
 config says 30).
 """
