@@ -48,7 +48,15 @@ from talkjax.convert.memo_release_config import (
   model_config,
   read_json,
 )
-from talkjax.convert.torch_names import Path, flatten, place, split_axes, to_flax, unflatten
+from talkjax.convert.torch_names import (
+  Path,
+  flatten,
+  module_path,
+  place,
+  split_axes,
+  to_flax,
+  unflatten,
+)
 from talkjax.errors import TalkjaxError
 
 FORMAT = "talkjax.memo/1"
@@ -172,9 +180,9 @@ def convert_release(src) -> tuple[dict, dict, list[str]]:
       given, lines = _drop_positions(given, c.memory.position_max_len, folders[name])
     zeros = {}
     if name == "reference_net":
-      present = {_converter(expected)(k, v)[0] for k, v in given.items()}
+      present = {module_path(k)[:-1] for k in given}     # modules, by name: no tensor copied
       zeros = {k: s for k, s in expected.items()
-               if k not in present and reference_unused(k, c.unet)}
+               if k[:-1] not in present and reference_unused(k, c.unet)}
       expected = {k: s for k, s in expected.items() if k not in zeros}
     tree, mapped = place(given, expected, what=f"MEMO {name}", path=folders[name],
                          convert=_converter(expected),
