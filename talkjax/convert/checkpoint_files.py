@@ -89,7 +89,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
     return self._storages[key]
 
 
-def read_torch_bin(path: os.PathLike | str) -> dict[str, np.ndarray]:
+def read_torch_object(path: os.PathLike | str):
+  """What a zip-format torch file holds (dicts, lists, numbers, strings), its tensors as
+  numpy arrays; any other pickled object is refused."""
   path = os.fspath(path)
   if not zipfile.is_zipfile(path):
     raise TalkjaxError("not a zip-format PyTorch checkpoint (legacy torch<1.6 files are not read)",
@@ -105,9 +107,13 @@ def read_torch_bin(path: os.PathLike | str) -> dict[str, np.ndarray]:
       raise TalkjaxError("big-endian checkpoints are not supported", path=path,
                          fix="re-save the checkpoint on a little-endian machine")
     with archive.open(pkls[0]) as f:
-      state = _RestrictedUnpickler(f, archive, root, path).load()
+      return _RestrictedUnpickler(f, archive, root, path).load()
+
+
+def read_torch_bin(path: os.PathLike | str) -> dict[str, np.ndarray]:
+  state = read_torch_object(path)
   if not isinstance(state, dict):
-    raise TalkjaxError("the checkpoint is not a state dict", path=path,
+    raise TalkjaxError("the checkpoint is not a state dict", path=os.fspath(path),
                        fix="save `model.state_dict()`, not the model object")
   return {k: np.asarray(v) for k, v in state.items()}
 
