@@ -13,6 +13,8 @@ memo: reads the authors' released MEMO model folder (reference_net/, diffusion_n
 image_proj/, audio_proj/ and, when present, misc/audio_emotion_classifier/) and writes one
 talkjax MEMO weight folder (Orbax parameters + talkjax model config + a report of every
 tensor mapped); see talkjax/convert/memo_release.py and experiments/memo/released_weights.md.
+With --vae, --wav2vec2 and --emotion2vec it also converts what the release samples with
+(sd-vae-ft-mse, wav2vec2-base-960h, FunASR's emotion2vec_plus_large) into the same folder.
 
 bundle: packs a trained generator (its last stage's training folder and every stage that
 folder's config names, e.g. IF-MDM's stage 1; EMA weights when present) into one file that
@@ -26,7 +28,8 @@ examples:
   talkjax convert diffusers --src ~/models/sd-vae-ft-mse --out weights/sd-vae-ft-mse
   talkjax convert diffusers --src ~/models/stable-diffusion-v1-5 --out weights/sd15  # vae/ + unet/
   talkjax convert memo --src ~/models/memo --vae ~/models/sd-vae-ft-mse \
-      --wav2vec2 ~/models/wav2vec2-base-960h --out weights/memo  # the released MEMO weights
+      --wav2vec2 ~/models/wav2vec2-base-960h --emotion2vec ~/models/emotion2vec_plus_large \
+      --out weights/memo  # the released MEMO weights
   talkjax convert bundle --src runs/ifmdm_tiny_stage2 --out ifmdm_tiny.msgpack
 """
 
@@ -48,6 +51,10 @@ def add_arguments(parser):
   parser.add_argument("--wav2vec2", default=None,
                       help="memo: also convert this Hugging Face wav2vec2 folder (facebook/"
                            "wav2vec2-base-960h) into OUT/wav2vec2")
+  parser.add_argument("--emotion2vec", default=None,
+                      help="memo: also convert this FunASR emotion2vec folder (config.yaml + "
+                           "model.pt of emotion2vec_plus_large) into OUT/emotion2vec, so "
+                           "sampling reads each clip's emotion from the audio")
   parser.add_argument("--out", required=True,
                       help="wav2vec2, diffusers, memo: output folder (created if missing); bundle: "
                            "the model file")
@@ -61,7 +68,8 @@ def run(args):
     return 0
   if args.what == "memo":
     from talkjax.convert.memo_release import convert_folder
-    folder, report = convert_folder(args.src, args.out, vae=args.vae, wav2vec2=args.wav2vec2)
+    folder, report = convert_folder(args.src, args.out, vae=args.vae, wav2vec2=args.wav2vec2,
+                                    emotion2vec=args.emotion2vec)
     zeros = sum("-> zeros" in line for line in report)
     print(f"wrote {folder}: MEMO, {len(report) - zeros} release tensors mapped, none missing or "
           f"unexpected ({zeros} unused ReferenceNet parameters set to zero; list: "
@@ -72,6 +80,9 @@ def run(args):
             "experiments/memo/released_weights.md")
     else:
       print(f"sample it: talkjax sample --checkpoint {folder} --image PORTRAIT --audio SPEECH")
+    if not (folder / "emotion2vec").exists():
+      print("without --emotion2vec, videos take --emotion NAME (or the null emotion); the "
+            "release reads it from the audio with emotion2vec_plus_large")
     return 0
   if args.what == "bundle":
     from talkjax import bundle

@@ -164,12 +164,16 @@ def convert_folder(src, out) -> tuple[pathlib.Path, Emotion2vecConfig, list[str]
   return folder, config, report
 
 
-def load_converted(folder) -> tuple[Emotion2vecConfig, dict]:
-  from talkjax.convert import weight_folder
+def read_config(folder) -> Emotion2vecConfig:
   from talkjax.convert.memo_release_config import read_json
   folder = pathlib.Path(folder).expanduser().absolute()
   meta = read_json(folder / "config.json")
   if meta.get("format") != FORMAT:
     raise TalkjaxError("not a folder written by converting emotion2vec", path=folder,
                        fix="convert again: talkjax convert memo ... --emotion2vec DIR")
-  return Emotion2vecConfig.from_dict(meta["config"]), weight_folder.read_params(folder)
+  return Emotion2vecConfig.from_dict(meta["config"])
+
+
+def load_converted(folder) -> tuple[Emotion2vecConfig, dict]:
+  from talkjax.convert import weight_folder
+  return read_config(folder), weight_folder.read_params(folder)

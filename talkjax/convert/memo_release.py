@@ -43,6 +43,7 @@ from talkjax.convert.checkpoint_files import read_safetensors, read_torch_bin
 from talkjax.convert.diffusers_unet import weight_files
 from talkjax.convert.memo_release_config import (
   DOWNLOAD,
+  EMOTION_FEATURES,
   check_projection_configs,
   emotion_classifier_shapes,
   model_config,
@@ -220,18 +221,35 @@ def write(out, model: dict, params: dict, report: list[str]) -> pathlib.Path:
 RECOGNIZER = "misc/face_analysis/models/glintr100.onnx"
 
 
-def convert_folder(src, out, *, vae=None, wav2vec2=None) -> tuple[pathlib.Path, list[str]]:
+def convert_folder(src, out, *, vae=None, wav2vec2=None, emotion2vec=None
+                   ) -> tuple[pathlib.Path, list[str]]:
   """Converts the release (checked first, then written); with `vae` (the diffusers folder
-  of sd-vae-ft-mse) and `wav2vec2` (the Hugging Face folder of wav2vec2-base-960h) also
-  those into out/vae and out/wav2vec2, and copies the release's face recogniser into
+  of sd-vae-ft-mse), `wav2vec2` (the Hugging Face folder of wav2vec2-base-960h) and
+  `emotion2vec` (FunASR's folder of emotion2vec_plus_large) also those into out/vae,
+  out/wav2vec2 and out/emotion2vec, and copies the release's face recogniser into
   out/face/: what `talkjax sample --checkpoint OUT` needs."""
   import shutil
 
-  from talkjax.convert import diffusers, wav2vec2 as w2v
+  from talkjax.convert import diffusers, emotion2vec as e2v, wav2vec2 as w2v
   if wav2vec2 is not None and not (pathlib.Path(wav2vec2).expanduser() / "config.json").is_file():
     raise TalkjaxError("--wav2vec2 holds no config.json", path=wav2vec2,
                        fix="pass the Hugging Face folder of facebook/wav2vec2-base-960h")
   model, params, report = convert_release(src)
+  emotion = None
+  if emotion2vec is not None:
+    emotion2vec = pathlib.Path(emotion2vec).expanduser()
+    if "emotion_classifier" not in params:
+      raise TalkjaxError(f"--emotion2vec needs the release's {EMOTION_CLASSIFIER}/ (the "
+                         "classifier on its features), which this release folder lacks",
+                         path=src, fix=DOWNLOAD)
+    e2v_config = e2v.read_model_conf(emotion2vec)[1]
+    emotion = e2v.convert_tensors(e2v.read_state_dict(emotion2vec / "model.pt"), e2v_config,
+                                  emotion2vec / "model.pt")
+    if e2v_config.embed_dim != EMOTION_FEATURES:
+      raise TalkjaxError(f"this emotion2vec is {e2v_config.embed_dim} wide; the release's "
+                         f"classifier reads {EMOTION_FEATURES}-d features "
+                         "(emotion2vec_plus_large)", path=emotion2vec,
+                         fix="pass the folder of emotion2vec_plus_large")
   vae_loaded = None
   if vae is not None:
     vae_loaded = diffusers.load_diffusers(vae)
@@ -243,6 +261,10 @@ def convert_folder(src, out, *, vae=None, wav2vec2=None) -> tuple[pathlib.Path, 
     diffusers.write_converted(folder / "vae", *vae_loaded)
   if wav2vec2 is not None:
     w2v.convert_folder(wav2vec2, folder / "wav2vec2")
+  if emotion is not None:
+    from talkjax.convert import weight_folder
+    weight_folder.write(folder / "emotion2vec", {"format": e2v.FORMAT,
+                                                 "config": e2v_config.to_dict()}, *emotion)
   face = pathlib.Path(src).expanduser() / RECOGNIZER
   if face.is_file():
     (folder / "face").mkdir(exist_ok=True)

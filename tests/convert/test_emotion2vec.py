@@ -8,8 +8,7 @@ other branches the architecture allows (pre-LN, GroupNorm conv stack, per-layer 
 scale, a pre-LN positional encoder with an even kernel, ALiBi on only some heads).
 """
 
-import textwrap
-
+import emotion2vec_layout as layout
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,111 +18,6 @@ import torch
 from talkjax.audio.emotion2vec import Emotion2vec, frame_count, layer_norm_audio, pooled
 from talkjax.convert import emotion2vec as e2v
 from talkjax.errors import TalkjaxError
-
-EMOTION2VEC_LAYOUT = dict(layer_norm_first="false", extractor_mode="layer_norm",
-                          conv_pos_pre_ln="false", conv_pos_width=15, conv_pos_depth=3,
-                          per_layer="false", alibi_heads=4, extra_tokens=3,
-                          decoder=textwrap.indent(textwrap.dedent("""\
-                              decoder:
-                                decoder_dim: 16
-                                decoder_groups: 4
-                                decoder_kernel: 3
-                                decoder_layers: 2
-                                input_dropout: 0.1
-                                add_positions_masked: false
-                                add_positions_all: false
-                                decoder_residual: true
-                                projection_layers: 1
-                                projection_ratio: 2.0"""), "      "))
-OTHER_LAYOUT = dict(layer_norm_first="true", extractor_mode="default", conv_pos_pre_ln="true",
-                    conv_pos_width=8, conv_pos_depth=2, per_layer="true", alibi_heads=2,
-                    extra_tokens=0, decoder="      decoder: null")
-
-
-def _config_yaml(layout):
-  # FunASR's config.yaml keys (emotion2vec_base's file, at tiny widths)
-  return textwrap.dedent("""\
-      model: Emotion2vec
-      model_conf:
-        loss_beta: 0.0
-        loss_scale: null
-        depth: 2
-        start_drop_path_rate: 0.0
-        end_drop_path_rate: 0.0
-        num_heads: 4
-        norm_eps: 1e-05
-        norm_affine: true
-        encoder_dropout: 0.1
-        post_mlp_drop: 0.1
-        attention_dropout: 0.1
-        activation_dropout: 0.0
-        dropout_input: 0.0
-        layerdrop: 0.05
-        embed_dim: 32
-        mlp_ratio: 4.0
-        layer_norm_first: {layer_norm_first}
-        average_top_k_layers: 2
-        end_of_block_targets: false
-        clone_batch: 8
-        normalize: true
-        modalities:
-          audio:
-            type: AUDIO
-            prenet_depth: 2
-            prenet_layerdrop: 0.05
-            prenet_dropout: 0.1
-            start_drop_path_rate: 0.0
-            end_drop_path_rate: 0.0
-            num_extra_tokens: {extra_tokens}
-            init_extra_token_zero: true
-            use_alibi_encoder: true
-            alibi_scale: 1.0
-            learned_alibi: false
-            alibi_max_pos: null
-            learned_alibi_scale: true
-            learned_alibi_scale_per_head: true
-            learned_alibi_scale_per_layer: {per_layer}
-            num_alibi_heads: {alibi_heads}
-            model_depth: 2
-            local_grad_mult: 1.0
-            extractor_mode: {extractor_mode}
-            feature_encoder_spec: '[(16, 10, 5)] + [(16, 3, 2)] * 2 + [(16,2,2)]'
-            conv_pos_width: {conv_pos_width}
-            conv_pos_groups: 4
-            conv_pos_depth: {conv_pos_depth}
-            conv_pos_pre_ln: {conv_pos_pre_ln}
-      {decoder}
-      """).format(**layout)
-
-
-def _reference(config_text, seed=0):
-  from funasr.models.emotion2vec.model import Emotion2vec as Reference
-  from omegaconf import OmegaConf
-  torch.manual_seed(seed)
-  # read as FunASR reads config.yaml (OmegaConf: `1e-05` is a float, not a string)
-  conf = OmegaConf.to_container(OmegaConf.create(config_text))["model_conf"]
-  model = Reference(model_conf=conf, vocab_size=9).eval()
-  with torch.no_grad():   # every weight random, so each mapping is exercised
-    for name, p in model.named_parameters():
-      if "alibi_scale" in name:
-        p.copy_(0.5 + torch.rand_like(p))
-      elif name.endswith("bias") or "norm" in name or "extra_tokens" in name:
-        p.add_(0.1 * torch.randn_like(p))
-  return model
-
-
-def _write_folder(folder, layout, *, wrap=True, seed=0):
-  text = _config_yaml(layout)
-  model = _reference(text, seed)
-  folder.mkdir(parents=True)
-  (folder / "config.yaml").write_text(text)
-  state = model.state_dict()
-  torch.save({"model": state} if wrap else state, folder / "model.pt")
-  (folder / "tokens.txt").write_text("\n".join(["angry", "disgusted", "fearful", "happy",
-                                                "neutral", "other", "sad", "surprised",
-                                                "<unk>"]) + "\n")
-  return model
-
 
 def _audio(batch, samples, seed=1):
   rng = np.random.default_rng(seed)
@@ -136,10 +30,10 @@ def _rel(a, b):
   return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-@pytest.mark.parametrize("layout", [EMOTION2VEC_LAYOUT, OTHER_LAYOUT],
+@pytest.mark.parametrize("variant", [layout.EMOTION2VEC, layout.OTHER],
                          ids=["emotion2vec", "other-branches"])
-def test_features_match_funasr(tmp_path, layout):
-  reference = _write_folder(tmp_path / "e2v", layout)
+def test_features_match_funasr(tmp_path, variant):
+  reference = layout.write_folder(tmp_path / "e2v", variant)
   folder, config, report = e2v.convert_folder(tmp_path / "e2v", tmp_path / "out")
   loaded_config, params = e2v.load_converted(folder)
   assert loaded_config == config
@@ -156,7 +50,7 @@ def test_features_match_funasr(tmp_path, layout):
   assert _rel(np.asarray(pooled(got, frames)), want.mean(1)) < 1e-4
   dropped = [line for line in report if "dropped" in line]
   assert any(line.startswith("proj.weight") for line in dropped)
-  if layout is EMOTION2VEC_LAYOUT:
+  if variant is layout.EMOTION2VEC:
     assert any(".decoder." in line for line in dropped)
   mapped = len(report) - len(dropped)
   assert mapped == len(jax.tree.leaves(params))
@@ -165,7 +59,7 @@ def test_features_match_funasr(tmp_path, layout):
 def test_padding_mask_matches_funasr(tmp_path):
   """Audio followed by zeros: with the mask, the heard frames equal FunASR's with its
   padding mask (keys of padded frames left out of attention)."""
-  reference = _write_folder(tmp_path / "e2v", EMOTION2VEC_LAYOUT, wrap=False)
+  reference = layout.write_folder(tmp_path / "e2v", layout.EMOTION2VEC, wrap=False)
   folder, config, _ = e2v.convert_folder(tmp_path / "e2v", tmp_path / "out")
   params = e2v.load_converted(folder)[1]
   heard = 5200
@@ -184,7 +78,7 @@ def test_padding_mask_matches_funasr(tmp_path):
 
 
 def test_bad_folders_are_named(tmp_path):
-  _write_folder(tmp_path / "e2v", EMOTION2VEC_LAYOUT)
+  layout.write_folder(tmp_path / "e2v", layout.EMOTION2VEC)
   with pytest.raises(TalkjaxError, match="no config.yaml"):
     e2v.convert_folder(tmp_path, tmp_path / "out")
   # a tensor of the wrong shape, and one missing: one error names both
@@ -201,7 +95,7 @@ def test_bad_folders_are_named(tmp_path):
   with pytest.raises(TalkjaxError, match="zip-format"):
     e2v.convert_folder(tmp_path / "e2v", tmp_path / "out")
   # a config of another model, and a conv stack written as code
-  text = _config_yaml(EMOTION2VEC_LAYOUT)
+  text = layout.config_yaml(layout.EMOTION2VEC)
   (tmp_path / "e2v" / "config.yaml").write_text(text.replace("model: Emotion2vec",
                                                              "model: Paraformer"))
   with pytest.raises(TalkjaxError, match="'Paraformer' model, not Emotion2vec"):

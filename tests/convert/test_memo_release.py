@@ -484,3 +484,57 @@ def test_the_converted_release_samples_a_video_with_the_sample_command(release, 
   cli = np.stack([np.asarray(Image.open(f)) for f in frames])
   diff = np.abs(result.frames.astype(int) - cli.astype(int))
   assert result.frames.shape == cli.shape and diff.mean() < 2.0, (diff.max(), diff.mean())
+
+
+def test_the_converted_release_reads_emotion_from_the_audio_as_the_release_does(
+    release, sampling_parts, tmp_path, capsys):
+  """With --emotion2vec, a window's label comes from FunASR's emotion2vec and the release's
+  classifier (logits equal the PyTorch pair's, layer-normed window, mean feature), and a
+  video sampled without --emotion is the one sampled with the label read from its audio."""
+  import emotion2vec_layout
+  from PIL import Image
+
+  from talkjax.models import load_generator
+  from talkjax.models.memo.release_emotion import ReleaseEmotionReader
+  from talkjax.pipelines.pipeline import Pipeline
+  from talkjax.pipelines.sampler import Sampler
+  # 1024 wide (the classifier's input), one block, so the file stays small
+  reference = emotion2vec_layout.write_folder(
+      tmp_path / "emotion2vec", emotion2vec_layout.EMOTION2VEC, embed_dim=1024, num_heads=16,
+      depth=1, prenet_depth=0, mlp_ratio=1.0)
+  out = tmp_path / "memo"
+  assert main(["convert", "memo", "--src", str(release[0]), "--out", str(out),
+               "--vae", str(sampling_parts / "vae"), "--wav2vec2",
+               str(sampling_parts / "wav2vec2"), "--emotion2vec",
+               str(tmp_path / "emotion2vec")]) == 0
+  assert "without --emotion2vec" not in capsys.readouterr().out
+  hook, params = load_generator(out)
+  assert isinstance(hook.emotion_reader, ReleaseEmotionReader)
+  rng = np.random.default_rng(3)
+  window = (0.3 * rng.standard_normal((2, hook.emotion_reader.window))).astype(np.float32)
+  got = np.asarray(hook.emotion_reader.logits(params["emotion"], jnp.asarray(window)))
+  sd = {k: torch.from_numpy(v) for k, v in
+        release[1]["misc/audio_emotion_classifier"].items()}
+  with torch.no_grad():
+    x = torch.from_numpy(window)
+    feats = torch.stack([reference.extract_features(
+        torch.nn.functional.layer_norm(row, row.shape)[None])["x"][0].mean(0) for row in x])
+    hidden = torch.relu(feats @ sd["layers.fc1.weight"].T + sd["layers.fc1.bias"])
+    want = (hidden @ sd["layers.fc2.weight"].T + sd["layers.fc2.bias"]).numpy()
+  assert _rel(got, want) < 1e-4
+  # without --emotion the video takes the label read from its audio (one clip: 0.64 s)
+  image = tmp_path / "portrait.png"
+  Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(image)
+  speech = (0.3 * rng.standard_normal(10240)).astype(np.float32)
+  sampler = Sampler(hook, params)
+  read = Pipeline(sampler)(str(image), speech, seed=0, steps=2)
+  padded = np.zeros((1, hook.emotion_reader.window), np.float32)
+  start = (hook.emotion_reader.window - speech.size) // 2
+  padded[0, start:start + speech.size] = speech
+  label = int(hook.emotion_reader(params["emotion"], jnp.asarray(padded))[0])
+  from talkjax.audio.emotion import EMOTIONS
+  given = Pipeline(sampler)(str(image), speech, emotion=EMOTIONS[label], seed=0, steps=2)
+  other = Pipeline(sampler)(str(image), speech, emotion=EMOTIONS[(label + 1) % 9], seed=0,
+                            steps=2)
+  assert np.array_equal(read.frames, given.frames)
+  assert not np.array_equal(read.frames, other.frames)

@@ -81,11 +81,12 @@ class MemoGeneration:
   # label read from a model file is the one read from the training folder
   full_precision = (r"^emotion/",)
 
-  def __init__(self, config, emotion_config=None, w2v_config=None):
+  def __init__(self, config, emotion_config=None, w2v_config=None, emotion_reader=None):
     """`emotion_config`: the classifier's config when it comes with the model (a model
     file's `linked["emotion"]`); otherwise read from the folder `model.emotion.classifier`
     names. Its parameters travel with the model's, as params["emotion"]. `w2v_config`
-    likewise for the wav2vec2 speech encoder (params["speech"])."""
+    likewise for the wav2vec2 speech encoder (params["speech"]). `emotion_reader`: another
+    reader of the same interface (the release's emotion2vec + classifier), used instead."""
     self.config = config
     self.linked = {}
     self.task = MemoTask(config)
@@ -107,8 +108,8 @@ class MemoGeneration:
     self.classifier = m.get("emotion", {}).get("classifier") or ""
     if emotion_config is None and self.classifier:
       emotion_config = stages.checkpoint_config(self._classifier_folder())[0]
-    self.emotion_reader = None
-    if emotion_config is not None:
+    self.emotion_reader = emotion_reader
+    if emotion_reader is None and emotion_config is not None:
       self.emotion_reader = EmotionReader(emotion_config, path=self.classifier or None)
       self.linked["emotion"] = emotion_config
     reach = 0
@@ -166,7 +167,8 @@ class MemoGeneration:
   def from_converted(cls, folder):
     """(hook, params) of the release's weights converted by `talkjax convert memo`."""
     from talkjax.models.memo import release
-    return cls(release.sampling_config(folder)), release.load(folder)
+    return (cls(release.sampling_config(folder), emotion_reader=release.emotion_reader(folder)),
+            release.load(folder))
 
   def _with_speech(self, params):
     """params with the converted wav2vec2's weights as params["speech"] (wav2vec2 only)."""

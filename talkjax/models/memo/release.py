@@ -8,8 +8,10 @@ and what the release samples with beside them, converted by the same command:
 inference settings (512 px as the UNet's sample_size x the VAE's factor, 16-frame clips
 after 16 past frames, 20 Euler steps, guidance 3.5) at the generation layer's 25 fps
 (deviation, labelled in generate.py: the release runs at 30).
-Emotion: the release reads it with emotion2vec_plus_large + its classifier; talkjax does
-not run emotion2vec yet, so a video takes the request's `--emotion`, or the null label.
+Emotion: the request's `--emotion`; otherwise, with `emotion2vec/` (FunASR's
+emotion2vec_plus_large, `--emotion2vec`), read from the audio as the release does, by
+emotion2vec and the release's classifier (talkjax/models/memo/release_emotion.py); a folder
+without it samples the null label.
 """
 
 from __future__ import annotations
@@ -84,13 +86,32 @@ def sampling_config(folder) -> ml_collections.ConfigDict:
   return c
 
 
+def emotion_reader(folder):
+  """The release's audio emotion reader when the folder has emotion2vec/, else None."""
+  from talkjax.convert.emotion2vec import read_config
+  from talkjax.models.memo.release_emotion import ReleaseEmotionReader
+  folder = pathlib.Path(folder).expanduser().absolute()
+  if not (folder / "emotion2vec").is_dir():
+    return None
+  meta = json.loads((folder / "config.json").read_text())
+  classifier = meta["model"]["release"].get("emotion_classifier", {})
+  return ReleaseEmotionReader(read_config(folder / "emotion2vec"),
+                              int(classifier.get("num_classifier_layers", 5)),
+                              int(classifier.get("num_classifier_channels", 2048)))
+
+
 def load(folder) -> dict:
-  """The parameters generation reads: {"memo", "vae", "speech"}."""
+  """The parameters generation reads: {"memo", "vae", "speech"[, "emotion"]}."""
   from talkjax.audio.wav2vec2 import load_pretrained
+  from talkjax.convert import emotion2vec
   from talkjax.convert.diffusers import load_converted
   from talkjax.convert.memo_release import load_converted as load_memo
   folder = pathlib.Path(folder).expanduser().absolute()
   _, params = load_memo(folder)
-  params.pop("emotion_classifier", None)    # runs on emotion2vec features (not yet here)
-  return {"memo": params, "vae": load_converted(folder / "vae")[2],
-          "speech": load_pretrained(folder / "wav2vec2")[1]}
+  classifier = params.pop("emotion_classifier", None)
+  out = {"memo": params, "vae": load_converted(folder / "vae")[2],
+         "speech": load_pretrained(folder / "wav2vec2")[1]}
+  if (folder / "emotion2vec").is_dir():
+    out["emotion"] = {"encoder": emotion2vec.load_converted(folder / "emotion2vec")[1],
+                      "classifier": classifier}
+  return out
