@@ -58,11 +58,31 @@ def add_arguments(parser):
   parser.add_argument("--view-size", type=int, default=0,
                       help="resize written frames to this many pixels, 16..2048 (default 0: "
                            "the model's size)")
+  parser.add_argument("--separate-vocals", nargs="?", const="", default=None, metavar="MODEL",
+                      help="isolate the voice first with an MDX-Net ONNX model (MEMO's release: "
+                           "Kim_Vocal_2.onnx; needs onnxruntime); without MODEL, the one "
+                           "`talkjax convert memo` copied into the checkpoint's separator/")
   parser.add_argument("--mesh", nargs="+", default=[], metavar="AXIS=SIZE",
                       help="device mesh sizes (data, fsdp, tensor; one may be -1 = the rest) "
                            "over this host's devices; default: the config's mesh. Parameters "
                            "are laid out by the config's axis rules, batches split over data "
                            "x fsdp")
+
+
+def _separator(args):
+  """The VocalSeparator --separate-vocals names (None without the flag)."""
+  if args.separate_vocals is None:
+    return None
+  from talkjax.audio.separate import VocalSeparator
+  path = args.separate_vocals
+  if not path:
+    found = sorted(pathlib.Path(args.checkpoint).expanduser().glob("separator/*.onnx"))
+    if not found:
+      raise TalkjaxError("--separate-vocals without a MODEL takes the checkpoint's "
+                         "separator/*.onnx, and there is none", path=args.checkpoint,
+                         fix="give the model: --separate-vocals Kim_Vocal_2.onnx")
+    path = found[0]
+  return VocalSeparator(path)
 
 
 def parse_options(items) -> dict:
@@ -139,7 +159,7 @@ def run(args):
       r.knobs = {**options, **r.knobs}
   requests, targets = _targets(requests, out, single=not args.manifest)
   pipe = Pipeline.load(args.checkpoint, crop=args.crop, batch_size=args.batch_size,
-                       mesh=args.mesh)
+                       mesh=args.mesh, separator=_separator(args))
 
   def sink(result):
     target = targets[id(result.request)]

@@ -219,6 +219,7 @@ def write(out, model: dict, params: dict, report: list[str]) -> pathlib.Path:
 
 
 RECOGNIZER = "misc/face_analysis/models/glintr100.onnx"
+SEPARATOR = "misc/vocal_separator/Kim_Vocal_2.onnx"     # `talkjax sample --separate-vocals`
 
 
 def convert_folder(src, out, *, vae=None, wav2vec2=None, emotion2vec=None
@@ -265,10 +266,11 @@ def convert_folder(src, out, *, vae=None, wav2vec2=None, emotion2vec=None
     from talkjax.convert import weight_folder
     weight_folder.write(folder / "emotion2vec", {"format": e2v.FORMAT,
                                                  "config": e2v_config.to_dict()}, *emotion)
-  face = pathlib.Path(src).expanduser() / RECOGNIZER
-  if face.is_file():
-    (folder / "face").mkdir(exist_ok=True)
-    shutil.copy2(face, folder / "face" / face.name)
+  for file, sub in ((pathlib.Path(src).expanduser() / RECOGNIZER, "face"),
+                    (pathlib.Path(src).expanduser() / SEPARATOR, "separator")):
+    if file.is_file():
+      (folder / sub).mkdir(exist_ok=True)
+      shutil.copy2(file, folder / sub / file.name)
   return folder, report
 
 

@@ -157,15 +157,24 @@ def load_image(source, resolution: int, crop: str = "auto",
   return Portrait(rgb, method, notes)
 
 
-def load_request_audio(source, *, what: str = "audio", notes: list | None = None) -> np.ndarray:
+def load_request_audio(source, *, what: str = "audio", notes: list | None = None,
+                       separator=None) -> np.ndarray:
   """16 kHz mono float32 from a path (any format the audio front-end reads) or an array.
-  Warnings (a truncated file, silence) are appended to `notes`."""
-  from talkjax.audio.load import SILENCE_RMS, load_audio
+  Warnings (a truncated file, silence) are appended to `notes`. With `separator` (a
+  `talkjax.audio.separate.VocalSeparator`), the vocal stem: separated from the file at the
+  separator's rate (an array is separated from its 16 kHz samples), then loudness-normalised
+  like any input."""
+  from talkjax.audio.load import SILENCE_RMS, load_audio, normalize_loudness, resample
   if isinstance(source, (str, os.PathLike)):
     if os.path.isdir(source):
       raise TalkjaxError(f"is a folder, not an {what} file", path=source,
                          fix=f"pass an {what} file (wav, flac, mp3, m4a, ogg)")
-    audio = load_audio(source, notes=notes)
+    if separator is None:
+      audio = load_audio(source, notes=notes)
+    else:
+      from talkjax.audio.separate import RATE
+      full = load_audio(source, sample_rate=RATE, loudness_dbfs=None, notes=notes)
+      audio = normalize_loudness(resample(separator(full, RATE), RATE))
   else:
     audio = np.asarray(source, np.float32).reshape(-1)
     if audio.size < 640:
@@ -173,6 +182,8 @@ def load_request_audio(source, *, what: str = "audio", notes: list | None = None
                          "(640 at 16 kHz, 25 fps)", fix="give at least 40 ms of audio")
     if not np.all(np.isfinite(audio)):
       raise TalkjaxError(f"the {what} contains NaN or infinite samples", fix="clean the signal")
+    if separator is not None:
+      audio = normalize_loudness(separator(audio, 16000))
   if notes is not None and float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) < SILENCE_RMS:
     notes.append(f"the {what} is silent: the face will barely move")
   return audio

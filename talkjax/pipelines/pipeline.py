@@ -85,11 +85,14 @@ class _Prepared:
 
 
 class Pipeline:
-  def __init__(self, sampler, *, crop: str = "auto", batch_size: int = 8):
+  def __init__(self, sampler, *, crop: str = "auto", batch_size: int = 8, separator=None):
+    """`separator`: a `talkjax.audio.separate.VocalSeparator` the speech goes through
+    first (the model hears the vocal stem; a video of a file keeps the file's sound)."""
     if int(batch_size) < 1:
       raise TalkjaxError(f"the batch size must be at least 1, got {batch_size}",
                          fix="e.g. --batch-size 8")
     self.sampler, self.crop, self.batch_size = sampler, crop, int(batch_size)
+    self.separator = separator
 
   @classmethod
   def load(cls, checkpoint, *, mesh=None, **kwargs) -> "Pipeline":
@@ -129,10 +132,11 @@ class Pipeline:
     framing = getattr(g.hook, "face_framing", SYNTHTALK_FRAMING)
     image, crop, notes = load_image(request.image, g.resolution, self.crop, framing)
     inputs.update(portrait_inputs(g.hook, image, notes))
-    audio = load_request_audio(request.audio, notes=notes)
+    audio = load_request_audio(request.audio, notes=notes, separator=self.separator)
     partner = None
     if request.partner_audio is not None:  # the video follows the agent's audio
-      partner = load_request_audio(request.partner_audio, what="partner audio", notes=notes)
+      partner = load_request_audio(request.partner_audio, what="partner audio", notes=notes,
+                                   separator=self.separator)
       partner = np.pad(partner, (0, max(0, len(audio) - len(partner))))[:len(audio)]
     frames = -(-len(audio) // (SAMPLE_RATE // self.fps))
     chunks = -(-frames // g.window)

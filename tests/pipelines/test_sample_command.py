@@ -107,6 +107,39 @@ def test_the_video_carries_the_users_own_sound(talker, files):
     assert abs(np.argmax(spectrum) * 44100 / 32768 - tone) < 3
 
 
+def _mdx_onnx(path, scale):
+  """An MDX-layout separator (a (1, 4, dim_f, dim_t) spectrogram in and out) that scales."""
+  import torch
+
+  class Scale(torch.nn.Module):
+    def forward(self, x):
+      return x * scale
+  torch.onnx.export(Scale().eval(), torch.zeros(1, 4, 64, 16), str(path), opset_version=13,
+                    input_names=["input"], output_names=["output"], dynamo=False)
+  return path
+
+
+def test_separate_vocals_feeds_the_model_the_stem_and_keeps_the_files_sound(talker, files,
+                                                                           capsys):
+  from talkjax.pipelines.pipeline import Pipeline
+  out = files / "v.mp4"
+  # a separator that finds no voice: the model hears silence (and says so), the video
+  # still carries the file's sound
+  assert sample(talker, files, "--out", str(out), "--separate-vocals",
+                str(_mdx_onnx(files / "none.onnx", 0.0)), "--png") == 0
+  assert "the audio is silent" in capsys.readouterr().err
+  frames = np.stack([np.asarray(Image.open(f)) for f in sorted((files / "v").glob("*.png"))])
+  silent = Pipeline.load(talker, crop="center")(str(files / "face.png"),
+                                                np.zeros(16000, np.float32))
+  assert np.array_equal(frames, silent.frames)
+  plain = Pipeline.load(talker, crop="center")(str(files / "face.png"), str(files / "a.wav"))
+  assert not np.array_equal(frames, plain.frames)
+  # without a MODEL it takes the checkpoint's separator/, and says when there is none
+  assert sample(talker, files, "--out", str(out), "--separate-vocals") == 2
+  err = capsys.readouterr().err
+  assert "separator/*.onnx, and there is none" in err and len(err.strip().splitlines()) == 1
+
+
 def test_ten_minutes_of_silence_make_a_ten_minute_video(talker, files, capsys):
   soundfile.write(files / "quiet.wav", np.zeros(600 * 16000, np.int16), 16000, subtype="PCM_16")
   code = main(["sample", "--checkpoint", talker, "--image", str(files / "face.png"),
