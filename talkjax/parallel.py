@@ -168,3 +168,11 @@ def initialize_distributed() -> None:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(coordinator_address=coordinator, num_processes=int(num),
                              process_id=int(pid))
+
+
+def peak_device_bytes() -> int | None:
+  """The most memory any local device has held at once (its allocator's peak, GPU and TPU),
+  or None where the backend does not report it (CPU)."""
+  peaks = [(d.memory_stats() or {}).get("peak_bytes_in_use") for d in jax.local_devices()]
+  peaks = [int(p) for p in peaks if p is not None]
+  return max(peaks) if peaks else None

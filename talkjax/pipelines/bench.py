@@ -160,11 +160,16 @@ def run(args) -> int:
       print(f"{r:>4} px  stream   : {row['fps']:9.1f} frames/s  ({row['chunk_frames']}-frame "
             f"chunks of {row['chunk_duration_ms']:.0f} ms made in {row['chunk_ms']:.1f} ms; "
             f"first chunk {row['first_call_s']:.1f} s)")
+  from talkjax.parallel import peak_device_bytes
   device = jax.devices()[0]
+  peak = peak_device_bytes()
+  if peak is not None:
+    print(f"peak device memory: {peak / 2**30:.2f} GiB (the allocator's high-water mark, all "
+          "runs above)")
   result = {"config": args.config, "device": device.device_kind, "devices": jax.device_count(),
             "mesh": dict(gen.mesh.shape),
             "platform": device.platform, "seconds_of_audio": args.seconds,
-            "weights": args.checkpoint or "random", "results": rows}
+            "weights": args.checkpoint or "random", "peak_device_bytes": peak, "results": rows}
   if args.json:
     with open(args.json, "w") as f:
       json.dump(result, f, indent=2)

@@ -138,6 +138,7 @@ def measure(config, task, steps: int, warmup: int) -> dict:
       "xla_lowered_flops": lowered_flops, "xla_compiled_flops": compiled_flops,
       "peak_flops_per_device": peak, "peak_source": source_of_peak,
       "mfu": total_flops / step_time / (peak * jax.device_count()) if total_flops else None,
+      "peak_device_bytes": parallel.peak_device_bytes(),   # None on CPU
   }
   if counted.while_loops:
     result["flops_note"] = (f"{counted.while_loops} while loop(s) counted once each: "
