@@ -24,6 +24,7 @@ COMMANDS = {
     "eval": ("talkjax.commands.eval", "judge a model against ground truth, or score a video"),
     "data": ("talkjax.commands.data", "build and inspect datasets (SynthTalk, MEAD, HDTF, DyConv)"),
     "convert": ("talkjax.commands.convert", "import pretrained weights (e.g. wav2vec2) into talkjax"),
+    "serve": ("talkjax.commands.serve", "an HTTP API and web page that batch requests into sharded sampling"),
     "bench": ("talkjax.commands.bench", "measure speed: training, audio features, sampling"),
     "launch": ("talkjax.commands.launch", "start multi-process / multi-host runs"),
 }

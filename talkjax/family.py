@@ -121,6 +121,7 @@ class GenerationHook(Protocol):
   audio_lookahead: int                 # samples of following audio each chunk sees
   accepts: frozenset                   # optional request inputs it takes (OPTIONAL_INPUTS)
   requires: frozenset                  # ... of which it cannot do without
+  emotions: tuple                      # the emotion names it takes (optional; for menus)
 
   def knobs(self, **overrides) -> Knobs: ...
 

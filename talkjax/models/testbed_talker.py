@@ -147,6 +147,7 @@ class TalkerGeneration:
   fps = 25
   accepts = frozenset({"partner_audio", "emotion"})
   requires = frozenset()
+  emotions = tuple(EMOTIONS)
   audio_context = CONTEXT
   audio_lookahead = 0
   full_precision = ()

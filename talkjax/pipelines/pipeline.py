@@ -112,6 +112,12 @@ class Pipeline:
       raise out.exception
     return out
 
+  def portrait(self, source):
+    """A portrait (path or array) -> (the square RGB image the model sees, how it was
+    cropped, warnings), framed as the family's training data frames faces."""
+    framing = getattr(self.sampler.hook, "face_framing", SYNTHTALK_FRAMING)
+    return load_image(source, self.sampler.resolution, self.crop, framing)
+
   def prepare(self, request: Request, index: int = 0) -> _Prepared:
     """Loads and checks one request's inputs (cheap, before any sampling work)."""
     g = self.sampler
@@ -129,8 +135,7 @@ class Pipeline:
                          fix="pick another seed")
     knobs = g.knobs(**request.knobs)
     inputs = g.hook.request_inputs(emotion=request.emotion)
-    framing = getattr(g.hook, "face_framing", SYNTHTALK_FRAMING)
-    image, crop, notes = load_image(request.image, g.resolution, self.crop, framing)
+    image, crop, notes = self.portrait(request.image)
     inputs.update(portrait_inputs(g.hook, image, notes))
     audio = load_request_audio(request.audio, notes=notes, separator=self.separator)
     partner = None
@@ -161,23 +166,33 @@ class Pipeline:
         yield Failure(request.name, e.one_line(), request, e)
         continue
       prepared.append(p)
-      # Requests differing only in std_scale share a bucket (it is a runtime input).
-      buckets.setdefault((p.chunks, p.knobs.compiled_part()), []).append(p)
+      buckets.setdefault(self.bucket(p), []).append(p)
     bar = tqdm(total=sum(p.frames for p in prepared), unit="frame", disable=not progress,
                desc="sampling", dynamic_ncols=True)
     try:
-      for (chunks, _), items in sorted(buckets.items(), key=lambda kv: kv[0][0]):
+      for _, items in sorted(buckets.items(), key=lambda kv: kv[0][0]):
         # A bucket smaller than the batch size runs at its own size (no idle padded rows);
         # either way every batch of a bucket has one shape: one compile.
         size = min(self.batch_size, len(items))
         for start in range(0, len(items), size):
-          yield from self._sample(items[start:start + size], chunks, size, sink, bar)
+          yield from self.sample_batch(items[start:start + size], size, sink, bar)
     finally:
       bar.close()
 
-  def _sample(self, batch: list[_Prepared], chunks: int, size: int, sink,
-              bar) -> Iterator[Result | Failure]:
+  @staticmethod
+  def bucket(p: _Prepared) -> tuple:
+    """What requests sampled in one batch share: their length in chunks and the compiled
+    sampling settings (requests differing only in a runtime knob, e.g. std_scale, share one)."""
+    return p.chunks, p.knobs.compiled_part()
+
+  def sample_batch(self, batch: list[_Prepared], size: int, sink=None,
+                   bar=None) -> Iterator[Result | Failure]:
+    """Prepared requests of one bucket as one call of `size` rows (>= len(batch); the
+    rest padded, so batches of a size share a compiled program); see `run` for `sink`."""
     g = self.sampler
+    if not batch or size < len(batch) or len({self.bucket(p) for p in batch}) != 1:
+      raise ValueError("sample_batch takes 1..size prepared requests of one bucket")
+    chunks = batch[0].chunks
     samples = chunks * g.chunk_samples
     pad = size - len(batch)                      # fixed batch shape: one compile per bucket
     rows = batch + [batch[-1]] * pad
@@ -212,7 +227,8 @@ class Pipeline:
           except (TalkjaxError, OSError) as e:
             writers[i].abort()
             failed[i] = self._failure(results[i], e)
-        bar.update(sum(min(count, max(0, p.frames - done)) for p in batch))
+        if bar is not None:
+          bar.update(sum(min(count, max(0, p.frames - done)) for p in batch))
         done += count
     except TalkjaxError as e:   # the batch cannot run (e.g. too big): its requests fail
       failed.update({i: self._failure(r, e) for i, r in enumerate(results) if i not in failed})

@@ -77,6 +77,7 @@ def to_pixels(image):
 class MemoGeneration:
   accepts = frozenset({"emotion"})
   requires = frozenset()
+  emotions = tuple(EMOTIONS)
   # the emotion classifier's few thousand weights stay float32 in a model file, so a
   # label read from a model file is the one read from the training folder
   full_precision = (r"^emotion/",)

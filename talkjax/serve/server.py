@@ -1,0 +1,83 @@
+"""Building the service and running it under uvicorn (blocking, or in a background thread).
+
+```python
+from talkjax.serve.server import build_service, running
+service = build_service("runs/ifmdm_tiny_stage2", max_batch=8)
+with running(service, port=0) as url:     # a free loopback port
+    ...                                   # e.g. httpx.post(f"{url}/jobs", files=...)
+```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+import tempfile
+import threading
+import time
+
+from talkjax.errors import TalkjaxError
+from talkjax.serve.app import make_app
+from talkjax.serve.jobs import Service
+
+
+def build_service(checkpoint, *, crop: str = "auto", mesh=None, separator=None,
+                  **limits) -> Service:
+  """The model from `checkpoint` behind a job queue; `limits`: Service's keyword arguments.
+  Job files live in a new private (0700) temporary folder, deleted when the service stops."""
+  from talkjax.pipelines.pipeline import Pipeline
+  pipe = Pipeline.load(checkpoint, crop=crop, mesh=mesh, separator=separator,
+                       batch_size=limits.get("max_batch", 8))
+  return Service(pipe, tempfile.mkdtemp(prefix="talkjax-serve-"), **limits)
+
+
+def is_loopback(host: str) -> bool:
+  if host == "localhost":
+    return True
+  try:
+    return ipaddress.ip_address(host).is_loopback
+  except ValueError:
+    return False
+
+
+def _server(service: Service, host: str, port: int, max_upload_bytes: int, log_level: str):
+  import uvicorn
+  app = make_app(service, max_upload_bytes=max_upload_bytes)
+  config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
+                          timeout_graceful_shutdown=5)
+  return uvicorn.Server(config)
+
+
+def serve(service: Service, host: str = "127.0.0.1", port: int = 8000, *,
+          max_upload_bytes: int = 32 * 2**20, log_level: str = "info") -> None:
+  """Serves until interrupted (Ctrl-C); the service's files are deleted on the way out."""
+  try:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+      probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+      probe.bind((host, port))
+  except OSError as e:
+    service.stop()
+    raise TalkjaxError(f"cannot listen on {host}:{port} ({e.strerror})",
+                       fix="pick another --port, or stop what is using it") from None
+  _server(service, host, port, max_upload_bytes, log_level).run()
+
+
+@contextlib.contextmanager
+def running(service: Service, host: str = "127.0.0.1", port: int = 0, *,
+            max_upload_bytes: int = 32 * 2**20, log_level: str = "warning"):
+  """The server in a background thread for the `with` block; yields its base URL."""
+  server = _server(service, host, port, max_upload_bytes, log_level)
+  thread = threading.Thread(target=server.run, name="talkjax-serve-http", daemon=True)
+  thread.start()
+  deadline = time.time() + 60
+  while not server.started:
+    if not thread.is_alive() or time.time() > deadline:
+      raise TalkjaxError(f"the server did not start on {host}:{port}")
+    time.sleep(0.02)
+  bound = server.servers[0].sockets[0].getsockname()[1]
+  try:
+    yield f"http://{host}:{bound}"
+  finally:
+    server.should_exit = True
+    thread.join(timeout=60)
