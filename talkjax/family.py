@@ -55,6 +55,7 @@ class Knobs:
   """
   RUNTIME: ClassVar[tuple[str, ...]] = ()
   FAMILY: ClassVar[str] = "this family's"
+  CHOICES: ClassVar[dict] = {}    # word-valued settings -> their valid words (menus, checks)
 
   @classmethod
   def build(cls, defaults: Mapping | None = None, **overrides) -> "Knobs":

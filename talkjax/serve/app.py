@@ -241,7 +241,8 @@ def describe(service: Service, max_upload_bytes: int) -> dict:
   knobs = sampler.knobs()
   kinds = {bool: "bool", int: "int", float: "float", str: "str"}
   options = [{"name": f.name, "default": getattr(knobs, f.name),
-              "type": kinds.get(type(getattr(knobs, f.name)), "str")}
+              "type": kinds.get(type(getattr(knobs, f.name)), "str"),
+              **({"choices": list(knobs.CHOICES[f.name])} if f.name in knobs.CHOICES else {})}
              for f in dataclasses.fields(knobs)]
   return {"family": sampler.hook.config.family, "fps": sampler.fps,
           "resolution": sampler.resolution, "window": sampler.window,

@@ -50,6 +50,7 @@ class IFMDMKnobs(Knobs):
   # Per-example inputs: intensities share a program and a batch.
   RUNTIME = ("std_scale", "std_value")
   FAMILY = "IF-MDM"
+  CHOICES = {"mean": MEAN_MODES, "std": STD_MODES}
   steps: int = 10            # DDIM steps
   guidance: float = 2.0      # classifier-free guidance scale on audio (1 = off)
   mean: str = "image"        # "image" | "previous" | "none"
