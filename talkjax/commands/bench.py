@@ -16,6 +16,7 @@ examples:
   talkjax bench audio --json audio.json
   talkjax bench sample --config experiments/ifmdm/synthtalk_tiny_stage2.py
   talkjax bench backbone --reference --json backbone.json
+  talkjax bench serve --requests 200 --clients 16 --json serve.json
 """
 
 # target -> (module, summary, what is missing while the module does not exist)
@@ -26,6 +27,8 @@ TARGETS = {
               "the audio front-end work (talkjax/audio/)"),
     "sample": ("talkjax.pipelines.bench", "sampling frames per second, batch 1 and batched",
                "the IF-MDM and pipelines work (talkjax/pipelines/)"),
+    "serve": ("talkjax.serve.bench", "a bounded load test of talkjax serve beside talkjax "
+              "sample --manifest: throughput, latency, memory", "the serving work (talkjax/serve/)"),
     "backbone": ("talkjax.nn.bench", "latent-diffusion VAE decode and UNet forward, beside "
                  "diffusers", "the latent backbone (talkjax/nn/vae.py, unet.py)"),
 }

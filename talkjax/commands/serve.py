@@ -11,7 +11,8 @@ and are deleted --retention seconds after a job finished (and when the server st
 The API (details in talkjax/serve/README.md):
   POST /jobs              multipart: image, audio [, partner_audio] files; emotion, seed,
                           options (a JSON object of sampling options), name  -> 202 + job
-  GET  /jobs/ID           status, progress (frames done of frames), warnings, error
+  GET  /jobs/ID[?wait=S]  status, progress (frames done of frames), warnings, error
+                          (?wait: answer when it has finished, or after S s)
   GET  /jobs/ID/video     the mp4 (H.264 + AAC of the uploaded sound)
   DELETE /jobs/ID         forget a job and delete its files
   GET  /health            queue, devices, batch counters, compiled buckets
@@ -31,7 +32,7 @@ examples:
   talkjax serve --checkpoint demo                            # the model talkjax ships
   talkjax serve --checkpoint runs/memo_converted --max-batch 4 --max-seconds 120 --mesh fsdp=-1
   curl -F image=@face.png -F audio=@speech.wav -F seed=3 http://127.0.0.1:8000/jobs
-  curl http://127.0.0.1:8000/jobs/ID            # until "status": "done"
+  curl http://127.0.0.1:8000/jobs/ID?wait=30    # answers once it is done (or after 30 s)
   curl -o out.mp4 http://127.0.0.1:8000/jobs/ID/video
 """
 

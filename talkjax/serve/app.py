@@ -15,6 +15,7 @@ import io
 import json
 import pathlib
 import re
+import time
 from importlib import resources
 
 import anyio
@@ -31,6 +32,7 @@ from talkjax.serve.jobs import QueueFull, Service, TooLong
 FILES = ("image", "audio", "partner_audio")
 FIELDS = {"emotion", "seed", "options", "name"}
 MAX_FIELD_BYTES = 64 * 1024
+MAX_WAIT_S = 60.0       # longest long-poll of GET /jobs/ID?wait=S
 
 
 class BadRequest(Exception):
@@ -162,7 +164,18 @@ def make_app(service: Service, *, max_upload_bytes: int = 32 * 2**20,
     return job
 
   async def status(request: HttpRequest):
-    return JSONResponse(service.status(job_or_404(request)))
+    """`?wait=S`: answers when the job has finished or after S seconds (at most 60), so a
+    client waiting for its video need not poll."""
+    job = job_or_404(request)
+    wait = request.query_params.get("wait")
+    if wait is not None:
+      try:
+        deadline = time.monotonic() + min(max(float(wait), 0.0), MAX_WAIT_S)
+      except ValueError:
+        raise BadRequest(400, f"wait={wait!r} must be a number of seconds") from None
+      while job.status in ("queued", "running") and time.monotonic() < deadline:
+        await anyio.sleep(0.02)
+    return JSONResponse(service.status(job))
 
   async def video(request: HttpRequest):
     job = job_or_404(request)

@@ -41,11 +41,15 @@ def is_loopback(host: str) -> bool:
     return False
 
 
-def _server(service: Service, host: str, port: int, max_upload_bytes: int, log_level: str):
+def _server(service: Service, host: str, port: int, max_upload_bytes: int, log_level: str,
+            configure_logging: bool = True):
   import uvicorn
   app = make_app(service, max_upload_bytes=max_upload_bytes)
+  # In a thread of someone else's program, leave its logging alone (uvicorn's own setup
+  # would bind handlers to whatever sys.stderr is at that moment).
+  extra = {} if configure_logging else {"log_config": None}
   config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                          timeout_graceful_shutdown=5)
+                          timeout_graceful_shutdown=5, **extra)
   return uvicorn.Server(config)
 
 
@@ -67,7 +71,7 @@ def serve(service: Service, host: str = "127.0.0.1", port: int = 8000, *,
 def running(service: Service, host: str = "127.0.0.1", port: int = 0, *,
             max_upload_bytes: int = 32 * 2**20, log_level: str = "warning"):
   """The server in a background thread for the `with` block; yields its base URL."""
-  server = _server(service, host, port, max_upload_bytes, log_level)
+  server = _server(service, host, port, max_upload_bytes, log_level, configure_logging=False)
   thread = threading.Thread(target=server.run, name="talkjax-serve-http", daemon=True)
   thread.start()
   deadline = time.time() + 60

@@ -49,13 +49,16 @@ def submit(url, image, audio, retry=True, **data):
     time.sleep(0.2)   # a test need not wait the whole hint
 
 
-def wait(url, job_id, timeout=300):
+def wait(url, job_id, timeout=300, long_poll=True):
+  """The finished job: asked with ?wait= (the server answers when it is done), or polled."""
   deadline = time.time() + timeout
   while time.time() < deadline:
-    job = httpx.get(f"{url}/jobs/{job_id}", timeout=30).json()
+    params = {"wait": 20} if long_poll else {}
+    job = httpx.get(f"{url}/jobs/{job_id}", params=params, timeout=60).json()
     if job["status"] in ("done", "failed"):
       return job
-    time.sleep(0.1)
+    if not long_poll:
+      time.sleep(0.1)
   raise AssertionError(f"job {job_id} did not finish")
 
 
@@ -146,6 +149,8 @@ def test_concurrent_good_and_bad_requests(pipe, tmp_path):
     huge = httpx.post(f"{url}/jobs", files={"image": ("x.png", image),
                                             "audio": ("a.wav", b"\0" * (3 * 2**20))}, timeout=60)
     missing = httpx.get(f"{url}/jobs/nope", timeout=10)
+    some_job = outcomes["a"][0]["id"]
+    bad_wait = httpx.get(f"{url}/jobs/{some_job}", params={"wait": "soon"}, timeout=10)
     health = httpx.get(f"{url}/health", timeout=10).json()
 
   for name, (_, status, words) in bad.items():
@@ -155,6 +160,7 @@ def test_concurrent_good_and_bad_requests(pipe, tmp_path):
     assert str(tmp_path) not in r.json()["error"], r.json()   # no private paths in messages
   assert huge.status_code == 413 and "at most 2.0 MB" in huge.json()["error"]
   assert missing.status_code == 404
+  assert bad_wait.status_code == 400 and "wait='soon'" in bad_wait.json()["error"]
   counters = health["counters"]
   assert counters["rejected"] == len(bad) + 1 and counters["failed"] == 0
   assert counters["done"] == len(good)
@@ -191,7 +197,7 @@ def test_a_full_queue_answers_503_and_loses_nothing(pipe, tmp_path):
   with running(service) as url:
     def client(seed):
       r, busy = submit(url, image, audio, seed=seed)
-      job = wait(url, r.json()["id"]) if r.status_code == 202 else None
+      job = wait(url, r.json()["id"], long_poll=False) if r.status_code == 202 else None
       with lock:
         results.append((seed, r.status_code, busy, job))
 
