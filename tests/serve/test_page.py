@@ -25,7 +25,9 @@ from talkjax_datasets.synthtalk.spec import BuildSpec
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # The closed network refuses Chromium's background connections; these keep it quiet.
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         # a microphone that plays a tone, allowed without asking: the record button's test
+         "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 ARTEFACTS = pathlib.Path(os.environ.get("TALKJAX_ARTEFACTS", "test-artefacts"))
 
 
@@ -95,3 +97,28 @@ def test_the_page_turns_a_portrait_and_a_sound_file_into_a_playing_video(browser
   assert "std='scale'" in health["compiled_buckets"][0]["options"]
   assert (ARTEFACTS / "serve_page.png").stat().st_size > 10_000
   assert np.asarray(Image.open(ARTEFACTS / "serve_page.png")).std() > 5   # not a blank page
+
+
+def test_a_microphone_recording_becomes_a_video(browser, tmp_path):
+  """Record (the fake microphone's tone, as webm/opus from MediaRecorder), then generate."""
+  clip = make_clip(BuildSpec(identities=2, clips=2, seconds=1.0, resolution=64, seed=6), 0)
+  Image.fromarray(clip["frames"][0]).save(tmp_path / "face.png")
+  (tmp_path / "jobs").mkdir()
+  service = Service(Pipeline.load(shipped_model(), crop="center"), tmp_path / "jobs",
+                    max_batch=1, max_wait_ms=0)
+  with running(service) as url:
+    page = browser.new_page()
+    page.goto(url)
+    page.wait_for_selector("#option-steps")
+    page.set_input_files("#portrait", str(tmp_path / "face.png"))
+    page.click("#record")
+    page.wait_for_function("document.getElementById('record-state').textContent === 'recording...'")
+    page.wait_for_timeout(1500)
+    page.click("#record")
+    page.wait_for_function("document.getElementById('record-state').textContent.startsWith('recorded')")
+    page.click("#generate")
+    page.wait_for_function("document.getElementById('result').readyState >= 1", timeout=120_000)
+    duration = page.evaluate("document.getElementById('result').duration")
+    status = page.inner_text("#status")
+  assert 1.0 < duration < 3.0, duration             # about the 1.5 s recorded
+  assert status.startswith("done:"), status
