@@ -15,6 +15,7 @@ import argparse
 import os
 import pathlib
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -100,12 +101,30 @@ def launch(command: list[str], processes: int, devices_per_process: int, log_dir
   return code if code > 0 else 1
 
 
+def render(command: list[str], processes: int, devices_per_process: int,
+           log_dir: pathlib.Path) -> str:
+  """What `launch` would start: each process's command, environment and log (--dry-run)."""
+  if not command:
+    raise SystemExit("launch: give the command to run after --")
+  lines = [f"talkjax launch local: dry run ({processes} processes x {devices_per_process} "
+           "fake CPU device(s); the coordinator port is picked when it starts)"]
+  for i in range(processes):
+    env = process_env({}, i, processes, devices_per_process, 0)
+    env[ENV_COORDINATOR] = "127.0.0.1:<free port>"
+    shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    lines.append(f"  process {i}: {shown} {' '.join(shlex.quote(c) for c in command)}"
+                 f"   > {log_dir / f'process_{i}.log'}")
+  return "\n".join(lines)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--processes", type=int, default=2, help="JAX processes to start")
   parser.add_argument("--devices-per-process", type=int, default=1,
                       help="fake CPU devices each process sees")
   parser.add_argument("--log-dir", default="launch-logs", help="one log file per process")
   parser.add_argument("--timeout", type=float, default=None, help="stop everything after S seconds")
+  parser.add_argument("--dry-run", action="store_true",
+                      help="print each process's command, environment and log; start nothing")
   parser.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the command each process runs")
 
 
@@ -115,6 +134,9 @@ def main(argv=None) -> int:
   add_arguments(parser)
   args = parser.parse_args(argv)
   cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+  if args.dry_run:
+    print(render(cmd, args.processes, args.devices_per_process, pathlib.Path(args.log_dir)))
+    return 0
   return launch(cmd, args.processes, args.devices_per_process, pathlib.Path(args.log_dir),
                 args.timeout)
 

@@ -89,4 +89,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint.best_metric = ""    # e.g. "eval_loss": also keep the best by this metric
   c.checkpoint.best_mode = "min"   # min | max: which direction of best_metric is better
   c.checkpoint.async_save = True
+
+  # `talkjax launch tpu/gpu`: per-topology layouts, {"v5p-64": {"data": .., "fsdp": ..,
+  # "tensor": .., "batch_size": ..(optional)}}; a topology without one gets the launcher's
+  # default (launch/topologies.py).
+  c.launch = ml_collections.ConfigDict()
+  c.launch.presets = ml_collections.ConfigDict()
   return c
