@@ -167,6 +167,7 @@ def test_concurrent_good_and_bad_requests(pipe, tmp_path):
   assert counters["largest_batch"] > 1, counters          # the server batched
   assert health["queue"] == {"length": 0, "uploading": 0, "capacity": 16, "running": 0}
   assert {b["chunks"] for b in health["compiled_buckets"]} == {1, 2}
+  assert len(health["devices"]) == 8       # every (fake CPU) device of the host samples
 
   # Every good request's video equals the same request sampled alone (same seed).
   references = {}
