@@ -148,7 +148,8 @@ def _start(step: Step, secrets: dict):
   return proc, thread
 
 
-def _poll(step: Step, interval: float = 30.0) -> None:
+def _poll(step: Step, interval: float | None = None) -> None:
+  interval = float(os.environ.get("TALKJAX_LAUNCH_POLL_S", 30)) if interval is None else interval
   while True:
     done = subprocess.run(step.argv, capture_output=True, text=True)
     state = done.stdout.strip()

@@ -180,3 +180,44 @@ def test_topologies_follow_the_cloud_tpu_tables():
   assert topologies.tpu("v6e-8") == topologies.Topology("v6e-8", 8, 1)
   assert topologies.tpu("v6e-256") == topologies.Topology("v6e-256", 256, 64)
   assert topologies.gpu(4, 8) == topologies.Topology("gpu-4x8", 32, 4)
+
+
+def test_a_whole_tpu_launch_against_a_stand_in_gcloud(tmp_path):
+  """Every step runs in order: the bucket check, packing, the queued request, polling until
+  ACTIVE, copy, install, then all workers at once with their output streamed and kept, the
+  forwarded secret reaching each worker over stdin and appearing in no file or output."""
+  fake = tmp_path / "gcloud"
+  fake.write_text("#!/bin/sh\n"
+                  f'echo "$@" >> "{tmp_path}/calls.txt"\n'
+                  'case "$*" in\n'
+                  '  *"queued-resources describe"*)\n'
+                  f'    n=$(cat "{tmp_path}/polls" 2>/dev/null || echo 0); echo $((n+1)) > "{tmp_path}/polls"\n'
+                  '    if [ "$n" -ge 1 ]; then echo ACTIVE; else echo PROVISIONING; fi ;;\n'
+                  '  *"--worker=0 "*|*"--worker=1 "*)\n'
+                  '    IFS= read -r secret; echo "step 1 loss 0.5 (secret of ${#secret} chars)" ;;\n'
+                  'esac\nexit 0\n')
+  fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+  env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "MY_TOKEN": "tok-123456789",
+         "TALKJAX_LAUNCH_POLL_S": "0.1"}
+  proc = subprocess.run(
+      [sys.executable, "-m", "talkjax.cli", "launch", "tpu", "--config", "ifmdm/hdtf_512_stage2",
+       "--accelerator", "v5p-16", "--zone", "z", "--name", "run1", "--workdir", "gs://b/run1",
+       "--env", "MY_TOKEN", "--log-dir", str(tmp_path / "logs")],
+      capture_output=True, text=True, env=env, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  calls = [" ".join(c.split()[:4]) for c in (tmp_path / "calls.txt").read_text().splitlines()]
+  assert calls[:6] == ["storage buckets describe gs://b", "compute tpus queued-resources create",
+                       "compute tpus queued-resources describe",   # PROVISIONING: waits
+                       "compute tpus queued-resources describe",   # ACTIVE
+                       "compute tpus tpu-vm scp", "compute tpus tpu-vm ssh"]
+  assert calls[6:] == ["compute tpus tpu-vm ssh"] * 2                   # one per worker
+  assert (tmp_path / "logs" / "run1" / "source.tar.gz").stat().st_size > 10_000
+  for worker in (0, 1):
+    log = (tmp_path / "logs" / "run1" / f"worker-{worker}.log").read_text()
+    assert log == "step 1 loss 0.5 (secret of 13 chars)\n"
+    assert f"[worker {worker}] step 1 loss 0.5" in proc.stdout
+  everything = proc.stdout + proc.stderr + "".join(
+      p.read_text(errors="replace") for p in (tmp_path / "logs").rglob("*.log"))
+  everything += (tmp_path / "calls.txt").read_text()
+  assert "tok-123456789" not in everything
+  assert "--delete" in proc.stderr                        # the teardown command is shown
