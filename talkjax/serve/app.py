@@ -231,6 +231,12 @@ def make_app(service: Service, *, max_upload_bytes: int = 32 * 2**20,
   async def http_error(request, e: HTTPException):
     return _error(e.status_code, str(e.detail))
 
+  async def internal_error(request, e: Exception):
+    # A bug, not the client's mistake: still one JSON line, and the server goes on.
+    import traceback
+    traceback.print_exception(e)
+    return _error(500, f"internal error ({type(e).__name__}: {e}); the server goes on")
+
   @contextlib.asynccontextmanager
   async def lifespan(app):
     service.start()
@@ -245,7 +251,8 @@ def make_app(service: Service, *, max_upload_bytes: int = 32 * 2**20,
             Route("/jobs/{job_id}", status), Route("/jobs/{job_id}", delete, methods=["DELETE"]),
             Route("/jobs/{job_id}/video", video)]
   return Starlette(routes=routes, lifespan=lifespan,
-                   exception_handlers={BadRequest: bad_request, HTTPException: http_error})
+                   exception_handlers={BadRequest: bad_request, HTTPException: http_error,
+                                       Exception: internal_error})
 
 
 def describe(service: Service, max_upload_bytes: int) -> dict:

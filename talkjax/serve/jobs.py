@@ -76,6 +76,9 @@ class Job:
            "frames": self.frames, "frames_done": self.frames_done,
            "progress": round(self.frames_done / self.frames, 4) if self.frames else 0.0,
            "seconds": round(self.frames / self.fps, 3), "fps": self.fps, "crop": self.crop,
+           "seed": int(self.request.seed), "emotion": self.request.emotion,
+           "partner_audio": self.request.partner_audio is not None,
+           "options": dict(self.request.knobs),
            "warnings": [scrub(w) for w in self.warnings]}
     if queue_position is not None:
       out["queue_position"] = queue_position

@@ -443,14 +443,42 @@ def sampling_parts(release, tmp_path_factory):
   return folder
 
 
-def test_the_converted_release_samples_a_video_with_the_sample_command(release, sampling_parts,
-                                                                      tmp_path, capsys):
+@pytest.fixture(scope="module")
+def sampling_release(release, sampling_parts, tmp_path_factory):
+  """The release converted with everything it samples with (VAE, wav2vec2, the face
+  recogniser, emotion2vec: 1024 wide as the classifier reads, one block so the file stays
+  small), converted once for the sampling tests; -> (folder, what convert printed, the
+  PyTorch emotion2vec)."""
+  import contextlib
+  import io
+  import emotion2vec_layout
+  folder = tmp_path_factory.mktemp("sampling")
+  reference = emotion2vec_layout.write_folder(
+      folder / "emotion2vec", emotion2vec_layout.EMOTION2VEC, embed_dim=1024, num_heads=16,
+      depth=1, prenet_depth=0, mlp_ratio=1.0)
+  out, printed = folder / "memo", io.StringIO()
+  with contextlib.redirect_stdout(printed):
+    assert main(["convert", "memo", "--src", str(release[0]), "--out", str(out),
+                 "--vae", str(sampling_parts / "vae"), "--wav2vec2",
+                 str(sampling_parts / "wav2vec2"), "--emotion2vec",
+                 str(folder / "emotion2vec")]) == 0
+  return out, printed.getvalue(), reference
+
+
+@pytest.fixture(scope="module")
+def sharded(sampling_release):
+  """The converted model on 8 devices (FSDP x tensor): one compiled sampler for the tests."""
+  from talkjax.models import load_generator
+  from talkjax.pipelines.sampler import Sampler
+  hook, params = load_generator(sampling_release[0])
+  return hook, params, Sampler(hook, params, mesh={"data": 2, "fsdp": 2, "tensor": 2})
+
+
+def test_the_converted_release_samples_a_video_with_the_sample_command(sampling_release,
+                                                                      sharded, tmp_path, capsys):
   import wave
-  out = tmp_path / "memo"
-  assert main(["convert", "memo", "--src", str(release[0]), "--out", str(out),
-               "--vae", str(sampling_parts / "vae"),
-               "--wav2vec2", str(sampling_parts / "wav2vec2")]) == 0
-  assert "talkjax sample --checkpoint" in capsys.readouterr().out
+  out, printed, _ = sampling_release
+  assert "talkjax sample --checkpoint" in printed
   assert (out / "face" / "glintr100.onnx").is_file()
   rng = np.random.default_rng(0)
   image = tmp_path / "portrait.png"
@@ -472,12 +500,9 @@ def test_the_converted_release_samples_a_video_with_the_sample_command(release, 
   assert first.shape == (16, 16, 3)        # the UNet's sample_size 8 x the VAE's factor 2
   # The same request with the networks sharded over 8 devices (FSDP x tensor), in bf16
   # as the command ran it, makes the same video up to bf16 reduction order.
-  from talkjax.models import load_generator
   from talkjax.pipelines.pipeline import Pipeline
-  from talkjax.pipelines.sampler import Sampler
-  hook, params = load_generator(out)
+  hook, _, sampler = sharded
   assert hook.config.compute_dtype == "bfloat16"
-  sampler = Sampler(hook, params, mesh={"data": 2, "fsdp": 2, "tensor": 2})
   kernel = sampler.params["memo"]["diffusion_net"]["mid_block"]["resnets_0"]["conv1"]["kernel"]
   assert {s.data.shape for s in kernel.addressable_shards} != {kernel.shape}   # split
   result = Pipeline(sampler)(str(image), str(speech), emotion="happy", seed=0, steps=2)
@@ -487,28 +512,17 @@ def test_the_converted_release_samples_a_video_with_the_sample_command(release, 
 
 
 def test_the_converted_release_reads_emotion_from_the_audio_as_the_release_does(
-    release, sampling_parts, tmp_path, capsys):
+    release, sampling_release, sharded, tmp_path):
   """With --emotion2vec, a window's label comes from FunASR's emotion2vec and the release's
   classifier (logits equal the PyTorch pair's, layer-normed window, mean feature), and a
   video sampled without --emotion is the one sampled with the label read from its audio."""
-  import emotion2vec_layout
   from PIL import Image
 
-  from talkjax.models import load_generator
   from talkjax.models.memo.release_emotion import ReleaseEmotionReader
   from talkjax.pipelines.pipeline import Pipeline
-  from talkjax.pipelines.sampler import Sampler
-  # 1024 wide (the classifier's input), one block, so the file stays small
-  reference = emotion2vec_layout.write_folder(
-      tmp_path / "emotion2vec", emotion2vec_layout.EMOTION2VEC, embed_dim=1024, num_heads=16,
-      depth=1, prenet_depth=0, mlp_ratio=1.0)
-  out = tmp_path / "memo"
-  assert main(["convert", "memo", "--src", str(release[0]), "--out", str(out),
-               "--vae", str(sampling_parts / "vae"), "--wav2vec2",
-               str(sampling_parts / "wav2vec2"), "--emotion2vec",
-               str(tmp_path / "emotion2vec")]) == 0
-  assert "without --emotion2vec" not in capsys.readouterr().out
-  hook, params = load_generator(out)
+  _, printed, reference = sampling_release
+  assert "without --emotion2vec" not in printed
+  hook, params, sampler = sharded
   assert isinstance(hook.emotion_reader, ReleaseEmotionReader)
   rng = np.random.default_rng(3)
   window = (0.3 * rng.standard_normal((2, hook.emotion_reader.window))).astype(np.float32)
@@ -526,7 +540,6 @@ def test_the_converted_release_reads_emotion_from_the_audio_as_the_release_does(
   image = tmp_path / "portrait.png"
   Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(image)
   speech = (0.3 * rng.standard_normal(10240)).astype(np.float32)
-  sampler = Sampler(hook, params)
   read = Pipeline(sampler)(str(image), speech, seed=0, steps=2)
   padded = np.zeros((1, hook.emotion_reader.window), np.float32)
   start = (hook.emotion_reader.window - speech.size) // 2

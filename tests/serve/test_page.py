@@ -32,6 +32,12 @@ ARTEFACTS = pathlib.Path(os.environ.get("TALKJAX_ARTEFACTS", "test-artefacts"))
 
 
 @pytest.fixture(scope="module")
+def pipe():
+  """The shipped model, loaded (and compiled) once for the page tests."""
+  return Pipeline.load(shipped_model(), crop="center")
+
+
+@pytest.fixture(scope="module")
 def browser():
   if not os.path.exists(CHROMIUM):
     if os.environ.get("TALKJAX_REQUIRE_BROWSER") == "1":
@@ -44,13 +50,12 @@ def browser():
     browser.close()
 
 
-def test_the_page_turns_a_portrait_and_a_sound_file_into_a_playing_video(browser, tmp_path):
+def test_the_page_turns_a_portrait_and_a_sound_file_into_a_playing_video(browser, pipe, tmp_path):
   seconds = 1.6
   clip = make_clip(BuildSpec(identities=2, clips=2, seconds=seconds, resolution=64, seed=5), 0)
   Image.fromarray(clip["frames"][0]).resize((120, 100)).save(tmp_path / "face.png")
   soundfile.write(tmp_path / "speech.wav", clip["audio"], 16000)
   (tmp_path / "notes.txt").write_text("not a picture")
-  pipe = Pipeline.load(shipped_model(), crop="center")
   (tmp_path / "jobs").mkdir()
   service = Service(pipe, tmp_path / "jobs", max_batch=2, max_wait_ms=100)
   with running(service) as url:
@@ -99,13 +104,12 @@ def test_the_page_turns_a_portrait_and_a_sound_file_into_a_playing_video(browser
   assert np.asarray(Image.open(ARTEFACTS / "serve_page.png")).std() > 5   # not a blank page
 
 
-def test_a_microphone_recording_becomes_a_video(browser, tmp_path):
+def test_a_microphone_recording_becomes_a_video(browser, pipe, tmp_path):
   """Record (the fake microphone's tone, as webm/opus from MediaRecorder), then generate."""
   clip = make_clip(BuildSpec(identities=2, clips=2, seconds=1.0, resolution=64, seed=6), 0)
   Image.fromarray(clip["frames"][0]).save(tmp_path / "face.png")
   (tmp_path / "jobs").mkdir()
-  service = Service(Pipeline.load(shipped_model(), crop="center"), tmp_path / "jobs",
-                    max_batch=1, max_wait_ms=0)
+  service = Service(pipe, tmp_path / "jobs", max_batch=1, max_wait_ms=0)
   with running(service) as url:
     page = browser.new_page()
     page.goto(url)
@@ -122,3 +126,35 @@ def test_a_microphone_recording_becomes_a_video(browser, tmp_path):
     status = page.inner_text("#status")
   assert 1.0 < duration < 3.0, duration             # about the 1.5 s recorded
   assert status.startswith("done:"), status
+
+
+def test_a_family_with_emotion_and_partner_audio_shows_and_sends_them(browser, tmp_path):
+  """The dyadic test-bed talker takes an emotion and the partner's track: the page offers
+  both (the emotions from /info) and the job receives what was chosen."""
+  from talkjax.cli import main
+  assert main(["train", "--config", "testbed/talker", "--workdir", str(tmp_path / "talker"),
+               "--set", "train.steps=2", "checkpoint.every=2", "checkpoint.async_save=False"]) == 0
+  rng = np.random.default_rng(1)
+  Image.fromarray(rng.integers(0, 255, (40, 40, 3), np.uint8)).save(tmp_path / "face.png")
+  for name in ("me", "you"):
+    soundfile.write(tmp_path / f"{name}.wav", (0.3 * rng.standard_normal(8000)).astype(np.float32),
+                    16000)
+  (tmp_path / "jobs").mkdir()
+  service = Service(Pipeline.load(tmp_path / "talker", crop="center"), tmp_path / "jobs",
+                    max_batch=1, max_wait_ms=0)
+  with running(service) as url:
+    page = browser.new_page()
+    page.goto(url)
+    page.wait_for_selector("#emotion-block:not(.hidden)")
+    assert page.is_visible("#partner-audio")
+    choices = page.eval_on_selector("#emotion", "e => [...e.options].map(o => o.value)")
+    assert choices == ["", "neutral", "happy", "sad", "angry"]
+    page.set_input_files("#portrait", str(tmp_path / "face.png"))
+    page.set_input_files("#audio", str(tmp_path / "me.wav"))
+    page.set_input_files("#partner-audio", str(tmp_path / "you.wav"))
+    page.select_option("#emotion", "happy")
+    page.click("#generate")
+    page.wait_for_function("document.getElementById('result').readyState >= 1", timeout=120_000)
+    job_id = page.get_attribute("#status", "data-job")
+    job = page.evaluate(f"fetch('/jobs/{job_id}').then((r) => r.json())")
+  assert job["status"] == "done" and job["emotion"] == "happy" and job["partner_audio"] is True
