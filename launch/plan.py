@@ -34,6 +34,10 @@ class Step:
   fail_on: tuple[str, ...] = ()                 # ... and stop if it is one of these
   file: tuple[str, str] | None = None           # (path, text): write a file instead of a command
   explain: tuple[str, str] | None = None        # (what is wrong, fix) when the command fails
+  # One copy per host, run together: argv/log/prefix hold "{host}"; `hosts` prints the count
+  # (JSON with a list under "networkEndpoints"), read from the machines when the step runs.
+  hosts: list[str] | None = None
+  expected_hosts: int = 0
 
 
 @dataclasses.dataclass
@@ -71,6 +75,11 @@ class Plan:
       if not grouped:
         number += 1
         out.append(f"  {number}. {step.what}")
+      if step.hosts:
+        last = step.expected_hosts - 1
+        out.append(f"     $ {' '.join(shlex.quote(a) for a in step.hosts)}")
+        out.append(f"       (how many hosts the slice has: {step.expected_hosts} by the Cloud TPU "
+                   f"tables; then on each host {{host}} of 0..{last} at once:)")
       out.append(f"     $ {show(step)}")
     if self.teardown:
       out.append(f"teardown ({self.teardown_command}):")
@@ -148,6 +157,26 @@ def _start(step: Step, secrets: dict):
   return proc, thread
 
 
+def _per_host(step: Step) -> list[Step]:
+  import json
+  done = subprocess.run(step.hosts, capture_output=True, text=True)
+  try:
+    count = len(json.loads(done.stdout)["networkEndpoints"]) if done.returncode == 0 else 0
+  except (ValueError, KeyError, TypeError):
+    count = 0
+  if count < 1:
+    raise TalkjaxError(f"{step.what}: cannot read the slice's hosts ({done.stderr.strip()[-300:]})",
+                       fix="see `gcloud compute tpus tpu-vm describe`; delete the slice with the "
+                           "teardown command")
+  if count != step.expected_hosts:
+    print(f"launch: the slice has {count} hosts (the tables say {step.expected_hosts}); starting "
+          f"{count}", file=sys.stderr)
+  fill = lambda text, n: text.replace("{host}", str(n)) if text else text
+  return [dataclasses.replace(step, argv=[fill(a, n) for a in step.argv], log=fill(step.log, n),
+                              prefix=fill(step.prefix, n), hosts=None, parallel_group=-1)
+          for n in range(count)]
+
+
 def _poll(step: Step, interval: float | None = None) -> None:
   interval = float(os.environ.get("TALKJAX_LAUNCH_POLL_S", 30)) if interval is None else interval
   while True:
@@ -179,6 +208,9 @@ def execute(plan: Plan, steps: list[Step] | None = None) -> int:
       pathlib.Path(path).write_text(text)
       i += 1
       continue
+    if step.hosts:
+      steps = steps[:i] + _per_host(step) + steps[i + 1:]
+      step = steps[i]
     group = [step]
     while step.parallel_group is not None and i + len(group) < len(steps) and \
         steps[i + len(group)].parallel_group == step.parallel_group:

@@ -5,6 +5,8 @@ TPU slices (Cloud TPU accelerator types, from the Cloud TPU system-architecture 
   (megacore), and each TPU VM host holds 4 chips: v5p-64 has 8 hosts, v5p-256 32, v4-8 one.
 - v5e (v5litepod) and v6e names count chips (one TensorCore each): up to 8 chips is one host
   (v6e-8: one VM with 8 chips); larger slices are made of 4-chip VMs (v6e-256: 64 hosts).
+The host counts here are what a dry run shows; a real launch reads the slice's own hosts
+(`gcloud compute tpus tpu-vm describe`) before it starts one process on each.
 GPU clusters: N nodes x G GPUs, one JAX process per node seeing its G GPUs.
 
 The mesh of a run: the experiment config's preset for the topology

@@ -72,12 +72,12 @@ def build(args) -> Plan:
   reads = " && ".join(f"IFS= read -r {k} && export {k}" for k in run.secret_env)
   command = " && ".join(p for p in (reads, f"cd {cloud.REMOTE_CODE}", exports,
                                     cloud.train_command(run)) if p)
-  for worker in range(topology.hosts):
-    steps.append(Step(f"start training on all {topology.hosts} worker(s) at once (each "
-                      "worker's output streamed and kept)",
-                      [*ssh, f"--worker={worker}", "--command", command],
-                      stdin_env=run.secret_env, log=f"{run.log_dir}/worker-{worker}.log",
-                      prefix=f"[worker {worker}] ", parallel_group=1))
+  steps.append(Step("start training on every worker at once (each worker's output streamed "
+                    "and kept)", [*ssh, "--worker={host}", "--command", command],
+                    stdin_env=run.secret_env, log=f"{run.log_dir}/worker-{{host}}.log",
+                    prefix="[worker {host}] ",
+                    hosts=["gcloud", "compute", "tpus", "tpu-vm", "describe", run.name, *where,
+                           "--format=json"], expected_hosts=topology.hosts))
   remove = f"talkjax launch tpu --name {run.name} {' '.join(where)} --delete"
   return Plan("talkjax launch tpu", cloud.summary(run, f", zone {args.zone}"), env,
               run.secret_env, steps, teardown(args), remove)

@@ -56,7 +56,7 @@ def test_what_the_plans_promise(capsys):
   """The properties the goldens are read for, checked on their own."""
   tpu = dry_run(capsys, CASES["tpu_v5p-64_memo"])
   assert "32 devices, 8 host(s) x 4" in tpu and "data=1 fsdp=8 tensor=4" in tpu
-  assert tpu.count("--worker=") == 2 + 8                      # scp + install, then one per worker
+  assert "8 by the Cloud TPU tables; then on each host {host} of 0..7 at once" in tpu
   assert "WANDB_API_KEY=<WANDB_API_KEY from your environment>" in tpu
   assert "init_from.workdir=/mnt/talkjax/my-bucket/runs/memo-warmup" in tpu
   assert tpu.index("buckets describe") < tpu.index("queued-resources create")
@@ -193,6 +193,7 @@ def test_a_whole_tpu_launch_against_a_stand_in_gcloud(tmp_path):
                   '  *"queued-resources describe"*)\n'
                   f'    n=$(cat "{tmp_path}/polls" 2>/dev/null || echo 0); echo $((n+1)) > "{tmp_path}/polls"\n'
                   '    if [ "$n" -ge 1 ]; then echo ACTIVE; else echo PROVISIONING; fi ;;\n'
+                  '  *"tpu-vm describe"*) echo \'{"networkEndpoints": [{}, {}]}\' ;;\n'
                   '  *"--worker=0 "*|*"--worker=1 "*)\n'
                   '    IFS= read -r secret; echo "step 1 loss 0.5 (secret of ${#secret} chars)" ;;\n'
                   'esac\nexit 0\n')
@@ -210,7 +211,7 @@ def test_a_whole_tpu_launch_against_a_stand_in_gcloud(tmp_path):
                        "compute tpus queued-resources describe",   # PROVISIONING: waits
                        "compute tpus queued-resources describe",   # ACTIVE
                        "compute tpus tpu-vm scp", "compute tpus tpu-vm ssh"]
-  assert calls[6:] == ["compute tpus tpu-vm ssh"] * 2                   # one per worker
+  assert calls[6:] == ["compute tpus tpu-vm describe"] + ["compute tpus tpu-vm ssh"] * 2
   assert (tmp_path / "logs" / "run1" / "source.tar.gz").stat().st_size > 10_000
   for worker in (0, 1):
     log = (tmp_path / "logs" / "run1" / f"worker-{worker}.log").read_text()
