@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -64,14 +66,28 @@ def serve(service: Service, host: str = "127.0.0.1", port: int = 8000, *,
     service.stop()
     raise TalkjaxError(f"cannot listen on {host}:{port} ({e.strerror})",
                        fix="pick another --port, or stop what is using it") from None
-  _server(service, host, port, max_upload_bytes, log_level).run()
+  # The server runs in a thread (so uvicorn leaves the signals to us) and Ctrl-C here stops
+  # it: requests finish, the worker ends its batch, the files go.
+  def stop(signum, frame):
+    raise KeyboardInterrupt
+  previous = signal.signal(signal.SIGTERM, stop)   # a service manager's stop: the same
+  try:
+    with running(service, host, port, max_upload_bytes=max_upload_bytes, log_level=log_level,
+                 configure_logging=True):
+      try:
+        threading.Event().wait()
+      except KeyboardInterrupt:
+        print("talkjax serve: stopping", file=sys.stderr)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
 def running(service: Service, host: str = "127.0.0.1", port: int = 0, *,
-            max_upload_bytes: int = 32 * 2**20, log_level: str = "warning"):
+            max_upload_bytes: int = 32 * 2**20, log_level: str = "warning",
+            configure_logging: bool = False):
   """The server in a background thread for the `with` block; yields its base URL."""
-  server = _server(service, host, port, max_upload_bytes, log_level, configure_logging=False)
+  server = _server(service, host, port, max_upload_bytes, log_level, configure_logging)
   thread = threading.Thread(target=server.run, name="talkjax-serve-http", daemon=True)
   thread.start()
   deadline = time.time() + 60
