@@ -255,3 +255,37 @@ def test_info_and_preview_describe_the_loaded_model(pipe, tmp_path):
   assert broken.status_code == 400 and "uploaded image 'face.png'" in broken.json()["error"]
   assert str(tmp_path) not in broken.json()["error"]
   assert page.status_code == 200 and 'id="generate"' in page.text
+
+
+def test_the_command_serves_and_sigterm_stops_it_cleanly(tmp_path):
+  """`talkjax serve --checkpoint demo` answers on its port; SIGTERM (a service manager's
+  stop) ends it with status 0 and its private folder gone."""
+  import os
+  import signal
+  import socket
+  import subprocess
+  import sys
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  env = {**os.environ, "TMPDIR": str(tmp_path)}
+  proc = subprocess.Popen([sys.executable, "-m", "talkjax.cli", "serve", "--checkpoint", "demo",
+                           "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  try:
+    deadline = time.time() + 120
+    while True:
+      try:
+        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
+        break
+      except httpx.HTTPError:
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
+        time.sleep(0.3)
+    assert health["status"] == "ok"
+    assert len(list(tmp_path.glob("talkjax-serve-*"))) == 1
+  finally:
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+  assert proc.returncode == 0, out
+  assert "Traceback" not in out and "stopping" in out
+  assert not list(tmp_path.glob("talkjax-serve-*"))
