@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import re
 import shlex
 
+from talkjax import parallel
 from talkjax.errors import TalkjaxError
 from talkjax_launch import topologies
 from talkjax_launch.plan import split_env
@@ -36,7 +38,6 @@ class Run:
 
 
 def check_name(name: str) -> str:
-  import re
   if not re.fullmatch(r"[a-z]([-a-z0-9]{0,48}[a-z0-9])?", name or ""):
     raise TalkjaxError(f"--name {name!r}: cloud resource names are lowercase letters, digits "
                        "and dashes, starting with a letter (at most 50)", fix="e.g. --name memo-s2-run1")
@@ -83,7 +84,7 @@ def workdir_on_hosts(workdir: str, topology, schemes=("gs://",)) -> tuple[str, s
 def prepare(args, topology, schemes=("gs://",)) -> Run:
   name = check_name(args.name)
   config_arg, config = config_for_hosts(args.config, list(args.overrides))
-  mesh, source = topologies.mesh_for(config, topology, topologies.parse_mesh(args.mesh))
+  mesh, source = topologies.mesh_for(config, topology, dict(parallel.parse_mesh(args.mesh, {})))
   preset = dict(config.launch.presets.get(topology.name, {})) \
       if source.startswith("the config") else {}
   overrides = list(args.overrides)

@@ -80,7 +80,7 @@ def build(args) -> Plan:
            Step(f"provision {args.nodes} node(s) x {gpus} {gpu_type}, sync the code, set up "
                 "every node and start the run (detached)",
                 ["sky", "launch", "--cluster", run.name, task, "--yes", "--detach-run",
-                 *forwarded], stdin_env=()),
+                 *forwarded]),
            Step("stream every node's output (kept in the log file)",
                 ["sky", "logs", run.name], log=f"{run.log_dir}/nodes.log")]
   where = f", {args.cloud or 'any cloud'}{' ' + args.region if args.region else ''}, " \

@@ -20,12 +20,11 @@ links. `--mesh` overrides both.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 
-from talkjax.errors import TalkjaxError
-
-MESH_AXES = ("data", "fsdp", "tensor")
+from talkjax import parallel
+from talkjax.errors import ConfigError, TalkjaxError
+from talkjax.parallel import MESH_AXES
 # Preset names the experiment configs may carry (any other valid name works too).
 PRESETS = ("v4-8", "v5p-8", "v5p-64", "v5p-256", "v6e-8", "v6e-256")
 
@@ -69,39 +68,14 @@ def gpu(nodes: int, gpus_per_node: int) -> Topology:
   return Topology(f"gpu-{nodes}x{gpus_per_node}", nodes * gpus_per_node, nodes)
 
 
-def parse_mesh(items) -> dict:
-  """["data=2", "fsdp=-1"] -> {"data": 2, "fsdp": -1}."""
-  out = {}
-  for item in items or ():
-    name, _, value = str(item).partition("=")
-    if name not in MESH_AXES or not re.fullmatch(r"-?\d+", value):
-      raise TalkjaxError(f"--mesh expects AXIS=SIZE with AXIS in {MESH_AXES}, got {item!r}",
-                         fix="e.g. --mesh data=2 fsdp=16 tensor=1")
-    out[name] = int(value)
-  return out
-
-
 def resolve(sizes: dict, devices: int, where: str) -> dict:
-  """Mesh sizes with the -1 filled in, checked to use exactly `devices` devices."""
+  """Mesh sizes with the -1 filled in (the trainer's own rule, parallel.mesh_shape), checked
+  to use exactly the slice's `devices`."""
   sizes = {a: int(sizes.get(a, 1)) for a in MESH_AXES}
-  free = [a for a, s in sizes.items() if s == -1]
-  if len(free) > 1 or any(s == 0 or s < -1 for s in sizes.values()):
-    raise TalkjaxError(f"{where}: mesh {sizes} must have positive sizes and at most one -1",
-                       fix="e.g. data=1 fsdp=-1 tensor=1")
-  fixed = math.prod(s for s in sizes.values() if s != -1)
-  if free:
-    if devices % fixed:
-      raise TalkjaxError(f"{where}: mesh {sizes} does not divide the {devices} devices",
-                         fix="make the fixed axes' product divide the device count")
-    sizes[free[0]] = devices // fixed
-  total = math.prod(sizes.values())
-  if total > devices:
-    raise TalkjaxError(f"{where}: mesh {sizes} needs {total} devices, the slice has {devices}",
-                       fix="shrink the mesh or request a larger slice")
-  if total < devices:
-    raise TalkjaxError(f"{where}: mesh {sizes} uses {total} of the {devices} devices",
-                       fix="grow an axis (one may be -1: all remaining devices)")
-  return sizes
+  try:
+    return dict(zip(MESH_AXES, parallel.mesh_shape(sizes, devices)))
+  except ConfigError as e:
+    raise TalkjaxError(f"{where}: {e.what} (the slice has {devices} devices)", fix=e.fix) from None
 
 
 def mesh_for(config, topology: Topology, override: dict | None = None) -> tuple[dict, str]:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
+import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -43,6 +44,23 @@ def mesh_shape(mesh_config, device_count: int) -> tuple[int, ...]:
                       f"but {device_count} are present",
                       fix="set one mesh size to -1, e.g. --set mesh.data=-1")
   return tuple(sizes)
+
+
+def parse_mesh(items: Sequence[str] | Mapping | None, base) -> ml_collections.ConfigDict:
+  """`base` (a config's mesh) with overrides like ["fsdp=8", "data=1"]."""
+  mesh = ml_collections.ConfigDict(dict(base))
+  pairs = items.items() if isinstance(items, Mapping) else [
+      tuple(i.split("=", 1)) if "=" in i else (i, None) for i in (items or ())]
+  for name, value in pairs:
+    if name not in MESH_AXES or value is None:
+      raise ConfigError(f"--mesh expects AXIS=SIZE with AXIS in {MESH_AXES}, got "
+                         f"{name}={value}", fix="e.g. --mesh data=1 fsdp=8")
+    try:
+      mesh[name] = int(value)
+    except ValueError:
+      raise ConfigError(f"--mesh {name}={value!r} is not a whole number",
+                         fix="e.g. --mesh data=1 fsdp=-1 (-1: all remaining devices)") from None
+  return mesh
 
 
 def make_mesh(mesh_config, devices: Sequence[jax.Device] | None = None) -> Mesh:

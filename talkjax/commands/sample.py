@@ -69,7 +69,7 @@ def add_arguments(parser):
                            "x fsdp")
 
 
-def _separator(args):
+def vocal_separator(args):
   """The VocalSeparator --separate-vocals names (None without the flag)."""
   if args.separate_vocals is None:
     return None
@@ -159,7 +159,7 @@ def run(args):
       r.knobs = {**options, **r.knobs}
   requests, targets = _targets(requests, out, single=not args.manifest)
   pipe = Pipeline.load(args.checkpoint, crop=args.crop, batch_size=args.batch_size,
-                       mesh=args.mesh, separator=_separator(args))
+                       mesh=args.mesh, separator=vocal_separator(args))
 
   def sink(result):
     target = targets[id(result.request)]

@@ -76,10 +76,10 @@ def run(args):
   if checkpoint == "demo":
     from talkjax.commands.demo import shipped_model
     checkpoint = shipped_model()
-  from talkjax.commands.sample import _separator
+  from talkjax.commands.sample import vocal_separator
   args.checkpoint = checkpoint
   service = build_service(checkpoint, crop=args.crop, mesh=args.mesh,
-                          separator=_separator(args), max_batch=args.max_batch,
+                          separator=vocal_separator(args), max_batch=args.max_batch,
                           max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                           max_seconds=args.max_seconds, retention_s=args.retention)
   if not is_loopback(args.host):

@@ -15,39 +15,22 @@ hosts, each samples its own requests.
 from __future__ import annotations
 
 import functools
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from talkjax import parallel, trees
+from talkjax.parallel import parse_mesh  # noqa: F401  (sampler.parse_mesh, as before)
 from talkjax.errors import TalkjaxError
 
 SAMPLE_RATE = 16000
 # Frames one compiled call makes at most; a longer video is made piece by piece, so device
 # and host memory do not grow with its length.
 SEGMENT_FRAMES = 256
-
-
-def parse_mesh(items: Sequence[str] | Mapping | None, base) -> ml_collections.ConfigDict:
-  """`base` (a config's mesh) with overrides like ["fsdp=8", "data=1"]."""
-  mesh = ml_collections.ConfigDict(dict(base))
-  pairs = items.items() if isinstance(items, Mapping) else [
-      tuple(i.split("=", 1)) if "=" in i else (i, None) for i in (items or ())]
-  for name, value in pairs:
-    if name not in parallel.MESH_AXES or value is None:
-      raise TalkjaxError(f"--mesh expects AXIS=SIZE with AXIS in {parallel.MESH_AXES}, got "
-                         f"{name}={value}", fix="e.g. --mesh data=1 fsdp=8")
-    try:
-      mesh[name] = int(value)
-    except ValueError:
-      raise TalkjaxError(f"--mesh {name}={value!r} is not a whole number",
-                         fix="e.g. --mesh data=1 fsdp=-1 (-1: all remaining devices)") from None
-  return mesh
 
 
 class Sampler:

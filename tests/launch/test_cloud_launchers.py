@@ -75,8 +75,8 @@ def test_secrets_never_reach_the_plan_or_the_task_file(capsys, monkeypatch, tmp_
 
 @pytest.mark.parametrize("argv, words", [
     (["tpu", "--accelerator", "v5p-64", "--mesh", "data=1", "fsdp=64", "tensor=1"],
-     "needs 64 devices, the slice has 32"),
-    (["tpu", "--accelerator", "v5p-64", "--mesh", "data=3", "fsdp=-1"], "does not divide the 32"),
+     "needs 64 devices but 32 are present"),
+    (["tpu", "--accelerator", "v5p-64", "--mesh", "data=3", "fsdp=-1"], "32 devices cannot be split"),
     (["tpu", "--accelerator", "v5p-65"], "multiple of 8 TensorCores"),
     (["tpu", "--accelerator", "v7x-8"], "unknown TPU accelerator type"),
     (["tpu", "--accelerator", "v5p-64", "--workdir", "runs/local"], "spans 8 hosts"),
