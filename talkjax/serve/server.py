@@ -74,12 +74,12 @@ def serve(service: Service, host: str = "127.0.0.1", port: int = 8000, *,
   try:
     with running(service, host, port, max_upload_bytes=max_upload_bytes, log_level=log_level,
                  configure_logging=True):
-      try:
-        threading.Event().wait()
-      except KeyboardInterrupt:
-        print("talkjax serve: stopping", file=sys.stderr)
+      threading.Event().wait()
+  except KeyboardInterrupt:   # also while it was still starting: `running` cleans up either way
+    print("talkjax serve: stopping", file=sys.stderr)
   finally:
     signal.signal(signal.SIGTERM, previous)
+    service.stop()   # already done at the server's shutdown; here too if it never started
 
 
 @contextlib.contextmanager
@@ -90,13 +90,13 @@ def running(service: Service, host: str = "127.0.0.1", port: int = 0, *,
   server = _server(service, host, port, max_upload_bytes, log_level, configure_logging)
   thread = threading.Thread(target=server.run, name="talkjax-serve-http", daemon=True)
   thread.start()
-  deadline = time.time() + 60
-  while not server.started:
-    if not thread.is_alive() or time.time() > deadline:
-      raise TalkjaxError(f"the server did not start on {host}:{port}")
-    time.sleep(0.02)
-  bound = server.servers[0].sockets[0].getsockname()[1]
   try:
+    deadline = time.time() + 60
+    while not server.started:
+      if not thread.is_alive() or time.time() > deadline:
+        raise TalkjaxError(f"the server did not start on {host}:{port}")
+      time.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()[1]
     yield f"http://{host}:{bound}"
   finally:
     server.should_exit = True
