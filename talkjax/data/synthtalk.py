@@ -1,8 +1,8 @@
 """Random-access windows of T frames with exactly aligned audio from a built SynthTalk set.
 
-`SynthTalkWindows(path, split, window=T)` is a Grain-compatible source: `len()`, and
-`source[i]` -> dict of numpy arrays with fixed shapes, deterministic in i, picklable (the
-array_record reader is reopened lazily in each worker process).
+`SynthTalkClips(path, split)` reads whole clips or frame ranges (`read`), like
+`talkjax.data.recorded.RecordedClips` does for real datasets; `SynthTalkWindows(path,
+split, window=T)` is the Grain source of windows over it (`talkjax.data.windows`).
 
 Alignment rule: frame k of a clip starts at audio sample k * 16000 / fps. Window starts are
 multiples of `stride` frames, with stride a multiple of fps / gcd(16000, fps), so the start
@@ -92,6 +92,28 @@ class SynthTalkClips:
       raise TalkjaxError(f"example {index} of split {self.split!r} cannot be read ({e})",
                          path=self.path, fix="the dataset is corrupt; rebuild it") from e
 
+  def num_frames(self, index: int) -> int:
+    del index
+    return int(round(float(self.meta["seconds"]) * self.fps))
+
+  def read(self, index: int, start: int, stop: int) -> dict:
+    """Frames start..stop-1 of a clip (still encoded), their audio and labels, the clip's
+    first frame as `reference` (the same answer RecordedClips.read gives)."""
+    rec = self.record(index)
+    a0, a1 = start * SAMPLE_RATE // self.fps, stop * SAMPLE_RATE // self.fps
+    out = {"frames": list(rec["frames"][start:stop]), "reference": rec["frames"][0],
+           "identity": np.asarray(rec["identity"], np.int64),
+           "identity_params": np.asarray(rec["identity_params"], np.float32),
+           "audio": _audio_slice(rec["audio"], a0, a1 - a0)}
+    if "partner_audio" in rec:
+      out["partner_audio"] = _audio_slice(rec["partner_audio"], a0, a1 - a0)
+    for key in PER_FRAME_KEYS:
+      out[key] = np.asarray(rec[key][start:stop])
+    return out
+
+  def __repr__(self):
+    return f"SynthTalkClips({self.path}, {self.split!r}, clips={len(self)})"
+
   def clip(self, index: int) -> dict:
     """The example with frames decoded to uint8 (T, H, W, 3)."""
     rec = dict(self.record(index))
@@ -109,56 +131,12 @@ def _metadata(path: Path) -> dict:
 
 
 class SynthTalkWindows:
-  """Windows of `window` frames + their audio samples; frames float32 in [-1, 1].
+  """Windows of `window` frames + their audio samples over a SynthTalk split (frames
+  float32 in [-1, 1]); see `talkjax.data.windows.ClipWindows` for the keys."""
 
-  Output keys: frames (T, H, W, 3) float32, audio (T * 16000 / fps,) float32,
-  partner_audio (same; dyadic sets only), the per-frame ground truth of PER_FRAME_KEYS
-  sliced to the window, identity () int64, identity_params (P,), reference (H, W, 3) float32
-  (the clip's first frame: the identity image a generator conditions on).
-  """
-
-  def __init__(self, path, split: str = "train", *, window: int = 16, stride: int | None = None):
-    self.clips = SynthTalkClips(path, split)
-    fps = self.clips.fps
-    self.frames_per_clip = int(round(float(self.clips.meta["seconds"]) * fps))
-    step = fps // math.gcd(SAMPLE_RATE, fps)  # smallest frame step with integer samples
-    stride = stride or step
-    if window < 1 or window > self.frames_per_clip:
-      raise TalkjaxError(f"window {window} must be 1..{self.frames_per_clip} frames (clip length)",
-                         path=self.clips.path, fix="pick a shorter window or build longer clips")
-    if (window * SAMPLE_RATE) % fps or stride % step:
-      raise TalkjaxError(
-          f"at {fps} fps, window ({window}) and stride ({stride}) must be multiples of {step} "
-          "frames so audio samples align exactly", path=self.clips.path,
-          fix=f"use a window that is a multiple of {step}")
-    self.window, self.stride, self.fps = window, stride, fps
-    self.samples = window * SAMPLE_RATE // fps
-    self.starts_per_clip = (self.frames_per_clip - window) // stride + 1
-
-  def __len__(self):
-    return len(self.clips) * self.starts_per_clip
-
-  def __getitem__(self, index: int) -> dict:
-    index = int(index)
-    if not 0 <= index < len(self):
-      raise IndexError(index)
-    clip_index, k = divmod(index, self.starts_per_clip)
-    rec = self.clips.record(clip_index)
-    start = k * self.stride
-    a0 = start * SAMPLE_RATE // self.fps
-    frames = [decode_frame(b, self.clips.path) for b in rec["frames"][start:start + self.window]]
-    out = {
-        "frames": np.stack(frames).astype(np.float32) / 127.5 - 1.0,
-        "reference": decode_frame(rec["frames"][0], self.clips.path).astype(np.float32) / 127.5 - 1.0,
-        "audio": _audio_slice(rec["audio"], a0, self.samples),
-        "identity": np.asarray(rec["identity"], np.int64),
-        "identity_params": np.asarray(rec["identity_params"], np.float32),
-    }
-    if "partner_audio" in rec:
-      out["partner_audio"] = _audio_slice(rec["partner_audio"], a0, self.samples)
-    for key in PER_FRAME_KEYS:
-      out[key] = np.asarray(rec[key][start:start + self.window])
-    return out
+  def __new__(cls, path, split: str = "train", *, window: int = 16, stride: int | None = None):
+    from talkjax.data.windows import ClipWindows
+    return ClipWindows(SynthTalkClips(path, split), window=window, stride=stride)
 
 
 def _audio_slice(audio, start, length):

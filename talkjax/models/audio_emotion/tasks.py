@@ -50,40 +50,62 @@ class AudioEmotionTask:
     return ce, {"accuracy": jnp.mean(right)}
 
   def data_source(self, split):
-    from talkjax.data.prepare import ensure_synthtalk
+    from talkjax.data.prepare import Mixture, mixture, open_clips
     d = self.config.data
-    if d.get("kind", "synthtalk") != "synthtalk":
-      raise ConfigError(f"audio_emotion reads data.kind 'synthtalk' so far, not {d.kind!r}",
-                        fix="use a SynthTalk config")
-    return EmotionWindows(ensure_synthtalk(d), "train" if split == "train" else "val",
-                          window=self.window, offsets=tuple(d.get("offsets", (0.0,))))
+    split = "train" if split == "train" else "val"
+    entries = mixture(d)
+    sources = [EmotionWindows(open_clips(path, split), window=self.window,
+                              offsets=tuple(d.get("offsets", (0.0,)))) for path, _ in entries]
+    if len(sources) == 1:
+      return sources[0]
+    return Mixture(sources, [w for _, w in entries], seed=self.config.seed)
 
 
 class EmotionWindows:
-  """{"audio": (window,) float32, "emotion": int32} for every clip x window start."""
+  """{"audio": (window,) float32, "emotion": int32} for every clip x window start that fits
+  the clip; clips without emotion labels (-1: HDTF, your own clips) are left out."""
 
-  def __init__(self, path, split, *, window: int, offsets):
-    from talkjax.data.synthtalk import SynthTalkClips
+  def __init__(self, clips, split=None, *, window: int, offsets):
     from talkjax_datasets.synthtalk.spec import EMOTIONS
-    self.clips = SynthTalkClips(path, split)
+    if not hasattr(clips, "read"):   # a SynthTalk folder
+      from talkjax.data.synthtalk import SynthTalkClips
+      clips = SynthTalkClips(clips, split)
+    self.clips = clips
     self.window, self.offsets = window, [int(round(o * SAMPLE_RATE)) for o in offsets]
-    length = float(self.clips.meta["seconds"]) * SAMPLE_RATE
-    if max(self.offsets) + window > length:
-      raise ConfigError(f"a {window / SAMPLE_RATE:g} s window at {max(offsets)} s does not "
-                        f"fit the {length / SAMPLE_RATE:g} s clips of {self.clips.path}",
-                        fix="use smaller data.offsets or longer clips")
     self.to_memo = np.array([emotion_index(e) for e in EMOTIONS], np.int32)
+    fps = clips.fps
+    self.items = []
+    for clip in range(len(clips)):
+      n = clips.num_frames(clip)
+      if not _labelled(clips, clip):
+        continue
+      self.items += [(clip, s) for s in self.offsets if s + window <= n * SAMPLE_RATE // fps]
+    if not self.items:
+      raise ConfigError(f"no clip of {clips.path} holds a {window / SAMPLE_RATE:g} s window "
+                        f"at offsets {tuple(offsets)} with emotion labels",
+                        fix="use smaller data.offsets, longer clips, or an emotion-labelled "
+                            "dataset (SynthTalk, MEAD)")
 
   def __len__(self):
-    return len(self.clips) * len(self.offsets)
+    return len(self.items)
+
+  def __repr__(self):
+    return f"EmotionWindows({self.clips!r}, window={self.window}, offsets={self.offsets})"
 
   def __getitem__(self, index):
-    clip, k = divmod(int(index), len(self.offsets))
-    rec = self.clips.record(clip)
-    s = self.offsets[k]
-    audio = np.asarray(rec["audio"], np.float32)[s:s + self.window]
+    clip, s = self.items[int(index)]
     fps = self.clips.fps
-    frames = np.asarray(rec["emotion"])[int(s * fps / SAMPLE_RATE):
-                                        int((s + self.window) * fps / SAMPLE_RATE)]
+    a, b = s * fps // SAMPLE_RATE, -(-(s + self.window) * fps // SAMPLE_RATE)
+    rec = self.clips.read(clip, a, min(b, self.clips.num_frames(clip)))
+    start = s - a * SAMPLE_RATE // fps
+    audio = np.asarray(rec["audio"], np.float32)[start:start + self.window]
+    frames = np.asarray(rec["emotion"])[:int((s + self.window) * fps / SAMPLE_RATE) - a]
     label = np.bincount(self.to_memo[frames], minlength=NUM_EMOTIONS).argmax()
     return {"audio": audio, "emotion": np.int32(label)}
+
+
+def _labelled(clips, clip) -> bool:
+  index = getattr(clips, "index", None)
+  if index is None:      # SynthTalk: every frame is labelled
+    return True
+  return int(index[clip].get("emotion", -1)) >= 0   # a real build's per-clip label

@@ -1,4 +1,5 @@
-"""IF-MDM's data. Stage 1: (source, driving) frame pairs from SynthTalk clips. Stage 2:
+"""IF-MDM's data (SynthTalk, a real-dataset build or a mixture: talkjax.data.prepare).
+Stage 1: (source, driving) frame pairs from the clips. Stage 2:
 every frame's motion code (read by the trained stage-1 encoder) and the clip's audio,
 cached once per (stage-1 checkpoint, dataset, split), cut into windows.
 
@@ -69,16 +70,15 @@ class FramePairs:
     return {"source": ex["frames"][0] if is_near else ex["reference"], "driving": ex["frames"][-1]}
 
   def __repr__(self):
-    clips = self.windows.clips
-    return f"FramePairs({clips.path}, {clips.split!r}, near={self.near}, len={len(self)})"
+    return f"FramePairs({self.windows!r}, near={self.near}, len={len(self)})"
 
 
-def synthtalk_frame_pairs(config, split: str):
-  from talkjax.data.prepare import ensure_synthtalk
-  from talkjax.data.synthtalk import SynthTalkWindows
+def frame_pairs(config, split: str):
+  """Frame pairs from the config's data: SynthTalk, a real-dataset build or a mixture."""
+  from talkjax.data.prepare import windows
   d = config.data
-  windows = SynthTalkWindows(ensure_synthtalk(d), split, window=d.near_gap + 1)
-  return FramePairs(windows, near=d.near_pairs)
+  return FramePairs(windows(d, split, window=d.near_gap + 1, seed=config.seed),
+                    near=d.near_pairs)
 
 
 def extract_clip_codes(stage1, clips, speech, batch: int = 64, *, raw_audio: bool = False):
@@ -87,6 +87,7 @@ def extract_clip_codes(stage1, clips, speech, batch: int = 64, *, raw_audio: boo
   import jax
   import jax.numpy as jnp
   from tqdm import tqdm
+  from talkjax.data.synthtalk import decode_frame
 
   model, params = stage1
   encode = jax.jit(lambda x: model.apply({"params": params}, x, method=model.encode_motion))
@@ -94,12 +95,15 @@ def extract_clip_codes(stage1, clips, speech, batch: int = 64, *, raw_audio: boo
   motion, feats, offsets = [], [], [0]
   for i in tqdm(range(len(clips)), desc=f"motion codes ({clips.split})", unit="clip",
                 file=sys.stderr):
-    clip = clips.clip(i)
-    frames = clip["frames"].astype(np.float32) / 127.5 - 1.0
-    codes = [np.asarray(encode(jnp.asarray(_pad(frames[s:s + batch], batch))))[:len(frames[s:s + batch])]
-             for s in range(0, len(frames), batch)]
-    audio = np.asarray(clip["audio"], np.float32)
-    n = len(frames)
+    n = clips.num_frames(i)
+    codes, audio = [], []
+    for s in range(0, n, batch):   # a clip is read `batch` frames at a time, whatever its length
+      piece = clips.read(i, s, min(n, s + batch))
+      frames = np.stack([decode_frame(b, clips.path) for b in piece["frames"]])
+      frames = frames.astype(np.float32) / 127.5 - 1.0
+      codes.append(np.asarray(encode(jnp.asarray(_pad(frames, batch))))[:len(frames)])
+      audio.append(np.asarray(piece["audio"], np.float32))
+    audio = np.concatenate(audio)
     audio = np.pad(audio, (0, max(0, n * SAMPLES_PER_FRAME - len(audio))))[:n * SAMPLES_PER_FRAME]
     feats.append(audio if raw_audio else np.asarray(features(jnp.asarray(audio[None])))[0])
     motion.append(np.concatenate(codes))
@@ -114,21 +118,39 @@ def _pad(x, n):
 
 
 def cached_codes(config, split: str) -> dict:
-  """Motion codes and features of one split, from the cache or computed now."""
-  from talkjax.data.prepare import ensure_synthtalk
-  from talkjax.data.synthtalk import SynthTalkClips
+  """Motion codes and features of one split, from the cache or computed now; with a
+  mixture, every dataset's clips one after the other (`sources`: clips per dataset)."""
+  from talkjax.data.prepare import mixture
+  parts = [_dataset_codes(config, path, split) for path, _ in mixture(config.data)]
+  if len(parts) == 1:
+    return parts[0]
+  key = "audio" if "audio" in parts[0] else "features"
+  offsets = [np.asarray([0], np.int64)]
+  for part in parts:
+    offsets.append(part["offsets"][1:] + offsets[-1][-1])
+  return {"motion": np.concatenate([p["motion"] for p in parts]),
+          key: np.concatenate([p[key] for p in parts]),
+          "offsets": np.concatenate(offsets),
+          "sources": np.asarray([len(p["offsets"]) - 1 for p in parts], np.int64)}
+
+
+def _dataset_codes(config, dataset, split: str) -> dict:
   import jax
   from jax.experimental import multihost_utils
+  from talkjax.data.prepare import open_clips
   from talkjax.models.ifmdm.audio import SpeechFeatures
   from talkjax.models.ifmdm.builders import build_autoencoder, generator_params, load_stage1
 
-  dataset = ensure_synthtalk(config.data)
   stage1 = load_stage1(config)
-  path = (stage1.workdir / "motion_codes" / f"step{stage1.step}" / dataset.parent.name
+  clips = open_clips(dataset, split)
+  # SynthTalk's config folder spells its build; a real build is named by kind and config.
+  name = (dataset.parent.name if not hasattr(clips, "identities")
+          else f"{clips.meta['source']}_{dataset.parent.name}")
+  path = (stage1.workdir / "motion_codes" / f"step{stage1.step}" / name
           / f"{split}_{feature_tag(config.model.audio)}.npz")
   if not path.exists() and jax.process_index() == 0:
     model = build_autoencoder(stage1.config.model)
-    codes = extract_clip_codes((model, generator_params(stage1)), SynthTalkClips(dataset, split),
+    codes = extract_clip_codes((model, generator_params(stage1)), clips,
                                SpeechFeatures(config.model.audio),
                                raw_audio=chunked(config.model.audio))
     path.parent.mkdir(parents=True, exist_ok=True)

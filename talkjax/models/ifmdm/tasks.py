@@ -25,7 +25,7 @@ from talkjax.models.ifmdm.autoencoder import gan_losses
 from talkjax.models.ifmdm.builders import build_autoencoder, build_discriminator, build_motion_dit
 from talkjax.models.ifmdm.audio import SpeechFeatures
 from talkjax.models.ifmdm.data import (SAMPLES_PER_FRAME, MotionWindows, cached_codes, chunked,
-                                       motion_stats, synthtalk_frame_pairs)
+                                       frame_pairs, motion_stats)
 from talkjax.nn.perceptual import lpips
 
 
@@ -79,7 +79,7 @@ class Stage1Task:
     return total, metrics
 
   def data_source(self, split):
-    return synthtalk_frame_pairs(self.config, "train" if split == "train" else "val")
+    return frame_pairs(self.config, "train" if split == "train" else "val")
 
 
 def identity_stats(motion_dim: int) -> dict:

@@ -64,15 +64,13 @@ class VAETask:
     return total, metrics
 
   def data_source(self, split):
-    from talkjax.data.prepare import ensure_synthtalk
-    from talkjax.data.synthtalk import SynthTalkWindows
-    windows = SynthTalkWindows(ensure_synthtalk(self.config.data),
-                               "train" if split == "train" else "val", window=1)
-    return Frames(windows)
+    from talkjax.data.prepare import windows
+    return Frames(windows(self.config.data, "train" if split == "train" else "val", window=1,
+                          seed=self.config.seed))
 
 
 class Frames:
-  """Single frames of SynthTalk windows: {"image": (H, W, 3) in [-1, 1]}."""
+  """Single frames of a window source (SynthTalk, a real build or a mixture): {"image": (H, W, 3) in [-1, 1]}."""
 
   def __init__(self, windows):
     self.windows = windows
@@ -82,3 +80,6 @@ class Frames:
 
   def __getitem__(self, index):
     return {"image": self.windows[index]["frames"][0]}
+
+  def __repr__(self):
+    return f"Frames({self.windows!r})"

@@ -1,0 +1,1 @@
+"""Any folder of talking-face videos with sound (the user's own, VoxCeleb- or CelebV-style)."""
