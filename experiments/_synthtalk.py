@@ -7,6 +7,7 @@ def synthtalk_data(path: str, *, identities: int, clips: int, seconds: float, re
   d = ml_collections.ConfigDict()
   d.kind = "synthtalk"
   d.path = path
+  d.mixture = ()              # ("PATH:WEIGHT", ...): several built datasets (talkjax.data.prepare)
   d.build_if_missing = True   # SynthTalk is built on first use from the settings below
   d.synthtalk = ml_collections.ConfigDict(dict(
       identities=identities, clips=clips, seconds=seconds, resolution=resolution, fps=25, seed=0))

@@ -13,6 +13,7 @@ or on interruptions: records are written in key order from the staged files.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import multiprocessing
@@ -44,7 +45,8 @@ def _work(args):
   example, stats = result
   meta = {"key": item.key, "split": item.split, "identity": item.identity,
           "source": item.describe(), "labels": dict(item.labels), "stats": stats,
-          "frames": len(example["frames"])}
+          "frames": len(example["frames"]), "emotion": item.emotion,
+          "intensity": item.intensity}
   staging.write_example(item.key, example, meta)
   return item.key, "example"
 
@@ -122,6 +124,7 @@ def _plan(items, staging: Staging, segment_frames: int):
     index[split].append({"key": meta["key"], "frames": frames, "record": entry["record"],
                          "identity": number[meta["identity"]], "speaker": meta["identity"],
                          "source": meta["source"], "labels": meta["labels"],
+                         "emotion": meta["emotion"], "intensity": meta["intensity"],
                          "stats": meta["stats"]})
   return plan, index, identities
 
@@ -143,8 +146,12 @@ def build(builder_cls, items: list[Item], scan_skips: list[Skip], out, options: 
     raise TalkjaxError(f"no {name} clips found ({len(scan_skips)} inputs skipped while reading "
                        "the layout)", path=raw,
                        fix=f"check --raw points at the {name} folder (see datasets/{name}/README.md)")
+  # The digest of every item's key, split and person: a resume after the layout's answer
+  # changed (an edited split file, new videos) is refused instead of mixing two plans.
+  digest = hashlib.sha1("\n".join(f"{i.key}|{i.split}|{i.identity}" for i in
+                                   sorted(items, key=lambda i: i.key)).encode()).hexdigest()
   settings = {"dataset": name, "raw": str(Path(raw).resolve()), "options": dataclasses.asdict(options),
-              "dyadic": dyadic, "items": len(items), **(extra or {})}
+              "dyadic": dyadic, "items": len(items), "items_digest": digest, **(extra or {})}
   staging = _prepare_out(out, name, settings, overwrite)
   start = time.perf_counter()
   _run_items(items, options, staging, workers or os.cpu_count() or 1, name)
@@ -172,6 +179,7 @@ def build(builder_cls, items: list[Item], scan_skips: list[Skip], out, options: 
   path = Path(builder.data_dir)
   (path / "clips.json").write_text(json.dumps({"splits": index, "identities": identities}))
   report = _report(name, raw, items, scan_skips, staging, index, options, time.perf_counter() - start)
+  report["settings"] = extra or {}
   (out / REPORT).write_text(json.dumps(report, indent=1))
   shutil.rmtree(out / "downloads", ignore_errors=True)
   if not keep_staging:

@@ -103,6 +103,8 @@ def split_by_hash(names, *, seed: int, val: float, test: float) -> dict:
 def read_split_file(path) -> dict:
   """`NAME SPLIT` per line (whitespace or comma separated; # comments): name -> split."""
   from talkjax.errors import TalkjaxError
+  if not os.path.isfile(path):
+    raise TalkjaxError("the split file does not exist", path=path, fix="check the path")
   out = {}
   with open(path) as f:
     for number, line in enumerate(f, 1):

@@ -36,7 +36,7 @@ class MediaError(Exception):
 def _tar_members(path: str) -> dict:
   try:
     with tarfile.open(path, "r:") as tar:   # uncompressed only: members are found by seeking
-      return {m.name.lstrip("./"): m for m in tar.getmembers() if m.isfile()}
+      return {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
   except (tarfile.TarError, OSError) as e:
     raise MediaError("unreadable archive", f"{path}: {e}") from e
 
@@ -47,7 +47,7 @@ def local_file(media: Media):
   if media.member is None:
     yield media.path
     return
-  member = _tar_members(media.path).get(media.member.lstrip("./"))
+  member = _tar_members(media.path).get(media.member.removeprefix("./"))
   if member is None:
     raise MediaError("unreadable archive", f"{media.path} has no member {media.member}")
   folder = tempfile.mkdtemp(prefix="talkjax-member-")

@@ -10,6 +10,7 @@ audio/video durations, the face.
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 
@@ -42,7 +43,12 @@ def process(item: Item, options: BuildOptions):
   try:
     return _process(item, options)
   except MediaError as e:
-    return Skip(item.describe(), e.reason, e.detail)
+    detail = e.detail
+    for media in (item.video, item.audio, item.partner_audio):
+      if media is not None and media.member:   # name the archive member, not its temp copy
+        detail = re.sub(r"/\S*talkjax-member-[^/]+/" + re.escape(media.member.rsplit("/", 1)[-1]),
+                        str(media), detail)
+    return Skip(item.describe(), e.reason, detail)
 
 
 def _check_video(info, path, options):
@@ -100,9 +106,9 @@ def _process(item: Item, options: BuildOptions):
     _check_video(info, item.video, options)
     own = item.audio is None
     audio, audio_seconds = _speech(item.video if own else item.audio, path, info, item, own_track=own)
-    partner = None
+    partner = partner_seconds = None
     if item.partner_audio is not None:
-      partner, _ = _speech(item.partner_audio, path, info, item, own_track=False)
+      partner, partner_seconds = _speech(item.partner_audio, path, info, item, own_track=False)
     level = rms_dbfs(audio)
     if level < options.silence_dbfs and (partner is None or rms_dbfs(partner) < options.silence_dbfs):
       raise MediaError("silent audio", f"{item.describe()}: speech RMS {level:.0f} dBFS "
@@ -112,10 +118,11 @@ def _process(item: Item, options: BuildOptions):
     if seconds < options.min_seconds:
       raise MediaError("too short", f"{item.describe()}: {seconds:.2f} s "
                        f"(at least {options.min_seconds:g} s)")
-    if abs(audio_seconds - seconds) > options.max_av_mismatch:
-      raise MediaError("audio/video length mismatch",
-                       f"{item.describe()}: audio {audio_seconds:.2f} s, video {seconds:.2f} s "
-                       f"(tolerance {options.max_av_mismatch:g} s)")
+    for which, length in (("audio", audio_seconds), ("partner audio", partner_seconds)):
+      if length is not None and abs(length - seconds) > options.max_av_mismatch:
+        raise MediaError("audio/video length mismatch",
+                         f"{item.describe()}: {which} {length:.2f} s, video {seconds:.2f} s "
+                         f"(tolerance {options.max_av_mismatch:g} s)")
     encoded = [b""] * count
     done = 0
     for k, frame in media_lib.frames(path, options.fps, item.span, stream_start=info.start):

@@ -61,18 +61,10 @@ def paper_diffusion(c):
 
 
 def hdtf_data(path: str):
-  """HDTF at 512 px, read by the real-datasets loaders (talkjax data build hdtf)."""
-  d = ml_collections.ConfigDict()
-  d.kind = "hdtf"
-  d.path = path
-  d.build_if_missing = False
-  d.synthtalk = ml_collections.ConfigDict(dict(identities=0, clips=0, seconds=0.0, resolution=512,
-                                               fps=25, seed=0))
-  d.batch_size = 32
-  d.num_examples = 0
-  d.eval_examples = 0
-  d.worker_count = 8
-  d.shuffle = True
+  """HDTF at 512 px, built by `talkjax data build hdtf --raw ~/HDTF --out data/hdtf`
+  (datasets/hdtf/README.md); add MEAD or your own clips with data.mixture."""
+  from talkjax_experiments._real import real_data
+  d = real_data("hdtf", path, batch_size=32)
   d.near_pairs = 0.0
   d.near_gap = 3
   return d

@@ -4,8 +4,8 @@ The paper's renderer (model.renderer="paper", talkjax/models/ifmdm/paper_rendere
 StyleGAN2-style encoder to a 512-d latent and a modulated decoder warping the encoder's
 features with per-scale flows and masks, a 512-channel refine block; 22.7 M + 29.2 M
 parameters, a 24.0 M StyleGAN2 discriminator), 20 orthonormal motion directions, L1 +
-perceptual + non-saturating GAN with R1. Training needs HDTF prepared by the real-datasets
-loaders; until they land it stops with a clear message. `talkjax bench sample --config
+perceptual + non-saturating GAN with R1. Training reads HDTF built by `talkjax data build
+hdtf --raw ~/HDTF --out data/hdtf` (datasets/hdtf/README.md). `talkjax bench sample --config
 ifmdm/hdtf_512_stage2` times this renderer; add `--set stage1.overrides=model.renderer=fast`
 for the light one.
 

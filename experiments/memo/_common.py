@@ -76,6 +76,15 @@ STAGE1_MODULES = (r"^trainable/(reference_net|image_proj|identity_encoder)/",
                   r"^trainable/diffusion_net/(?!.*/(audio|motion)_modules_\d+/)")
 
 
+def paper_data(batch_size: int):
+  """HDTF and MEAD built at 512 px (talkjax data build hdtf|mead --out data/hdtf|data/mead),
+  mixed 1:1. Deviation, labelled: the paper also trains on VFHQ, CelebV-HQ and MultiTalk;
+  build any of them with `talkjax data build clips` and add it to data.mixture."""
+  from talkjax_experiments._real import real_data
+  return real_data("hdtf", "data/hdtf", mixture=("data/hdtf:1", "data/mead:1"),
+                   batch_size=batch_size)
+
+
 def stage1(c):
   """Stage 1, face-domain adaptation: the DiffusionNet with reference attention only,
   denoising one frame of a clip given the portrait (no audio, no memory, no past)."""

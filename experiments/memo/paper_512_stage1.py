@@ -8,7 +8,7 @@ memory. 512 px, AdamW 1e-5, bf16, rematerialisation.
       --set model.weights.unet=weights/sd15/unet model.weights.vae=weights/sd15/vae
 """
 
-from talkjax_experiments.memo._common import SD15_UNET, SD_VAE, memo_config, stage1
+from talkjax_experiments.memo._common import SD15_UNET, SD_VAE, memo_config, paper_data, stage1
 
 
 def get_config(arg=None):
@@ -16,7 +16,7 @@ def get_config(arg=None):
   c = stage1(memo_config(unet=SD15_UNET, vae=SD_VAE, resolution=512))
   c.compute_dtype = "bfloat16"
   c.model.remat = True
-  c.data.batch_size = 64
+  c.data = paper_data(batch_size=64)
   c.train.steps = 30_000
   c.checkpoint.every = 5000
   return c

@@ -15,7 +15,7 @@ Departures, labelled: sigma is continuous, not quantised to 1000 levels; conditi
 is drawn per example, not once per batch.
 """
 
-from talkjax_experiments.memo._common import SD15_UNET, SD_VAE, memo_config, stage2
+from talkjax_experiments.memo._common import SD15_UNET, SD_VAE, memo_config, paper_data, stage2
 
 
 def get_config(arg=None):
@@ -24,7 +24,7 @@ def get_config(arg=None):
              warmup_steps=5000)
   c.compute_dtype = "bfloat16"
   c.model.remat = True
-  c.data.batch_size = 8
+  c.data = paper_data(batch_size=8)
   c.train.steps = 20_000
   c.checkpoint.every = 5000
   # Cloud TPU layouts (talkjax launch tpu): the 2.5 B parameters FSDP-sharded, tensor

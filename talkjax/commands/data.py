@@ -15,8 +15,6 @@ the data.
 
 from __future__ import annotations
 
-import json
-
 from talkjax.commands import add_subcommand
 from talkjax.errors import TalkjaxError
 
@@ -185,9 +183,9 @@ def _build_real(args):
 
 
 def _convert(args):
-  from talkjax_datasets.dyconv.vico import convert
+  from talkjax_datasets.dyconv.vico import convert, summary
   report = convert(args.raw, args.out, csv=args.csv, link=not args.copy)
-  print(json.dumps(report, indent=1) if not isinstance(report, str) else report)
+  print(summary(report))
   return 0
 
 

@@ -54,6 +54,11 @@ def _real(path: pathlib.Path, kind: str) -> pathlib.Path:
     raise TalkjaxError(f"no built {kind} dataset here", path=path,
                        fix=f"build it: talkjax data build {kind} --raw RAW_{kind.upper()} "
                            f"--out {path} (see datasets/{kind}/README.md)")
+  import json
+  built = json.loads((found / "metadata.json").read_text()).get("source")
+  if built != kind:
+    raise ConfigError(f"data.kind is {kind!r} but {found} holds a {built} build",
+                      path=path, fix=f"set data.kind={built} (or point data.path at a {kind} build)")
   return found
 
 

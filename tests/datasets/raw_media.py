@@ -22,9 +22,9 @@ def face(size: int) -> np.ndarray:
 
 
 def frame_at(t: float, width: int, height: int, face_size: int, *, with_face=True,
-             drift: float = 0.0) -> np.ndarray:
+             drift: float = 0.0, background=(70, 90, 110)) -> np.ndarray:
   """The frame at time t: the face moving on a slow circle (+ a steady drift in px/s)."""
-  img = np.full((height, width, 3), (70, 90, 110), np.uint8)
+  img = np.full((height, width, 3), background, np.uint8)
   if not with_face:
     return img
   f = face(face_size)
@@ -51,7 +51,8 @@ def speech(seconds: float, rate: int = SAMPLE_RATE, *, seed: int = 0, level: flo
 
 def write_video(path, *, seconds: float = 1.2, fps: float = 25, size=(160, 120),
                 face_size: int = 64, audio: np.ndarray | None = None,
-                audio_rate: int = SAMPLE_RATE, with_face=True, drift: float = 0.0) -> None:
+                audio_rate: int = SAMPLE_RATE, with_face=True, drift: float = 0.0,
+                background=(70, 90, 110)) -> None:
   """An mp4: H.264 frames and, when `audio` (samples, channels) is given, an AAC track."""
   import av
   width, height = size
@@ -66,7 +67,8 @@ def write_video(path, *, seconds: float = 1.2, fps: float = 25, size=(160, 120),
       a.layout = "mono" if audio.shape[1] == 1 else "stereo"
     for k in range(int(round(seconds * float(rate)))):
       frame = av.VideoFrame.from_ndarray(
-          frame_at(k / float(rate), width, height, face_size, with_face=with_face, drift=drift),
+          frame_at(k / float(rate), width, height, face_size, with_face=with_face, drift=drift,
+                   background=background),
           format="rgb24")
       for packet in v.encode(frame):
         out.mux(packet)

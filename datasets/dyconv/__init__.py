@@ -1,0 +1,1 @@
+"""DyConv: two-person conversations, each participant filmed and miked on their own (INFP)."""

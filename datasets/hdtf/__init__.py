@@ -1,0 +1,1 @@
+"""HDTF: high-resolution YouTube talking faces, cut into clips with annotated crops."""
