@@ -76,6 +76,17 @@ STAGE1_MODULES = (r"^trainable/(reference_net|image_proj|identity_encoder)/",
                   r"^trainable/diffusion_net/(?!.*/(audio|motion)_modules_\d+/)")
 
 
+def emotion_classifier_config():
+  """The audio emotion classifier (family `audio_emotion`): 3 s of speech as 40 log-mel bins
+  -> three 1-D convolutions -> mean/std pooling -> MEMO's 9 emotions; data set by the caller."""
+  from talkjax.defaults import base_config
+  c = base_config()
+  c.family = "audio_emotion"
+  c.model.emotion_audio = ml_collections.ConfigDict(dict(window_s=3.0, n_mels=40, hidden=128,
+                                                         conv_channels=(64, 64, 64)))
+  return c
+
+
 def paper_data(batch_size: int):
   """HDTF and MEAD built at 512 px (talkjax data build hdtf|mead --out data/hdtf|data/mead),
   mixed 1:1. Deviation, labelled: the paper also trains on VFHQ, CelebV-HQ and MultiTalk;

@@ -10,18 +10,13 @@ Deviation, labelled: the release classifies emotion2vec features (talkjax conver
 --emotion2vec imports them); this head learns log-mel prosody from MEAD's actors.
 """
 
-import ml_collections
-
 from talkjax_experiments._real import real_data
+from talkjax_experiments.memo._common import emotion_classifier_config
 
 
 def get_config(arg=None):
   del arg
-  from talkjax.defaults import base_config
-  c = base_config()
-  c.family = "audio_emotion"
-  c.model.emotion_audio = ml_collections.ConfigDict(dict(window_s=3.0, n_mels=40, hidden=128,
-                                                   conv_channels=(64, 64, 64)))
+  c = emotion_classifier_config()
   c.data = real_data("mead", "data/mead", batch_size=64)
   c.data.offsets = (0.0, 0.5, 1.0)
   c.optimizer.lr = 1e-3

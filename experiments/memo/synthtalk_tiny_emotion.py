@@ -9,18 +9,13 @@ SynthTalk's voices, so a small head learns log-mel prosody from scratch (a few m
 a CPU).
 """
 
-import ml_collections
-
 from talkjax_experiments._synthtalk import tiny_synthtalk
+from talkjax_experiments.memo._common import emotion_classifier_config
 
 
 def get_config(arg=None):
   del arg
-  from talkjax.defaults import base_config
-  c = base_config()
-  c.family = "audio_emotion"
-  c.model.emotion_audio = ml_collections.ConfigDict(dict(window_s=3.0, n_mels=40, hidden=128,
-                                                   conv_channels=(64, 64, 64)))
+  c = emotion_classifier_config()
   c.data.update(tiny_synthtalk())
   c.data.offsets = (0.0, 0.25, 0.5, 0.75, 1.0)   # window starts (s) in each 4 s clip
   c.data.batch_size = 32

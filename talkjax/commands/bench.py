@@ -17,6 +17,7 @@ examples:
   talkjax bench sample --config experiments/ifmdm/synthtalk_tiny_stage2.py
   talkjax bench backbone --reference --json backbone.json
   talkjax bench serve --requests 200 --clients 16 --json serve.json
+  talkjax bench data --data data/hdtf --json data.json
 """
 
 # target -> (module, summary, what is missing while the module does not exist)
@@ -29,6 +30,9 @@ TARGETS = {
                "the IF-MDM and pipelines work (talkjax/pipelines/)"),
     "serve": ("talkjax.serve.bench", "a bounded load test of talkjax serve beside talkjax "
               "sample --manifest: throughput, latency, memory", "the serving work (talkjax/serve/)"),
+    "data": ("talkjax.data.bench", "windows/s a built dataset delivers through the Grain "
+             "loader (1, 2, 4 workers), and a raw folder's build throughput",
+             "the real-datasets work (datasets/, talkjax/data/)"),
     "backbone": ("talkjax.nn.bench", "latent-diffusion VAE decode and UNet forward, beside "
                  "diffusers", "the latent backbone (talkjax/nn/vae.py, unet.py)"),
 }

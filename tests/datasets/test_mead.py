@@ -211,3 +211,25 @@ def test_build_report_counts_skips(built):
   total = sum(round(s * 25) for s, _ in WRITTEN.values())
   assert sum(report["frames"].values()) == total
   assert not (built / ".staging").exists()
+
+
+def test_the_mead_emotion_config_trains_from_the_build(built, tmp_path):
+  """experiments/memo/mead_emotion.py reads a MEAD build (windows shortened to the tiny
+  clips); the labels it learns are MEAD's, read from the folder names."""
+  import subprocess
+  from talkjax.models.audio_emotion.tasks import EmotionWindows
+  from talkjax.audio.emotion import emotion_index
+  clips = RecordedClips(built, "train")
+  source = EmotionWindows(clips, window=16000, offsets=(0.0, 0.1, 0.2))
+  first = source[0]
+  clip, _ = source.items[0]
+  assert int(first["emotion"]) == emotion_index(EMOTIONS[clips.index[clip]["emotion"]])
+  run = subprocess.run(
+      [sys.executable, "-m", "talkjax.cli", "train", "--config", "memo/mead_emotion",
+       "--workdir", str(tmp_path / "emo"), "--set", f"data.path={built}",
+       "model.emotion_audio.window_s=1.0", "data.offsets=(0.0,0.1,0.2)", "data.batch_size=8",
+       "data.worker_count=0", "train.steps=2", "train.log_every=1", "checkpoint.every=2"],
+      capture_output=True, text=True, timeout=600)
+  assert run.returncode == 0, run.stderr[-3000:]
+  logged = [json.loads(x) for x in (tmp_path / "emo" / "metrics.jsonl").read_text().splitlines()]
+  assert [m["step"] for m in logged if "loss" in m][-1] == 2
