@@ -61,28 +61,46 @@ def _build(args) -> tuple[str, dict]:
 
 
 def _delivery(path, args, workers: int) -> dict:
+  """One setting, measured in a fresh process: no earlier setting's workers are around, and
+  stopping them afterwards cannot hang the benchmark."""
+  import subprocess
+  settings = {"path": str(path), "split": args.split, "window": args.window,
+              "batch": args.batch, "workers": workers, "seconds": args.seconds}
+  done = subprocess.run([sys.executable, "-c", "import sys, json; from talkjax.data.bench "
+                         "import measure; measure(**json.loads(sys.argv[1]))",
+                         json.dumps(settings)], capture_output=True, text=True,
+                        stdin=subprocess.DEVNULL, timeout=args.seconds + 600)
+  if done.returncode != 0:
+    from talkjax.errors import TalkjaxError
+    raise TalkjaxError(f"the loader with {workers} workers failed: {done.stderr[-1500:]}")
+  return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(path, split, window, batch, workers, seconds) -> dict:
   from talkjax.data.loader import make_loader
   from talkjax.data.prepare import open_clips
   from talkjax.data.windows import ClipWindows
-  source = ClipWindows(open_clips(path, args.split), window=args.window)
-  loader = make_loader(source, global_batch_size=args.batch, seed=0, process_index=0,
+  source = ClipWindows(open_clips(path, split), window=window)
+  loader = make_loader(source, global_batch_size=batch, seed=0, process_index=0,
                        process_count=1, worker_count=workers)
   batches = iter(loader)
   for _ in range(2 * max(1, workers)):     # warm-up: workers started, first batches decoded
     next(batches)
   count, start = 0, time.perf_counter()
-  while time.perf_counter() - start < args.seconds:
+  while time.perf_counter() - start < seconds:
     next(batches)
     count += 1
-  seconds = time.perf_counter() - start
-  # Stop this setting's workers before the next one starts: alive, they keep prefetching
-  # 512 px batches into shared memory and compete with (or starve) the next setting.
-  import gc
-  del batches, loader
-  gc.collect()
-  return {"workers": workers, "batches": count, "seconds": round(seconds, 2),
-          "clips_per_s": round(count * args.batch / seconds, 2),
-          "frames_per_s": round(count * args.batch * args.window / seconds, 1)}
+  elapsed = time.perf_counter() - start
+  result = {"workers": workers, "batches": count, "seconds": round(elapsed, 2),
+            "clips_per_s": round(count * batch / elapsed, 2),
+            "frames_per_s": round(count * batch * window / elapsed, 1)}
+  print(json.dumps(result), flush=True)
+  # Leave without Grain's orderly shutdown (it can block on a worker stuck on a full queue);
+  # the workers are stopped here instead, so none outlives the measurement.
+  import multiprocessing
+  for child in multiprocessing.active_children():
+    child.kill()
+  os._exit(0)
 
 
 def run(args) -> int:
