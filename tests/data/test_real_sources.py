@@ -1,6 +1,6 @@
 """Real-dataset builds read through Grain: windows across stored segments, exact audio,
-resumable and deterministic builds, disjoint shards per process, weighted mixtures, and a
-family training from a build."""
+resumable and deterministic builds, disjoint shards per process, weighted mixtures, configs
+that name the wrong kind."""
 
 import json
 import os
@@ -62,7 +62,7 @@ def test_windows_span_segments_with_exact_audio(built):
     clips.read(0, 30, 50)
 
 
-def test_interrupted_build_resumes_to_the_same_bytes(built, tmp_path):
+def test_interrupted_build_resumes_to_the_same_records(built, tmp_path):
   raw = _tree(tmp_path / "raw6", people=6)
   out = tmp_path / "cut"
   cmd = CLI + ["data", "build", "clips", "--raw", str(raw), "--out", str(out), "--resolution",
@@ -141,17 +141,17 @@ def test_mixture_draws_by_weight(built, tmp_path):
     windows(d, "train", window=8)
 
 
-def test_a_family_trains_from_a_real_build_and_wrong_kinds_are_named(built, tmp_path):
-  common = ["--set", "data.kind=clips", f"data.path={built / 'out'}", "data.batch_size=8",
-            "train.steps=3", "train.log_every=1", "checkpoint.every=3"]
-  run = subprocess.run(CLI + ["train", "--config", "memo/synthtalk_tiny_vae", "--workdir",
-                              str(tmp_path / "vae"), *common], capture_output=True, text=True,
-                       timeout=600)
-  assert run.returncode == 0, run.stderr[-3000:]
-  logged = [json.loads(line) for line in (tmp_path / "vae" / "metrics.jsonl").read_text().splitlines()]
-  assert [m["step"] for m in logged if "loss" in m][-1] == 3
-  assert all(np.isfinite(m["loss"]) for m in logged if "loss" in m)
+def test_a_config_naming_the_wrong_kind_is_told_what_the_folder_holds(built, tmp_path):
+  """(Training from builds: tests/datasets/test_hdtf.py (IF-MDM, both stages) and
+  test_mead.py (the MEAD emotion config).)"""
   wrong = subprocess.run(CLI + ["train", "--config", "memo/synthtalk_tiny_vae", "--workdir",
-                                str(tmp_path / "w"), *common[:1], "data.kind=mead",
-                                *common[2:]], capture_output=True, text=True, timeout=300)
+                                str(tmp_path / "w"), "--set", "data.kind=mead",
+                                f"data.path={built / 'out'}", "data.batch_size=8"],
+                         capture_output=True, text=True, timeout=300)
   assert wrong.returncode == 2 and "holds a clips build" in wrong.stderr
+  assert "set data.kind=clips" in wrong.stderr
+  missing = subprocess.run(CLI + ["train", "--config", "memo/synthtalk_tiny_vae", "--workdir",
+                                  str(tmp_path / "m"), "--set", "data.kind=hdtf",
+                                  f"data.path={tmp_path / 'nothing'}", "data.batch_size=8"],
+                           capture_output=True, text=True, timeout=300)
+  assert missing.returncode == 2 and "talkjax data build hdtf --raw" in missing.stderr

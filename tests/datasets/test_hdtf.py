@@ -195,9 +195,10 @@ def test_build_report(built):
   assert sources["Radio11_1"].endswith("Radio11.mp4 [1-3 s]")
 
 
-def test_ifmdm_stage1_trains_from_the_hdtf_build(built, tmp_path):
-  """IF-MDM's stage 1 (the hdtf_512 configs' family) reads frame pairs from an HDTF build:
-  the tiny model, 2 steps, on the 64 px build."""
+def test_ifmdm_both_stages_train_from_the_hdtf_build(built, tmp_path):
+  """IF-MDM (the hdtf_512 configs' family) trains from an HDTF build: stage 1 reads frame
+  pairs, stage 2 caches every clip's motion codes (read in pieces) from that stage-1
+  checkpoint and trains on them; the tiny models, 2 steps each, on the 64 px build."""
   import subprocess
   run = subprocess.run(
       [sys.executable, "-m", "talkjax.cli", "train", "--config", "ifmdm/synthtalk_tiny_stage1",
@@ -208,3 +209,15 @@ def test_ifmdm_stage1_trains_from_the_hdtf_build(built, tmp_path):
   logged = [json.loads(x) for x in (tmp_path / "s1" / "metrics.jsonl").read_text().splitlines()]
   assert [m["step"] for m in logged if "loss" in m][-1] == 2
   assert all(np.isfinite(m["loss"]) for m in logged if "loss" in m)
+  run = subprocess.run(
+      [sys.executable, "-m", "talkjax.cli", "train", "--config", "ifmdm/synthtalk_tiny_stage2",
+       "--workdir", str(tmp_path / "s2"), "--set", "data.kind=hdtf", f"data.path={built}",
+       f"stage1.workdir={tmp_path / 's1'}", "data.batch_size=8", "data.stride=1",
+       "train.steps=2", "train.log_every=1", "checkpoint.every=2"],
+      capture_output=True, text=True, timeout=600)
+  assert run.returncode == 0, run.stderr[-3000:]
+  cache = list((tmp_path / "s1" / "motion_codes").glob("step2/hdtf_*/train_*.npz"))
+  assert len(cache) == 1
+  codes = np.load(cache[0])
+  frames = sum(c["frames"] for c in RecordedClips(built, "train").index)
+  assert codes["motion"].shape[0] == frames and codes["offsets"][-1] == frames
