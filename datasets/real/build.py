@@ -218,7 +218,8 @@ def summary(report: dict, path) -> str:
     lines.append(f"skipped {sum(skipped.values())} of {report['inputs']} inputs: " +
                  ", ".join(f"{reason} {n}" for reason, n in skipped.items()))
     for s in report["skips"][:5]:
-      lines.append(f"  {s['reason']}: {s['source']}" + (f" ({s['detail']})" if s["detail"] else ""))
+      detail = s["detail"].removeprefix(s["source"] + ": ")   # the path is said once
+      lines.append(f"  {s['reason']}: {s['source']}" + (f" ({detail})" if detail else ""))
     if len(report["skips"]) > 5:
       lines.append(f"  ... {len(report['skips']) - 5} more in build_report.json")
   else:
