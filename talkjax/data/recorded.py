@@ -113,7 +113,7 @@ class RecordedClips:
   def clip(self, index: int) -> dict:
     """A whole clip, frames decoded to uint8 (T, H, W, 3) (long clips take memory: use
     `read` in pieces for those)."""
-    from talkjax.data.synthtalk import decode_frame
+    from talkjax.data.frames import decode_frame
     rec = self.read(index, 0, self.num_frames(index))
     rec["frames"] = np.stack([decode_frame(b, self.path) for b in rec["frames"]])
     return rec

@@ -11,12 +11,11 @@ sample is an integer; T must make T * 16000 / fps an integer too (always true at
 
 from __future__ import annotations
 
-import io
-import math
 from pathlib import Path
 
 import numpy as np
 
+from talkjax.data.frames import decode_frame  # noqa: F401  (callers import it from here too)
 from talkjax.errors import TalkjaxError
 
 SAMPLE_RATE = 16000
@@ -37,16 +36,6 @@ def find_dataset_dir(path) -> Path:
                        fix="build one: talkjax data build synthtalk --out " + str(path))
   raise TalkjaxError(f"{len(found)} SynthTalk builds here; name one", path=path,
                      fix="pass the folder of one of: " + ", ".join(str(f.parent) for f in found))
-
-
-def decode_frame(data: bytes, where) -> np.ndarray:
-  from PIL import Image, UnidentifiedImageError
-  try:
-    with Image.open(io.BytesIO(data)) as im:
-      return np.asarray(im.convert("RGB"))
-  except (UnidentifiedImageError, OSError) as e:
-    raise TalkjaxError(f"a stored frame cannot be decoded ({e})", path=where,
-                       fix="the dataset is corrupt; rebuild it with talkjax data build") from e
 
 
 class SynthTalkClips:

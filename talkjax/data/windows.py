@@ -21,7 +21,7 @@ SAMPLE_RATE = 16000
 
 
 def pixels(data: bytes, where) -> np.ndarray:
-  from talkjax.data.synthtalk import decode_frame
+  from talkjax.data.frames import decode_frame
   return decode_frame(data, where).astype(np.float32) / 127.5 - 1.0
 
 

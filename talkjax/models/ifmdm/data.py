@@ -87,7 +87,7 @@ def extract_clip_codes(stage1, clips, speech, batch: int = 64, *, raw_audio: boo
   import jax
   import jax.numpy as jnp
   from tqdm import tqdm
-  from talkjax.data.synthtalk import decode_frame
+  from talkjax.data.frames import decode_frame
 
   model, params = stage1
   encode = jax.jit(lambda x: model.apply({"params": params}, x, method=model.encode_motion))
