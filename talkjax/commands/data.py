@@ -120,7 +120,7 @@ def add_arguments(parser):
   preview = add_subcommand(
       actions, "preview", help="contact sheet PNG + short mp4 with sound of a few clips",
       examples=PREVIEW_EXAMPLES)
-  preview.add_argument("--data", required=True, help="a built SynthTalk folder")
+  preview.add_argument("--data", required=True, help="a built folder (SynthTalk or a real build)")
   preview.add_argument("--out", required=True, help="folder for contact_sheet.png and preview.mp4")
   preview.add_argument("--split", default="train", help="train, val or test (default train)")
   preview.add_argument("--clips", type=int, default=4, help="how many clips (default 4)")

@@ -155,3 +155,13 @@ def test_a_config_naming_the_wrong_kind_is_told_what_the_folder_holds(built, tmp
                                   f"data.path={tmp_path / 'nothing'}", "data.batch_size=8"],
                            capture_output=True, text=True, timeout=300)
   assert missing.returncode == 2 and "talkjax data build hdtf --raw" in missing.stderr
+
+
+def test_preview_shows_a_real_build(built, tmp_path):
+  from PIL import Image
+  from talkjax_datasets.synthtalk.preview import write_preview
+  sheet, video = write_preview(built / "out", tmp_path / "pv", clips=2)
+  assert Image.open(sheet).size == (8 * 64, 2 * (64 + 14))
+  from talkjax.data.video_io import read_mp4
+  frames, fps, audio = read_mp4(video)
+  assert len(frames) == 80 and fps == 25 and abs(len(audio) - 80 * 640) <= 640
