@@ -167,3 +167,13 @@ def has_audio_stream(path: str) -> bool:
       return bool(container.streams.audio)
   except (av.error.FFmpegError, OSError):
     return False
+
+
+def is_video(path: str) -> bool:
+  """Whether a file holds a video stream (a camera whose sound is used as a track)."""
+  import av
+  try:
+    with av.open(path) as container:
+      return bool(container.streams.video)
+  except (av.error.FFmpegError, OSError):
+    return False
