@@ -108,25 +108,24 @@ def _run_items(items, options, staging: Staging, workers: int, label: str) -> No
 
 
 def _plan(items, staging: Staging, segment_frames: int):
-  """Per split: the written clips in key order with their first record and identity."""
+  """Per split: the written clips in key order with their first record, person and labels
+  (clips.json, and what the TFDS builder writes from)."""
   finished = staging.done()
   metas = [staging.meta(i.key) for i in sorted(items, key=lambda i: i.key)
            if finished.get(item_name(i.key)) == "example"]
   identities = sorted({m["identity"] for m in metas})
   number = {name: n for n, name in enumerate(identities)}
-  plan, index = {s: [] for s in SPLITS}, {s: [] for s in SPLITS}
+  index = {s: [] for s in SPLITS}
   records = Counter()
   for meta in metas:
     split, frames = meta["split"], meta["frames"]
-    entry = {"key": meta["key"], "identity": number[meta["identity"]], "record": records[split]}
-    records[split] += math.ceil(frames / segment_frames)
-    plan[split].append(entry)
-    index[split].append({"key": meta["key"], "frames": frames, "record": entry["record"],
+    index[split].append({"key": meta["key"], "frames": frames, "record": records[split],
                          "identity": number[meta["identity"]], "speaker": meta["identity"],
                          "source": meta["source"], "labels": meta["labels"],
                          "emotion": meta["emotion"], "intensity": meta["intensity"],
                          "stats": meta["stats"]})
-  return plan, index, identities
+    records[split] += math.ceil(frames / segment_frames)
+  return index, identities
 
 
 def build(builder_cls, items: list[Item], scan_skips: list[Skip], out, options: BuildOptions, *,
@@ -156,8 +155,8 @@ def build(builder_cls, items: list[Item], scan_skips: list[Skip], out, options: 
   start = time.perf_counter()
   _run_items(items, options, staging, workers or os.cpu_count() or 1, name)
 
-  plan, index, identities = _plan(items, staging, options.segment_frames)
-  if not any(plan.values()):
+  index, identities = _plan(items, staging, options.segment_frames)
+  if not any(index.values()):
     skips = [staging.skip(i.key) for i in items]
     reasons = Counter(s["reason"] for s in skips)
     raise TalkjaxError(f"every {name} clip was skipped ({dict(reasons)}); e.g. "
@@ -170,7 +169,7 @@ def build(builder_cls, items: list[Item], scan_skips: list[Skip], out, options: 
               "identities": identities, "format": "talkjax.recorded/1"}
   from talkjax_datasets.real.tfds_builder import RecordedConfig
   import tensorflow_datasets as tfds
-  config = RecordedConfig(name=options.config_name(), plan=plan, staging=str(staging.folder),
+  config = RecordedConfig(name=options.config_name(), plan=index, staging=str(staging.folder),
                           dyadic=dyadic, metadata=metadata)
   builder = builder_cls(config=config, data_dir=str(out), file_format="array_record")
   print(f"{name}: writing array_record ...", file=sys.stderr)
