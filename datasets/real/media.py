@@ -160,20 +160,11 @@ def speech(media_path: str, *, offset: float = 0.0, span=None) -> tuple[np.ndarr
   return mono.astype(np.float32), len(mono) / SAMPLE_RATE
 
 
-def has_audio_stream(path: str) -> bool:
+def has_stream(path: str, kind: str) -> bool:
+  """Whether a file holds a `kind` ("audio" / "video") stream; False when unreadable."""
   import av
   try:
     with av.open(path) as container:
-      return bool(container.streams.audio)
-  except (av.error.FFmpegError, OSError):
-    return False
-
-
-def is_video(path: str) -> bool:
-  """Whether a file holds a video stream (a camera whose sound is used as a track)."""
-  import av
-  try:
-    with av.open(path) as container:
-      return bool(container.streams.video)
+      return bool(getattr(container.streams, kind))
   except (av.error.FFmpegError, OSError):
     return False

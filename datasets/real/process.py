@@ -93,12 +93,12 @@ def _track(item, path, info, options):
 
 def _speech(media, video_path, info, item, *, own_track: bool):
   with media_lib.local_file(media) as path:
-    if own_track and not media_lib.has_audio_stream(path):
+    if own_track and not media_lib.has_stream(path, "audio"):
       raise MediaError("missing audio", f"{path}: the video has no audio stream")
-    if not own_track and media_lib.is_video(path):
+    if not own_track and media_lib.has_stream(path, "video"):
       info = media_lib.probe(path)   # another camera's sound: its own streams' offset
     offset = (info.audio_start - info.start) if info.audio_start is not None else 0.0
-    if not own_track and not media_lib.is_video(path):
+    if not own_track and not media_lib.has_stream(path, "video"):
       offset = 0.0                   # a plain audio file starts at the video's time 0
     return media_lib.speech(path, offset=offset, span=item.span)
 
