@@ -4,7 +4,7 @@ any length, stored as segments of at most `segment_frames` frames (datasets/real
 `RecordedClips(path, split)` answers the same questions as `SynthTalkClips`: how many
 clips, how long each is (`num_frames`), and any frame range of a clip with its audio and
 labels (`read`), reading only the one or two records the range touches. The index
-(`clips.json`) is read once; records are opened lazily in each worker process.
+(`clips.json`) is read once; records are opened lazily in each worker process (tfds_split.py).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from talkjax.data.tfds_split import TfdsSplit
 from talkjax.errors import TalkjaxError
 
 SAMPLE_RATE = 16000
@@ -58,15 +59,10 @@ class RecordedClips:
     self.fps = int(self.meta["fps"])
     self.segment = int(self.meta["segment_frames"])
     self.dyadic = bool(self.meta.get("dyadic"))
-    self._source = None
+    self._records = TfdsSplit(found, split)
 
   def __len__(self):
     return len(self.index)
-
-  def __getstate__(self):
-    state = dict(self.__dict__)
-    state["_source"] = None   # reopened in the worker
-    return state
 
   def __repr__(self):
     return f"RecordedClips({self.path}, {self.split!r}, clips={len(self)})"
@@ -74,15 +70,9 @@ class RecordedClips:
   def num_frames(self, clip: int) -> int:
     return int(self.index[clip]["frames"])
 
-  def _open(self):
-    if self._source is None:
-      import tensorflow_datasets as tfds
-      self._source = tfds.builder_from_directory(str(self.path)).as_data_source(self.split)
-    return self._source
-
   def _record(self, number: int) -> dict:
     try:
-      return self._open()[number]
+      return self._records[number]
     except (ValueError, OSError, RuntimeError, IndexError) as e:
       raise TalkjaxError(f"record {number} of split {self.split!r} cannot be read ({e})",
                          path=self.path, fix="the dataset is corrupt; rebuild it") from e

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from talkjax.data.frames import decode_frame  # noqa: F401  (callers import it from here too)
+from talkjax.data.tfds_split import TfdsSplit
 from talkjax.errors import TalkjaxError
 
 SAMPLE_RATE = 16000
@@ -44,7 +45,7 @@ class SynthTalkClips:
   def __init__(self, path, split: str = "train"):
     self.path = find_dataset_dir(path)
     self.split = split
-    self._source = None
+    self._records = TfdsSplit(self.path, split)
     import json
     info = json.loads((self.path / "dataset_info.json").read_text())
     splits = {s["name"]: s for s in info.get("splits", [])}
@@ -58,17 +59,6 @@ class SynthTalkClips:
   def __len__(self):
     return self._length
 
-  def __getstate__(self):
-    state = dict(self.__dict__)
-    state["_source"] = None  # reopened in the worker
-    return state
-
-  def _open(self):
-    if self._source is None:
-      import tensorflow_datasets as tfds
-      self._source = tfds.builder_from_directory(str(self.path)).as_data_source(self.split)
-    return self._source
-
   def record(self, index: int) -> dict:
     """The stored example: frames still encoded."""
     if not 0 <= index < len(self):
@@ -76,7 +66,7 @@ class SynthTalkClips:
                          f"{len(self)}", path=self.path,
                          fix=f"ask for 0..{len(self) - 1}, or build more clips")
     try:
-      return self._open()[index]
+      return self._records[index]
     except (ValueError, OSError, RuntimeError) as e:
       raise TalkjaxError(f"example {index} of split {self.split!r} cannot be read ({e})",
                          path=self.path, fix="the dataset is corrupt; rebuild it") from e

@@ -126,6 +126,31 @@ def test_two_processes_read_disjoint_shards(built):
   assert mine[0] | mine[1] <= everything and len(mine[0] | mine[1]) == 8   # 10 // 4 batches
 
 
+def test_racing_reader_threads_open_the_build_once(built, monkeypatch):
+  """Grain's 16 reader threads reach an unopened source together; opening imports
+  tensorflow_datasets, whose lazy imports deadlocked when several threads ran them at once
+  (a loader that never gave its first batch). One thread opens, the rest wait for it."""
+  import threading
+  import tensorflow_datasets as tfds
+  opened = []
+  real = tfds.builder_from_directory
+  def counting(path):
+    opened.append(path)
+    time.sleep(0.05)   # a slow disk: every thread arrives while the first is still opening
+    return real(path)
+  monkeypatch.setattr(tfds, "builder_from_directory", counting)
+  clips = RecordedClips(built / "out", "train")
+  barrier = threading.Barrier(16)
+  got = [None] * 16
+  def read(i):
+    barrier.wait()
+    got[i] = clips.read(i % len(clips), 0, 4)["audio"]
+  threads = [threading.Thread(target=read, args=(i,)) for i in range(16)]
+  [t.start() for t in threads]
+  [t.join(timeout=60) for t in threads]
+  assert len(opened) == 1 and all(g is not None and len(g) == 2560 for g in got)
+
+
 def test_mixture_draws_by_weight(built, tmp_path):
   import ml_collections
   from talkjax.data.prepare import windows
