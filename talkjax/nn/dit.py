@@ -39,13 +39,13 @@ class TimestepEmbedding(nn.Module):
                  name="fc_out")(nn.silu(h))
 
 
-def _modulation(cond, count: int, hidden: int, dtype, name: str):
+def modulation(cond, count: int, hidden: int, dtype, name: str):
   out = Dense(count * hidden, axes=("embed", "mlp"), dtype=dtype, kernel_init=nn.initializers.zeros,
               name=name)(nn.silu(cond))
   return jnp.split(out, count, axis=-1)
 
 
-def _norm(x):
+def plain_norm(x):
   return nn.LayerNorm(use_bias=False, use_scale=False, epsilon=1e-6)(x)
 
 
@@ -58,12 +58,12 @@ class AdaLNZeroBlock(nn.Module):
   @nn.compact
   def __call__(self, x, cond, mask=None):
     hidden = x.shape[-1]
-    shift1, scale1, gate1, shift2, scale2, gate2 = _modulation(cond, 6, hidden, self.dtype,
+    shift1, scale1, gate1, shift2, scale2, gate2 = modulation(cond, 6, hidden, self.dtype,
                                                                "modulation")
-    h = _norm(x) * (1 + scale1) + shift1
+    h = plain_norm(x) * (1 + scale1) + shift1
     x = x + gate1 * SelfAttention(self.heads, hidden // self.heads, dtype=self.dtype,
                                   name="attention")(h, mask)
-    h = _norm(x) * (1 + scale2) + shift2
+    h = plain_norm(x) * (1 + scale2) + shift2
     h = Dense(hidden * self.mlp_ratio, axes=("embed", "mlp"), dtype=self.dtype, name="mlp_in")(h)
     h = Dense(hidden, axes=("mlp", "embed"), dtype=self.dtype, name="mlp_out")(nn.gelu(h))
     return nn.with_logical_constraint(x + gate2 * h, ("batch", "length", "embed"))
@@ -76,8 +76,8 @@ class FinalLayer(nn.Module):
 
   @nn.compact
   def __call__(self, x, cond):
-    shift, scale = _modulation(cond, 2, x.shape[-1], self.dtype, "modulation")
-    h = _norm(x) * (1 + scale) + shift
+    shift, scale = modulation(cond, 2, x.shape[-1], self.dtype, "modulation")
+    h = plain_norm(x) * (1 + scale) + shift
     return Dense(self.features, axes=("embed", None), dtype=self.dtype,
                  kernel_init=nn.initializers.zeros, name="out")(h)
 

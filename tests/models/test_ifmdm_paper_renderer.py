@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from talkjax.models.ifmdm.autoencoder import gan_losses
+from talkjax.nn.motion_renderer import gan_losses
 from talkjax.models.ifmdm.paper_renderer import (PaperDiscriminator, PaperMotionAutoencoder,
                                                  scale_channels)
 

@@ -8,7 +8,7 @@ import flax.linen as nn
 
 from talkjax import config as cfg
 from talkjax.models.ifmdm.tasks import Stage1Task
-from talkjax.models.ifmdm.autoencoder import DirectionBank, gan_losses
+from talkjax.nn.motion_renderer import DirectionBank, gan_losses
 
 
 def test_direction_bank_is_orthonormal_even_after_updates():

@@ -2,7 +2,6 @@
 
 - autoencoder.py  stage 1's networks: a warping motion autoencoder and its critic
 - motion.py       stage 2's network: the adaLN-Zero motion DiT
-- audio.py        speech features (log-mel or wav2vec2) per 25 fps frame
 - builders.py     networks from configs; the trained stage 1 that stage 2 reads
 - data.py         frame pairs (stage 1); cached motion codes cut into windows (stage 2)
 - tasks.py        what the trainer runs: Stage1Task, Stage2Task

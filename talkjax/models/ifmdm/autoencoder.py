@@ -1,14 +1,9 @@
 """IF-MDM stage 1: the implicit motion autoencoder (a LIA-style warping renderer).
 
-An encoder turns an image into multi-scale features and a latent w. Motion is a small code
-alpha (tanh, `directions` dims) read from the latent by an MLP and applied along a learnable
-direction bank made orthonormal by QR: z = w_source + D (alpha_driving - alpha_source). A
-decoder modulated by z predicts, at every scale, a flow field and a mask, warps the
-source's features with the flow and blends them in; a last block refines and paints RGB.
-At full resolution a last flow and mask warp the source image itself and blend it with the
-painted RGB: the renderer starts as (almost) a copy of the source, so identity is kept from
-the first step and training is spent on motion and on what warping cannot show (the inside
-of an opening mouth).
+The blocks (encoder, motion head, direction bank, warping decoder, critic) live in
+talkjax/nn/motion_renderer.py, shared with INFP. Here the motion code alpha is read from the
+whole driving image's latent by the motion head: z = w_source + D (alpha_driving -
+alpha_source).
 """
 
 from __future__ import annotations
@@ -16,98 +11,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from talkjax.nn.convs import ResBlock, conv
-from talkjax.nn.layers import Dense, logical_init
-from talkjax.nn.warp import warp
-
-
-class ImageEncoder(nn.Module):
-  """(B, R, R, 3) in [-1, 1] -> (features fine-to-coarse, latent (B, latent))."""
-  channels: Sequence[int]
-  latent: int
-  dtype: jnp.dtype | None = None
-
-  @nn.compact
-  def __call__(self, image):
-    h = conv(self.channels[0], 3, dtype=self.dtype, name="stem")(image)
-    features = []
-    for i, c in enumerate(self.channels):
-      h = ResBlock(c, "down", dtype=self.dtype, name=f"down_{i}")(h)
-      features.append(h)
-    flat = h.reshape(h.shape[0], -1)
-    w = Dense(self.latent, axes=("channels", "embed"), dtype=self.dtype, name="to_latent")(flat)
-    return features, w
-
-
-class MotionHead(nn.Module):
-  """Latent -> motion code alpha in (-1, 1)^directions (a 4-layer MLP)."""
-  directions: int
-  layers: int = 4
-  dtype: jnp.dtype | None = None
-
-  @nn.compact
-  def __call__(self, w):
-    h = w
-    for i in range(self.layers - 1):
-      h = nn.leaky_relu(Dense(w.shape[-1], axes=("embed", "mlp"), dtype=self.dtype,
-                              name=f"fc_{i}")(h), 0.2)
-    return jnp.tanh(Dense(self.directions, axes=("mlp", None), dtype=self.dtype, name="out")(h))
-
-
-class DirectionBank(nn.Module):
-  """A learnable (latent x directions) matrix, orthonormalised by QR at every use."""
-  latent: int
-  directions: int
-
-  @nn.compact
-  def __call__(self):
-    m = self.param("matrix", logical_init(nn.initializers.orthogonal(), ("embed", None)),
-                   (self.latent, self.directions))
-    q, r = jnp.linalg.qr(m.astype(jnp.float32))
-    # Fix QR's sign ambiguity so each direction follows its column of m continuously.
-    return q * jnp.sign(jnp.diagonal(r))[None, :]
-
-
-class WarpDecoder(nn.Module):
-  """z + source features -> image, with a flow and mask per scale."""
-  channels: Sequence[int]
-  dtype: jnp.dtype | None = None
-
-  @nn.compact
-  def __call__(self, z, features, source):
-    coarse = features[-1]
-    b, s = z.shape[0], coarse.shape[1]
-    h = Dense(s * s * self.channels[-1], axes=("embed", "mlp"), dtype=self.dtype,
-              name="from_latent")(z).reshape(b, s, s, self.channels[-1])
-    flows = []
-    for i in reversed(range(len(self.channels))):
-      c = self.channels[i]
-      feat = features[i]
-      if h.shape[1] != feat.shape[1]:
-        h = ResBlock(c, "up", dtype=self.dtype, name=f"up_{i}")(h)
-      film = Dense(2 * h.shape[-1], axes=("embed", "mlp"), dtype=self.dtype, name=f"film_{i}")(z)
-      scale, shift = jnp.split(film[:, None, None, :], 2, axis=-1)
-      h = h * (1 + scale) + shift
-      # Flow and mask start at zero: the untrained decoder copies the source's features.
-      fm = conv(3, 3, dtype=self.dtype, zero_init=True, name=f"flow_mask_{i}",
-                out_axis="out_channels")(nn.silu(h))
-      flow, mask = jnp.tanh(fm[..., :2]), nn.sigmoid(fm[..., 2:])
-      warped = warp(feat, flow)
-      h = ResBlock(c, dtype=self.dtype, name=f"fuse_{i}")(
-          jnp.concatenate([h, mask * warped], axis=-1))
-      flows.append(flow)
-    h = ResBlock(self.channels[0], "up", dtype=self.dtype, name="up_out")(h)
-    h = ResBlock(self.channels[0], dtype=self.dtype, name="refine")(h)
-    rgb = jnp.tanh(conv(3, 3, dtype=self.dtype, name="to_rgb", out_axis="out_channels")(nn.silu(h)))
-    fm = conv(3, 3, dtype=self.dtype, zero_init=True, name="image_flow_mask",
-              out_axis="out_channels")(nn.silu(h))
-    flow = jnp.tanh(fm[..., :2])
-    keep = nn.sigmoid(fm[..., 2:] + 2.0)  # starts at 0.88: mostly the warped source
-    out = keep * warp(source.astype(rgb.dtype), flow) + (1 - keep) * rgb
-    return out, flows + [flow]
+from talkjax.nn.motion_renderer import DirectionBank, ImageEncoder, MotionHead, WarpDecoder
 
 
 class MotionAutoencoder(nn.Module):
@@ -139,38 +45,3 @@ class MotionAutoencoder(nn.Module):
 
   def __call__(self, source, driving):
     return self.render(self.encode_appearance(source), self.encode_motion(driving))
-
-
-class Discriminator(nn.Module):
-  """Patch-free image critic for the non-saturating GAN loss."""
-  channels: Sequence[int] = (32, 64, 128, 128)
-  dtype: jnp.dtype | None = None
-
-  @nn.compact
-  def __call__(self, image):
-    h = conv(self.channels[0], 3, dtype=self.dtype, name="stem")(image)
-    for i, c in enumerate(self.channels):
-      h = ResBlock(c, "down", dtype=self.dtype, name=f"down_{i}")(h)
-    h = jnp.mean(nn.leaky_relu(h, 0.2), axis=(1, 2))
-    return Dense(1, axes=("embed", None), dtype=self.dtype, name="logit")(h)[:, 0]
-
-
-def gan_losses(disc_apply, disc_params, real, fake, r1_weight: float):
-  """Per-example (generator loss, discriminator loss incl. R1) for simultaneous updates.
-
-  The generator's term sees the discriminator's parameters frozen; the discriminator's
-  terms see the fake images frozen. Summed into one objective, one gradient step then
-  updates each network by its own loss only.
-  """
-  frozen = jax.lax.stop_gradient(disc_params)
-  g_loss = jax.nn.softplus(-disc_apply(frozen, fake))
-  fake_logits = disc_apply(disc_params, jax.lax.stop_gradient(fake))
-
-  def real_logit_sum(x):
-    logits = disc_apply(disc_params, x)
-    return jnp.sum(logits), logits
-
-  grad_real, real_logits = jax.grad(real_logit_sum, has_aux=True)(real)
-  r1 = jnp.sum(grad_real.reshape(real.shape[0], -1) ** 2, axis=-1)
-  d_loss = jax.nn.softplus(fake_logits) + jax.nn.softplus(-real_logits) + 0.5 * r1_weight * r1
-  return g_loss, d_loss

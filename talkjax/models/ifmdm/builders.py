@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from talkjax import stages
 from talkjax.errors import ConfigError, TalkjaxError
-from talkjax.models.ifmdm.autoencoder import Discriminator, MotionAutoencoder
+from talkjax.models.ifmdm.autoencoder import MotionAutoencoder
 from talkjax.models.ifmdm.motion import MotionDiT
+from talkjax.nn.motion_renderer import Discriminator
 
 
 RENDERERS = ("fast", "paper")

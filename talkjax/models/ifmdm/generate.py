@@ -33,13 +33,14 @@ import jax
 import jax.numpy as jnp
 
 from talkjax import stages
+from talkjax.audio.frame_features import SAMPLES_PER_FRAME, SpeechFeatures
 from talkjax.diffusion import guidance, samplers, schedules
 from talkjax.errors import ConfigError, TalkjaxError
 from talkjax.family import Knobs
-from talkjax.models.ifmdm.audio import SAMPLES_PER_FRAME, SpeechFeatures
 from talkjax.models.ifmdm.builders import (build_autoencoder, build_motion_dit, generator_params,
                                            load_stage1)
 from talkjax.models.ifmdm.tasks import identity_stats
+from talkjax.nn.motion_renderer import render_frames
 
 MEAN_MODES = ("image", "previous", "none")
 STD_MODES = ("scale", "absolute", "none")
@@ -208,20 +209,8 @@ class IFMDMGeneration:
     return x * stats["std"] + stats["mean"]
 
   def render(self, params, appearance, motion):
-    """(B, W, D) motion -> (B, W, R, R, 3) uint8.
-
-    The W frames of each example are folded into the batch (the appearance repeated per
-    frame) rather than vmapped: partitioned over 8 CPU devices the vmapped warp ran about
-    9x slower, and XLA's SPMD partitioner (jax 0.10) computed wrong frames for it on
-    meshes with both an fsdp and a tensor axis (tests/pipelines/test_sharded_sampling.py).
-    On one device both forms run at the same speed."""
-    b, w = motion.shape[:2]
-    per_frame = jax.tree.map(lambda x: jnp.repeat(x, w, axis=0), appearance)
-    rgb = self.renderer.apply({"params": params["renderer"]}, per_frame,
-                              motion.reshape((b * w,) + motion.shape[2:]),
-                              method=self.renderer.render)
-    rgb = rgb.reshape((b, w) + rgb.shape[1:])
-    return jnp.clip(jnp.round((rgb.astype(jnp.float32) + 1) * 127.5), 0, 255).astype(jnp.uint8)
+    """(B, W, D) motion -> (B, W, R, R, 3) uint8."""
+    return render_frames(self.renderer, params["renderer"], appearance, motion)
 
   def appearance(self, params, image):
     """(features, latent, the image's own motion code, the image) of a portrait batch."""

@@ -52,9 +52,9 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from talkjax.models.ifmdm.autoencoder import DirectionBank, MotionHead
 from talkjax.nn.convs import conv
 from talkjax.nn.layers import logical_init
+from talkjax.nn.motion_renderer import DirectionBank, MotionHead
 from talkjax.nn.stylegan import (EqualConv2d, EqualDense, ModulatedConv, ResDownBlock,
                                  StyledConv, ToRGB, minibatch_stddev, upsample2x)
 from talkjax.nn.warp import warp

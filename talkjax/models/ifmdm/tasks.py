@@ -19,14 +19,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from talkjax.audio.frame_features import SpeechFeatures
 from talkjax.diffusion import learned_variance, objectives, schedules
 from talkjax.errors import ConfigError
-from talkjax.models.ifmdm.autoencoder import gan_losses
 from talkjax.models.ifmdm.builders import build_autoencoder, build_discriminator, build_motion_dit
-from talkjax.models.ifmdm.audio import SpeechFeatures
-from talkjax.models.ifmdm.data import (SAMPLES_PER_FRAME, MotionWindows, cached_codes, chunked,
-                                       frame_pairs, motion_stats)
-from talkjax.nn.perceptual import lpips
+from talkjax.data.frame_pairs import frame_pairs
+from talkjax.data.motion_codes import motion_stats
+from talkjax.models.ifmdm.data import SAMPLES_PER_FRAME, MotionWindows, cached_codes, chunked
+from talkjax.nn.motion_renderer import reconstruction_losses
 
 
 class Stage1Task:
@@ -57,26 +57,11 @@ class Stage1Task:
   def loss(self, params, batch, rng):
     del rng
     params = params["trainable"]
-    w = self.config.loss
     real = batch["driving"]
     fake = self.generator.apply({"params": params["generator"]}, batch["source"], real)
-    fake = fake.astype(jnp.float32)
-    # Pixels that differ between the two frames (an opening mouth, a turned head) weigh
-    # more: most of a talking face is static, and a plain L1 mostly rewards copying it.
-    moving = jnp.mean(jnp.abs(real - batch["source"]), axis=-1, keepdims=True)
-    l1 = jnp.mean((1 + w.motion_weight * moving) * jnp.abs(fake - real), axis=(1, 2, 3))
-    total = w.l1 * l1
-    metrics = {"l1": jnp.mean(l1)}
-    if w.perceptual > 0:
-      perceptual = lpips(fake, real)
-      total = total + w.perceptual * perceptual
-      metrics["lpips"] = jnp.mean(perceptual)
-    if w.gan > 0:
-      disc = lambda p, x: self.discriminator.apply({"params": p}, x).astype(jnp.float32)
-      g_loss, d_loss = gan_losses(disc, params["discriminator"], real, fake, w.r1)
-      total = total + w.gan * g_loss + d_loss
-      metrics.update(g_loss=jnp.mean(g_loss), d_loss=jnp.mean(d_loss))
-    return total, metrics
+    disc = lambda p, x: self.discriminator.apply({"params": p}, x).astype(jnp.float32)
+    return reconstruction_losses(fake, real, batch["source"], self.config.loss, disc,
+                                 params["discriminator"])
 
   def data_source(self, split):
     return frame_pairs(self.config, "train" if split == "train" else "val")

@@ -1,4 +1,5 @@
-"""IF-MDM's speech features: two 50 Hz vectors per 25 fps video frame, from raw audio.
+"""Speech features for the motion-latent families (IF-MDM, INFP): two 50 Hz vectors per
+25 fps video frame, from raw audio.
 
 `model.audio.kind`:
 - "logmel": log-mel with a 40 ms window and 20 ms hop (n_mels bins), computed in JAX
