@@ -169,8 +169,10 @@ def _score_model(args):
                        f"{sampler.resolution} px frames", path=source.path,
                        fix=f"build the held-out set with --resolution {sampler.resolution}")
   suite = _suite(args)
+  # A dyadic family hears the partner's track of each dyadic clip, as a user would give it.
   result = evaluate_generator(generate, source, args.clips or None, controls=args.controls,
-                              suite=suite, give_emotion=args.give_emotion)
+                              suite=suite, give_emotion=args.give_emotion,
+                              give_partner="partner_audio" in sampler.accepts)
   result.update(checkpoint=str(args.checkpoint), data=str(source.path), split=args.split,
                 sampling_seed=args.seed, data_seed=int(source.meta["seed"]))
   if args.report:

@@ -76,7 +76,8 @@ def _ensure(data_config, path: pathlib.Path) -> pathlib.Path:
 
   s = data_config.synthtalk
   spec = BuildSpec(identities=s.identities, clips=s.clips, seconds=s.seconds,
-                   resolution=s.resolution, fps=s.fps, seed=s.seed)
+                   resolution=s.resolution, fps=s.fps, seed=s.seed,
+                   dyadic=bool(s.get("dyadic", False)))
   print(f"building SynthTalk ({s.clips} clips, {s.resolution}px) in {path} ...", file=sys.stderr)
   return build(spec, path)
 

@@ -6,7 +6,8 @@ probe then reads the generated video *and* the clip's ground-truth video, and
 `evaluate_generator(generate, source)` accepts any `generate(image uint8 (R, R, 3), audio
 16 kHz) -> frames uint8 (T, R, R, 3)`, so every model family is judged by the same rule;
 with `give_emotion=True` it is also told each clip's emotion (`emotion=` a SynthTalk
-emotion name), for families that take one.
+emotion name), and with `give_partner=True` each dyadic clip's partner track
+(`partner_audio=`), for families that take them.
 With `controls=True` the same marks also judge the control videos (a still portrait,
 ground truth 2 frames late, the mouth halved, another person): the report then shows
 what each mark rejects next to what the model scored.
@@ -31,12 +32,14 @@ def generator_from_checkpoint(checkpoint, seed: int = 0):
   from talkjax.pipelines.sampler import Sampler
   sampler = Sampler.load(checkpoint)
 
-  def generate(image, audio, emotion=None):
+  def generate(image, audio, emotion=None, partner_audio=None):
     inputs = None
     if emotion is not None:
       inputs = {k: np.asarray(v)[None]
                 for k, v in sampler.hook.request_inputs(emotion=emotion).items()}
-    return sampler.generate(image[None], audio[None], seed=seed, inputs=inputs)["frames"][0]
+    partner = None if partner_audio is None else np.asarray(partner_audio)[None]
+    return sampler.generate(image[None], audio[None], seed=seed, inputs=inputs,
+                            partner_audio=partner)["frames"][0]
   return generate, sampler
 
 
@@ -78,9 +81,11 @@ class ClipList:
 
 
 def evaluate_generator(generate, source, count: int | None = None, *, controls: bool = False,
-                       suite=None, progress: bool = True, give_emotion: bool = False) -> dict:
+                       suite=None, progress: bool = True, give_emotion: bool = False,
+                       give_partner: bool = False) -> dict:
   """Scores `generate` on the first `count` clips of `source` (SynthTalkClips or ClipList);
-  `give_emotion`: call it with each clip's emotion too.
+  `give_emotion`: call it with each clip's emotion too; `give_partner`: with each dyadic
+  clip's partner track (`partner_audio=`), for families that take one.
 
   Returns {comparison, controls (optional), suite (optional), per_clip, curves}."""
   from talkjax.eval import probe as probe_lib
@@ -98,6 +103,8 @@ def evaluate_generator(generate, source, count: int | None = None, *, controls: 
     truth = clip["frames"]
     image = truth[0]
     told = {"emotion": EMOTIONS[int(clip["emotion"][0])]} if give_emotion else {}
+    if give_partner and clip.get("partner_audio") is not None:
+      told["partner_audio"] = clip["partner_audio"]
     generated = np.asarray(generate(image, clip["audio"], **told))
     if generated.shape[1:] != truth.shape[1:]:
       raise TalkjaxError(f"the generator made {generated.shape[1:3]} frames for "

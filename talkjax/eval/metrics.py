@@ -97,6 +97,39 @@ def speak_listen_accuracy(speaking, audio, fps: float) -> float:
   return float(((np.asarray(speaking) > 0.5).astype(np.int32) == expected).mean())
 
 
+MOUTH_CLOSED = 0.1   # a probe mouth opening below this counts as closed
+
+
+def turns(audio, partner_audio, fps: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+  """(speaking, listening) boolean masks over n frames from the two tracks alone: the agent
+  speaks where its own track has voice; it listens where the partner's has and its own not."""
+  agent = audio_mouth.voice_activity(audio, fps, n).astype(bool)
+  partner = audio_mouth.voice_activity(partner_audio, fps, n).astype(bool)
+  return agent, partner & ~agent
+
+
+def turn_scores(reading: dict, audio, partner_audio, fps: float) -> dict:
+  """Speaking- and listening-turn behaviour of a dyadic video:
+  - speak_lipsync_corr0: mouth against the audio-implied mouth at offset 0, speaking
+    frames only (0 with fewer than 10 of them);
+  - listen_mouth_closed: share of listening frames with the mouth closed;
+  - nod_contrast: RMS frame-to-frame head pitch change while listening over that while
+    speaking (listeners nod: above 1)."""
+  mouth = np.asarray(reading["mouth_open"], np.float64)
+  n = len(mouth)
+  speaking, listening = turns(audio, partner_audio, fps, n)
+  implied = audio_mouth.implied_mouth_opening(audio, fps, n)
+  corr = 0.0
+  if speaking.sum() >= 10 and mouth[speaking].std() > 1e-6 and implied[speaking].std() > 1e-6:
+    corr = float(np.corrcoef(mouth[speaking], implied[speaking])[0, 1])
+  pitch_speed = np.abs(np.diff(np.asarray(reading["head_pose"], np.float64)[:, 1], prepend=np.nan))
+  rms = lambda mask: float(np.sqrt(np.nanmean(pitch_speed[mask] ** 2))) if mask[1:].any() else 0.0
+  return {"speak_lipsync_corr0": corr,
+          "listen_mouth_closed": float((mouth[listening] < MOUTH_CLOSED).mean())
+          if listening.any() else 0.0,
+          "nod_contrast": rms(listening) / max(rms(speaking), 1e-6)}
+
+
 def evaluate_video(frames, audio, fps, *, params=None, emotion: str | None = None,
                    partner_audio=None, reference_frame=None) -> dict:
   """All metrics for uint8 frames (T, H, W, 3) driven by `audio` (16 kHz float)."""
@@ -119,4 +152,5 @@ def evaluate_video(frames, audio, fps, *, params=None, emotion: str | None = Non
   result["blink_rate_per_s"] = blink_rate(reading["blink"], fps)
   if partner_audio is not None:
     result["speak_listen_accuracy"] = speak_listen_accuracy(reading["speaking"], audio, fps)
+    result.update(turn_scores(reading, audio, partner_audio, fps))
   return result

@@ -5,7 +5,10 @@ the generated video *and* from the clip's ground-truth video, and the verdict co
 two. An absolute mark rewards the wrong things (a still portrait keeps its identity
 perfectly; a mouth that follows loudness correlates with the audio better than real lips
 do); a mark relative to ground truth on the same clips cannot be beaten by standing still
-and is always met by ground truth itself.
+and is always met by ground truth itself. The few `level` marks state a level the generated
+videos must reach (reading the speaking state right 90 % of the time; nodding more while
+listening than while speaking) and are checked to be met by ground truth, whose value the
+report shows beside.
 
 Per video (`video_scores`):
 - `lipsync_corr0`: correlation of the probe's mouth opening with the audio-implied mouth
@@ -19,12 +22,15 @@ Per video (`video_scores`):
   `identity_sim_last10s` (videos of LONG_VIDEO_SECONDS or more) the mean over the last 10 s,
   where a model that drifts over a long video shows it;
 - `emotion_accuracy`: share of frames read as the clip's emotion;
-- `speak_listen_accuracy` (dyadic clips): the probe's speaking state against the voice
-  activity of the agent's own track.
+- dyadic clips (the partner's track given; metrics.turn_scores): `speak_listen_accuracy`,
+  the probe's speaking state against the voice activity of the agent's own track;
+  `speak_lipsync_corr0`, lip-sync over the agent's speaking frames; `listen_mouth_closed`,
+  the share of listening frames (partner speaks, agent not) with the mouth closed;
+  `nod_contrast`, head-pitch motion while listening over that while speaking.
 
 Over N clips (`compare`): for each metric the generated and ground-truth means with 95 %
 bootstrap intervals over clips, and the comparison the pass mark is written on: a ratio of
-means (generated / ground truth), or for identity the gap (ground truth's similarity minus
+means (generated / ground truth), the generated mean itself (`level`), or for identity the gap (ground truth's similarity minus
 the generated one's: how much worse than ground truth), or for the offset the median
 absolute difference between generated and ground-truth best offsets.
 """
@@ -36,7 +42,8 @@ import dataclasses
 import numpy as np
 
 from talkjax.eval import audio_mouth
-from talkjax.eval.metrics import blink_rate, offset_correlations, speak_listen_accuracy
+from talkjax.eval.metrics import (blink_rate, offset_correlations, speak_listen_accuracy,
+                                  turn_scores)
 
 BOOTSTRAP = 2000
 CONFIDENCE = 0.95
@@ -49,7 +56,7 @@ class Mark:
   """A pass mark on one metric's comparison with ground truth."""
   name: str
   key: str            # the per-video score it compares
-  kind: str           # ratio | gap | offset
+  kind: str           # ratio | gap | offset | level
   low: float | None = None
   high: float | None = None
   what: str = ""
@@ -86,8 +93,19 @@ MARKS = (
          what=f"ground truth - generated (videos of {LONG_VIDEO_SECONDS} s or more)"),
     Mark("emotion accuracy", "emotion_accuracy", "ratio", low=0.8,
          what="generated / ground truth"),
-    Mark("speak/listen accuracy", "speak_listen_accuracy", "ratio", low=0.8,
-         what="generated / ground truth (dyadic clips)"),
+    # Dyadic clips (the partner's track given). Measured on 20 held-out dyadic clips of 20 s
+    # (seed 12345): ground truth reads 0.966 (worst clip 0.948), speaking-turn lip-sync
+    # 0.939, closed listening mouths 0.556 of frames, nod contrast 1.63 (worst clip 1.08);
+    # a still portrait reads 0.62 / 0 / - / 0, ground truth 2 frames late 0.16 lip-sync,
+    # the halved mouth 1.40x the closed listening mouths (talkjax/eval/README.md).
+    Mark("speak/listen accuracy", "speak_listen_accuracy", "level", low=0.9,
+         what="share of frames whose speaking state the probe reads right (dyadic clips)"),
+    Mark("lip-sync in speaking turns", "speak_lipsync_corr0", "ratio", low=0.9,
+         what="generated / ground truth, the agent's speaking frames (dyadic clips)"),
+    Mark("mouth closed while listening", "listen_mouth_closed", "ratio", low=0.9, high=1.1,
+         what="generated / ground truth, share of listening frames (dyadic clips)"),
+    Mark("nods while listening", "nod_contrast", "level", low=1.0,
+         what="head-pitch motion listening / speaking, generated (dyadic clips)"),
 )
 
 
@@ -122,6 +140,7 @@ def video_scores(reading: dict, audio, fps: float, reference_identity, *,
     out["emotion_accuracy"] = float((np.asarray(reading["emotion"]) == int(emotion)).mean())
   if partner_audio is not None:
     out["speak_listen_accuracy"] = speak_listen_accuracy(reading["speaking"], audio, fps)
+    out.update(turn_scores(reading, audio, partner_audio, fps))
   return out
 
 
@@ -134,6 +153,8 @@ def _statistic(mark: Mark, gen: np.ndarray, truth: np.ndarray) -> float:
     return float(truth.mean() - gen.mean())
   if mark.kind == "offset":
     return float(np.median(np.abs(gen - truth)))
+  if mark.kind == "level":    # the generated value itself (ground truth's is reported beside)
+    return float(gen.mean())
   raise ValueError(mark.kind)
 
 

@@ -21,6 +21,8 @@ FAMILIES = {
     "ifmdm_stage1": "talkjax.models.ifmdm.tasks:Stage1Task",
     "ifmdm_stage2": "talkjax.models.ifmdm.tasks:Stage2Task",
     "memo": "talkjax.models.memo.tasks:MemoTask",
+    "infp_stage1": "talkjax.models.infp.tasks:Stage1Task",
+    "infp_stage2": "talkjax.models.infp.tasks:Stage2Task",
     "vae": "talkjax.models.vae.tasks:VAETask",
     "audio_emotion": "talkjax.models.audio_emotion.tasks:AudioEmotionTask",
 }
@@ -33,6 +35,7 @@ GENERATORS = {
     "testbed_talker": "talkjax.models.testbed_talker:TalkerGeneration",
     "ifmdm_stage2": "talkjax.models.ifmdm.generate:IFMDMGeneration",
     "memo": "talkjax.models.memo.generate:MemoGeneration",
+    "infp_stage2": "talkjax.models.infp.generate:INFPGeneration",
 }
 
 # What `talkjax demo --family F` shows and how `talkjax demo --family F --train` remakes

@@ -116,12 +116,21 @@ def test_another_person_with_the_same_motion_fails_identity_only(mono):
   assert failed == {"identity_sim"}
 
 
-def test_dyadic_speak_listen_accuracy_passes_truth_and_fails_a_still_portrait(dyadic):
+def test_dyadic_marks_pass_truth_and_fail_their_controls(dyadic):
   truth, codec, ctl = dyadic
   assert np.mean([t["speak_listen_accuracy"] for t in truth]) > 0.9
-  assert _values(versus_truth.compare(codec, truth))["speak_listen_accuracy"] >= 0.8
-  assert _values(ctl["still"])["speak_listen_accuracy"] < 0.8
-  assert _values(ctl["half_mouth"])["speak_listen_accuracy"] >= 0.8
+  assert np.mean([t["nod_contrast"] for t in truth]) > 1.2      # listeners nod
+  dyadic_marks = {"speak_listen_accuracy", "speak_lipsync_corr0", "listen_mouth_closed",
+                  "nod_contrast"}
+  through_codec = versus_truth.compare(codec, truth)["metrics"]
+  assert all(through_codec[k]["pass"] for k in dyadic_marks), through_codec
+  failed = lambda name: {k for k, r in ctl[name]["metrics"].items() if not r["pass"]} & dyadic_marks
+  still = _values(ctl["still"])
+  assert still["speak_listen_accuracy"] < 0.8 and still["nod_contrast"] < 0.5
+  assert failed("still") >= {"speak_listen_accuracy", "speak_lipsync_corr0", "nod_contrast"}
+  assert failed("lagged") == {"speak_lipsync_corr0"}
+  assert _values(ctl["half_mouth"])["listen_mouth_closed"] > 1.1
+  assert "listen_mouth_closed" in failed("half_mouth")
 
 
 def test_compare_matches_a_float64_reference_and_brackets_it():

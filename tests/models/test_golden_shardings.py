@@ -273,3 +273,35 @@ def test_golden_memo_shardings():
                                            parallel.make_mesh(MESH), config.axis_rules)
   got = {k: s.spec for k, s in trees.flatten(shardings).items()}
   assert {k: got[k] for k in MEMO} == MEMO
+
+
+# INFP: its renderer is the shared one (IF-MDM's table above); the table pins the stage-2
+# layers of each kind, and sampling must lay every parameter out as training does.
+INFP = {
+    "trainable/guider/verbal_bank": P(None, "fsdp"),
+    "trainable/guider/nonverbal_bank": P(None, "fsdp"),
+    "trainable/guider/verbal_read/to_q/kernel": P("fsdp", "tensor", None),
+    "trainable/guider/nonverbal_read/to_out/kernel": P("tensor", None, "fsdp"),
+    "trainable/guider/fuse/kernel": P("tensor", "fsdp"),
+    "trainable/denoiser/blocks_0/motion_attention/to_k/kernel": P("fsdp", "tensor", None),
+    "trainable/denoiser/blocks_0/temporal_attention/to_v/kernel": P("fsdp", "tensor", None),
+    "trainable/denoiser/blocks_0/mlp_in/kernel": P("fsdp", "tensor"),
+    "trainable/denoiser/blocks_0/modulation/kernel": P("fsdp", "tensor"),
+    "trainable/denoiser/positions": P(None, "fsdp"),
+    "frozen/motion_stats/mean": P(),
+}
+
+
+def test_golden_infp_shardings_and_sampling_uses_the_training_layout():
+  layout = training_layout("infp/synthtalk_tiny_stage2", ("model.layers=1",))
+  assert {k: layout[k] for k in INFP} == INFP
+  config = cfg.load_config("infp/synthtalk_tiny_stage2", ["model.layers=1"])
+  sampler = Sampler(*random_generator(config), mesh=MESH)
+  stage1 = training_layout("infp/synthtalk_tiny_stage1")
+  expected = {"renderer/" + k[len("trainable/generator/"):]: v for k, v in stage1.items()
+              if k.startswith("trainable/generator/")}
+  expected.update({k[len("trainable/"):]: v for k, v in layout.items()
+                   if k.startswith(("trainable/guider/", "trainable/denoiser/"))})
+  expected.update({k[len("frozen/"):]: v for k, v in layout.items() if k.startswith("frozen/")})
+  got = {k: x.sharding.spec for k, x in trees.flatten(sampler.params).items()}
+  assert got == expected

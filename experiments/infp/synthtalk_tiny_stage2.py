@@ -1,0 +1,29 @@
+"""INFP stage 2 (audio-guided motion generation) on dyadic SynthTalk at 64 px: a CPU run.
+
+Needs the trained stage 1 in stage1.workdir:
+
+  talkjax train --config experiments/infp/synthtalk_tiny_stage1.py --workdir runs/infp_tiny_stage1
+  talkjax train --config experiments/infp/synthtalk_tiny_stage2.py --workdir runs/infp_tiny_stage2
+  talkjax sample --checkpoint runs/infp_tiny_stage2 --image face.png --audio me.wav \
+      --partner-audio you.wav --out talk.mp4
+
+The first run of stage 2 reads every frame's motion code with the stage-1 motion encoder and
+caches them with both tracks under runs/infp_tiny_stage1/motion_codes/.
+"""
+
+from talkjax_experiments.infp._common import stage2_config, tiny_dyadic_synthtalk
+
+
+def get_config(arg=None):
+  del arg
+  c = stage2_config(window=32, previous=8, hidden=128, layers=4, heads=4, slots=32,
+                    style_frames=0)
+  c.stage1.config = "infp/synthtalk_tiny_stage1"
+  c.stage1.workdir = "runs/infp_tiny_stage1"
+  c.data = tiny_dyadic_synthtalk()
+  c.data.batch_size = 32
+  c.data.stride = 2
+  c.train.steps = 10000
+  c.train.log_every = 100
+  c.checkpoint.every = 1000
+  return c

@@ -1,0 +1,92 @@
+"""INFP's denoising transformer: motion latents of one chunk from noise, given the guidance.
+
+Each block is [self-attention over the chunk's motion tokens -> motion-attention: cross-
+attention to the guider's per-frame guidance -> temporal attention: cross-attention to the
+motion just before the chunk (the previous chunk's last frames, or the portrait's motion
+repeated for the first)] followed by an MLP, each sub-layer with adaLN-Zero modulation by
+the diffusion timestep. Guidance and motion tokens share one positional table, so frame i's
+motion finds frame i's guidance.
+
+Each motion token also carries its own frame's guidance (concatenated at the input, as
+IF-MDM's tokens carry their audio): a tiny model trained for minutes on a CPU aligns frames
+from it faster than through attention alone (a deviation from the paper's description).
+
+Condition dropout: `drop` (B, 2) booleans for (guidance, previous motion) swap each for
+learned null tokens; dropping the guidance is classifier-free guidance's unconditional
+branch.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from talkjax.nn.attention import CrossAttention, SelfAttention
+from talkjax.nn.dit import FinalLayer, TimestepEmbedding, modulation, plain_norm
+from talkjax.nn.layers import Dense, logical_init
+
+CONDITIONS = ("guidance", "previous")
+
+
+class DenoiserBlock(nn.Module):
+  heads: int
+  mlp_ratio: int = 4
+  dtype: jnp.dtype | None = None
+
+  @nn.compact
+  def __call__(self, x, cond, guidance, previous):
+    h = x.shape[-1]
+    mods = modulation(cond, 12, h, self.dtype, "modulation")
+    sublayers = (
+        ("self_attention", lambda y: SelfAttention(self.heads, h // self.heads, dtype=self.dtype,
+                                                   name="self_attention")(y)),
+        ("motion_attention", lambda y: CrossAttention(self.heads, h // self.heads,
+                                                      dtype=self.dtype,
+                                                      name="motion_attention")(y, guidance)),
+        ("temporal_attention", lambda y: CrossAttention(self.heads, h // self.heads,
+                                                        dtype=self.dtype,
+                                                        name="temporal_attention")(y, previous)),
+        ("mlp", lambda y: Dense(h, axes=("mlp", "embed"), dtype=self.dtype, name="mlp_out")(
+            nn.gelu(Dense(h * self.mlp_ratio, axes=("embed", "mlp"), dtype=self.dtype,
+                          name="mlp_in")(y)))),
+    )
+    for i, (_, fn) in enumerate(sublayers):
+      shift, scale, gate = mods[3 * i:3 * i + 3]
+      x = x + gate * fn(plain_norm(x) * (1 + scale) + shift)
+    return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+
+
+class MotionDenoiser(nn.Module):
+  """(x_t (B, W, D), t (B,), guidance (B, W, H), previous (B, P, D), drop (B, 2)) -> (B, W, D)."""
+  window: int
+  previous: int
+  hidden: int = 256
+  layers: int = 4
+  heads: int = 4
+  mlp_ratio: int = 4
+  dtype: jnp.dtype | None = None
+  remat: bool = False
+
+  @nn.compact
+  def __call__(self, x_t, t, guidance, previous, drop):
+    b, w, d = x_t.shape
+    h = self.hidden
+    drop = drop.astype(bool)
+    null = lambda name, n: self.param(name, logical_init(nn.initializers.normal(0.02),
+                                                         ("length", "embed")), (n, h))
+    g = Dense(h, axes=("mlp", "embed"), dtype=self.dtype, name="guidance_in")(guidance)
+    g = jnp.where(drop[:, 0, None, None], null("null_guidance", w)[None].astype(g.dtype), g)
+    p = Dense(h, axes=(None, "embed"), dtype=self.dtype, name="previous_in")(previous)
+    p = jnp.where(drop[:, 1, None, None], null("null_previous", self.previous)[None].astype(p.dtype), p)
+    pos = self.param("positions", logical_init(nn.initializers.normal(0.02), ("length", "embed")),
+                     (self.previous + self.window, h))
+    p = p + pos[:self.previous].astype(p.dtype)
+    g = g + pos[self.previous:].astype(g.dtype)
+    x = Dense(h, axes=(None, "embed"), dtype=self.dtype, name="motion_in")(
+        jnp.concatenate([x_t.astype(g.dtype), g], axis=-1)) + pos[self.previous:].astype(g.dtype)
+    x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    cond = TimestepEmbedding(h, dtype=self.dtype, name="time")(t)[:, None, :]
+    block = nn.remat(DenoiserBlock) if self.remat else DenoiserBlock
+    for i in range(self.layers):
+      x = block(self.heads, self.mlp_ratio, dtype=self.dtype, name=f"blocks_{i}")(x, cond, g, p)
+    return FinalLayer(d, dtype=self.dtype, name="final")(x, cond).astype(jnp.float32)

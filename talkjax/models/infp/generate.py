@@ -1,0 +1,168 @@
+"""INFP's generation hook: a portrait + the agent's and the partner's tracks -> motion
+(DDIM + classifier-free guidance on the guidance feature) -> rendered frames, chunk by chunk.
+
+The generation layer (talkjax/pipelines/) cuts the two tracks into chunks and calls `chunk`
+once per chunk; `Sampler.stream` takes both tracks live (`push(agent, partner_audio=...)`)
+and gives each chunk's frames as soon as both tracks hold it (latency: one chunk, plus the
+lookahead). The carried state is the last `model.previous` frames of motion, which the
+denoiser's temporal attention reads: chunks chain without a seam. The first chunk is given
+the portrait's own motion, repeated, as training windows at a clip start are.
+
+No partner track means a silent partner (the agent talks to a quiet listener). The style
+encoder is trained (when `model.style.frames` > 0) but sampling uses the null style: a
+reference clip is not yet a request input.
+
+Parameters: {"renderer": stage 1's generator, "guider", "denoiser", "motion_stats",
+"speech": wav2vec2 weights (absent for log-mel)}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from talkjax import stages
+from talkjax.audio.frame_features import SAMPLES_PER_FRAME, SpeechFeatures
+from talkjax.diffusion import guidance, samplers, schedules
+from talkjax.errors import ConfigError, TalkjaxError
+from talkjax.family import Knobs
+from talkjax.models.infp.builders import build_denoiser, build_guider, build_imitation, load_stage1
+from talkjax.models.infp.tasks import identity_stats
+from talkjax.nn.motion_renderer import render_frames
+
+
+@dataclasses.dataclass(frozen=True)
+class INFPKnobs(Knobs):
+  FAMILY = "INFP"
+  steps: int = 25            # DDIM steps
+  guidance: float = 1.5      # classifier-free guidance scale on the two tracks (1 = off)
+
+  def validate(self):
+    for name, lo, hi in (("steps", 1, 1000), ("guidance", 0.0, 50.0)):
+      if not lo <= getattr(self, name) <= hi:
+        raise TalkjaxError(f"sampling option {name}={getattr(self, name)} is out of range",
+                           fix=f"give {name} a value in {lo}..{hi}")
+
+
+def to_model_image(image):
+  image = jnp.asarray(image)
+  return image.astype(jnp.float32) / 127.5 - 1.0 if image.dtype == jnp.uint8 else image.astype(jnp.float32)
+
+
+class INFPGeneration:
+  fps = 25
+  accepts = frozenset({"partner_audio"})
+  requires = frozenset()
+  full_precision = (r"^motion_stats/",)
+
+  def __init__(self, config, stage1_config):
+    self.config = config
+    m = config.model
+    self.dit_window, self.previous = int(m.window), int(m.previous)
+    lookahead = int(config.sample.get("lookahead", 0))
+    if not 0 <= lookahead < self.dit_window:
+      raise ConfigError(f"sample.lookahead={lookahead} must be in 0..{self.dit_window - 1}",
+                        fix="set sample.lookahead to a few frames (lips lead speech)")
+    self.window = self.dit_window - lookahead
+    self.audio_lookahead = lookahead * SAMPLES_PER_FRAME
+    self.resolution = int(stage1_config.model.resolution)
+    self.renderer = build_imitation(stage1_config.model)
+    self.guider, self.denoiser = build_guider(config), build_denoiser(config)
+    self.speech = SpeechFeatures(m.audio)
+    self.audio_context = self.speech.context
+    self.alphas = schedules.alphas_cumprod(config.diffusion.steps, config.diffusion.schedule)
+    self.linked = {"stage1": stage1_config}
+
+  @classmethod
+  def from_config(cls, config, linked=None, *, resolution: int | None = None):
+    import ml_collections
+    from talkjax import config as cfg
+    stage1 = dict(linked or {}).get("stage1")
+    if stage1 is None:
+      if not config.stage1.config:
+        raise TalkjaxError("this stage-2 config names no stage-1 config (stage1.config)",
+                           fix="set stage1.config, e.g. infp/synthtalk_tiny_stage1")
+      stage1 = cfg.load_config(config.stage1.config)
+    if resolution is not None and int(resolution) != int(stage1.model.resolution):
+      stage1 = cfg.apply_overrides(ml_collections.ConfigDict(stage1.to_dict()),
+                                   [f"model.resolution={int(resolution)}"])
+    return cls(config, stage1)
+
+  @classmethod
+  def from_workdir(cls, workdir, *, ema: bool = True):
+    trained = stages.read_params(workdir, ema=ema)
+    if trained.config.family != "infp_stage2":
+      raise TalkjaxError(f"this folder holds a {trained.config.family!r} model, not INFP "
+                         "stage 2", path=workdir, fix="pass the stage-2 training folder")
+    stage1 = load_stage1(trained.config)
+    hook = cls(trained.config, stage1.config)
+    t = trained.params["trainable"]
+    return hook, {"renderer": stage1.params["trainable"]["generator"], "guider": t["guider"],
+                  "denoiser": t["denoiser"],
+                  "motion_stats": trained.params["frozen"]["motion_stats"],
+                  "speech": hook.speech.load()}
+
+  def init(self, rng):
+    r_rng, g_rng, d_rng, s_rng = jax.random.split(rng, 4)
+    image = jnp.zeros((1, self.resolution, self.resolution, 3), jnp.float32)
+    d = int(self.config.model.motion_dim)
+    feats = jnp.zeros((1, self.dit_window, self.speech.dim), jnp.float32)
+    (g, _), guider = self.guider.init_with_output(g_rng, feats, feats)
+    denoiser = self.denoiser.init(d_rng, jnp.zeros((1, self.dit_window, d)),
+                                  jnp.zeros((1,), jnp.int32), g,
+                                  jnp.zeros((1, self.previous, d)), jnp.zeros((1, 2), bool))
+    return {"renderer": self.renderer.init(r_rng, image, image)["params"],
+            "guider": guider["params"], "denoiser": denoiser["params"],
+            "motion_stats": identity_stats(d), "speech": self.speech.init(s_rng)}
+
+  def knobs(self, **overrides) -> INFPKnobs:
+    return INFPKnobs.build(self.config.sample, **overrides)
+
+  def request_inputs(self, *, emotion=None) -> dict:
+    if emotion is not None:
+      raise TalkjaxError("INFP takes no emotion label (its behaviour comes from the two "
+                         "tracks)", fix="drop it")
+    return {}
+
+  def guidance_of(self, params, tracks):
+    """Per-frame guidance (B, W, H) of a chunk's two tracks."""
+    ctx = self.audio_context
+    feats = lambda x: self.speech.chunk(x[:, ctx:], x[:, :ctx], params.get("speech"))
+    return self.guider.apply({"params": params["guider"]}, feats(tracks["audio"]),
+                             feats(tracks["partner_audio"]))[0]
+
+  def sample_motion(self, params, guide, previous, noise, knobs: INFPKnobs):
+    """Normalised-space DDIM with CFG on the guidance; raw motion units in and out."""
+    stats = params["motion_stats"]
+    b = guide.shape[0]
+    prev = (previous - stats["mean"]) / stats["std"]
+    cond = {"guidance": guide, "drop": jnp.zeros((b, 2), bool)}
+
+    def model(x_t, t, c):
+      n = x_t.shape[0] // b
+      return self.denoiser.apply({"params": params["denoiser"]}, x_t, t, c["guidance"],
+                                 jnp.concatenate([prev] * n), c["drop"])
+
+    unconditional = lambda c: {"guidance": c["guidance"], "drop": c["drop"].at[:, 0].set(True)}
+    fn = guidance.guided(model, knobs.guidance, unconditional)
+    x = samplers.ddim_sample(lambda x_t, t: fn(x_t, t, cond), noise, self.alphas, knobs.steps,
+                             prediction=self.config.diffusion.prediction)
+    return x * stats["std"] + stats["mean"]
+
+  def start(self, params, inputs, knobs):
+    appearance = self.renderer.apply({"params": params["renderer"]},
+                                     to_model_image(inputs["image"]),
+                                     method=self.renderer.encode_appearance)
+    portrait = appearance[2]
+    return appearance, jnp.repeat(portrait[:, None], self.previous, axis=1)
+
+  def chunk(self, params, context, carry, tracks, keys, knobs, runtime):
+    shape = (self.dit_window, int(self.config.model.motion_dim))
+    noise = jax.vmap(lambda k: jax.random.normal(k, shape))(keys)
+    motion = self.sample_motion(params, self.guidance_of(params, tracks), carry, noise,
+                                knobs)[:, :self.window]
+    frames = render_frames(self.renderer, params["renderer"], context, motion)
+    carry = jnp.concatenate([carry, motion], axis=1)[:, -self.previous:]
+    return carry, {"motion": motion, "frames": frames}

@@ -1,0 +1,184 @@
+"""INFP: the tasks the trainer runs for each stage.
+
+Stage 1 (`infp_stage1`) trains head imitation (imitation.py): the portrait redrawn with a
+driving frame's motion, read from that frame's masked face; the image objective is the
+shared renderer's (talkjax/nn/motion_renderer.py: motion-weighted L1, LPIPS, GAN + R1).
+
+Stage 2 (`infp_stage2`) trains the guider and the denoiser on windows of motion codes that
+the trained stage-1 motion encoder reads from every frame of dyadic clips (data.py). Motion
+is normalised per dimension by the training set's statistics (frozen parameters, computed
+once from the data, saved with every checkpoint), as in IF-MDM. Condition dropout on the
+guidance (classifier-free guidance's unconditional branch), the previous motion (the model
+also starts a video without it) and the style.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from talkjax.audio.frame_features import SpeechFeatures
+from talkjax.data.frame_pairs import frame_pairs
+from talkjax.data.motion_codes import SAMPLES_PER_FRAME, motion_stats
+from talkjax.diffusion import objectives, schedules
+from talkjax.models.infp.builders import (build_denoiser, build_discriminator, build_guider,
+                                          build_imitation, build_style_encoder)
+from talkjax.models.infp.data import DyadicWindows, cached_codes
+from talkjax.nn.motion_renderer import reconstruction_losses
+
+
+class Stage1Task:
+  """Motion-based head imitation (INFP stage 1)."""
+
+  def __init__(self, config):
+    self.config = config
+    dtype = jnp.dtype(config.compute_dtype)
+    self.generator = build_imitation(config.model, dtype)
+    self.discriminator = build_discriminator(config.model, dtype)
+
+  def example_batch(self, batch_size):
+    r = self.config.model.resolution
+    image = np.zeros((batch_size, r, r, 3), np.float32)
+    return {"source": image, "driving": image}
+
+  def batch_axes(self):
+    axes = ("batch", "height", "width", None)
+    return {"source": axes, "driving": axes}
+
+  def init(self, rng, batch):
+    g_rng, d_rng = jax.random.split(rng)
+    return {"trainable": {
+        "generator": self.generator.init(g_rng, batch["source"], batch["driving"])["params"],
+        "discriminator": self.discriminator.init(d_rng, batch["driving"])["params"]},
+        "frozen": {}}
+
+  def loss(self, params, batch, rng):
+    del rng
+    params = params["trainable"]
+    real = batch["driving"]
+    fake = self.generator.apply({"params": params["generator"]}, batch["source"], real)
+    disc = lambda p, x: self.discriminator.apply({"params": p}, x).astype(jnp.float32)
+    return reconstruction_losses(fake, real, batch["source"], self.config.loss, disc,
+                                 params["discriminator"])
+
+  def data_source(self, split):
+    return frame_pairs(self.config, "train" if split == "train" else "val")
+
+
+def identity_stats(motion_dim: int) -> dict:
+  zeros, ones = jnp.zeros((motion_dim,), jnp.float32), jnp.ones((motion_dim,), jnp.float32)
+  return {"mean": zeros, "std": ones, "window_std": ones}
+
+
+class Stage2Task:
+  """Audio-guided motion generation (INFP stage 2)."""
+
+  def __init__(self, config):
+    self.config = config
+    dtype = jnp.dtype(config.compute_dtype)
+    self.guider = build_guider(config, dtype)
+    self.denoiser = build_denoiser(config, dtype)
+    self.style = build_style_encoder(config, dtype)
+    self.speech = SpeechFeatures(config.model.audio)
+    self.alphas = schedules.alphas_cumprod(config.diffusion.steps, config.diffusion.schedule)
+    self._codes = {}
+
+  def codes(self, split: str) -> dict:
+    if split not in self._codes:
+      self._codes[split] = cached_codes(self.config, split)
+    return self._codes[split]
+
+  def example_batch(self, batch_size):
+    m = self.config.model
+    w, p, d = int(m.window), int(m.previous), int(m.motion_dim)
+    track = np.zeros((batch_size, self.speech.context + w * SAMPLES_PER_FRAME), np.float32)
+    batch = {"motion": np.zeros((batch_size, w, d), np.float32),
+             "previous": np.zeros((batch_size, p, d), np.float32),
+             "audio": track, "partner_audio": track}
+    if self.style is not None:
+      batch["style"] = np.zeros((batch_size, int(m.style.frames), d), np.float32)
+    return batch
+
+  def batch_axes(self):
+    seq, track = ("batch", "frames", None), ("batch", None)
+    axes = {"motion": seq, "previous": seq, "audio": track, "partner_audio": track}
+    if self.style is not None:
+      axes["style"] = seq
+    return axes
+
+  def init(self, rng, batch):
+    b, w = batch["motion"].shape[:2]
+    feats = jnp.zeros((b, w, self.speech.dim), jnp.float32)
+    g_rng, d_rng, s_rng, a_rng = jax.random.split(rng, 4)
+    (guidance, _), guider = self.guider.init_with_output(g_rng, feats, feats)
+    trainable = {
+        "guider": guider["params"],
+        "denoiser": self.denoiser.init(d_rng, batch["motion"], jnp.zeros((b,), jnp.int32),
+                                       guidance, batch["previous"],
+                                       jnp.zeros((b, 2), bool))["params"]}
+    if self.style is not None:
+      trainable["style"] = self.style.init(s_rng, batch["style"])["params"]
+    frozen = {"motion_stats": identity_stats(int(self.config.model.motion_dim))}
+    if self.speech.kind == "wav2vec2":
+      frozen["speech"] = self.speech.init(a_rng)
+    return {"trainable": trainable, "frozen": frozen}
+
+  def initial_values(self):
+    frozen = {"motion_stats": motion_stats(self.codes("train"), int(self.config.model.window))}
+    if self.speech.kind == "wav2vec2":
+      frozen["speech"] = self.speech.load()
+    return {"frozen": frozen}
+
+  def features(self, frozen, track):
+    ctx = self.speech.context
+    return jax.lax.stop_gradient(self.speech.chunk(track[:, ctx:], track[:, :ctx],
+                                                   frozen.get("speech")))
+
+  def guidance(self, params, agent, partner, style_motion, drop_style):
+    """Per-frame guidance from the two tracks' raw audio (and a style clip's motion)."""
+    frozen, trainable = params["frozen"], params["trainable"]
+    style = None
+    if self.style is not None and style_motion is not None:
+      style = self.style.apply({"params": trainable["style"]}, style_motion)
+      null = trainable["guider"]["null_style"]
+      style = jnp.where(drop_style[:, None], null[None].astype(style.dtype), style)
+    return self.guider.apply({"params": trainable["guider"]}, self.features(frozen, agent),
+                             self.features(frozen, partner), style)[0]
+
+  @staticmethod
+  def normalise(stats, x):
+    return (x - stats["mean"]) / stats["std"]
+
+  def loss(self, params, batch, rng):
+    dc = self.config.diffusion
+    stats = params["frozen"]["motion_stats"]
+    x0, previous = self.normalise(stats, batch["motion"]), self.normalise(stats, batch["previous"])
+    b = x0.shape[0]
+    t_rng, n_rng, d_rng = jax.random.split(rng, 3)
+    t = jax.random.randint(t_rng, (b,), 0, dc.steps)
+    eps = jax.random.normal(n_rng, x0.shape)
+    a_t = jnp.asarray(self.alphas, jnp.float32)[t]
+    x_t = objectives.q_sample(x0, eps, a_t)
+    drop = jax.random.uniform(d_rng, (b, 3)) < jnp.asarray(
+        [dc.condition_dropout, dc.previous_dropout, dc.condition_dropout])
+    guidance = self.guidance(params, batch["audio"], batch["partner_audio"],
+                             batch.get("style"), drop[:, 2])
+    out = self.denoiser.apply({"params": params["trainable"]["denoiser"]}, x_t, t, guidance,
+                              previous, drop[:, :2])
+    per_example = jnp.mean((out - objectives.target(dc.prediction, x0, eps, a_t)) ** 2, axis=(1, 2))
+    metrics = {"mse": jnp.mean(per_example)}
+    if self.config.loss.velocity > 0:   # smoothness: frame-to-frame motion (x0 space)
+      x0_hat, _ = objectives.to_x0_eps(dc.prediction, out, x_t, a_t)
+      vel = jnp.mean((jnp.diff(x0_hat, axis=1) - jnp.diff(x0, axis=1)) ** 2, axis=(1, 2))
+      per_example = per_example + self.config.loss.velocity * vel
+      metrics["velocity"] = jnp.mean(vel)
+    return per_example, metrics
+
+  def data_source(self, split):
+    m = self.config.model
+    codes = self.codes("train" if split == "train" else "val")
+    return DyadicWindows(codes, window=int(m.window), previous=int(m.previous),
+                         stride=int(self.config.data.stride), audio_context=self.speech.context,
+                         style_frames=int(m.style.frames), seed=int(self.config.seed),
+                         name=f"{self.config.data.path}:{split}")

@@ -1,0 +1,241 @@
+"""INFP: the guider's two banks, head imitation's masked motion encoder, dyadic training
+windows without role labels, chunk chaining and streaming with two tracks, training both
+stages and sampling through the command line."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from talkjax import config as cfg
+from talkjax.cli import main
+from talkjax.models import make_task
+from talkjax.models.infp.builders import build_imitation, load_stage1
+from talkjax.models.infp.generate import INFPGeneration
+from talkjax.models.infp.guider import InteractiveMotionGuider
+from talkjax.models.infp.imitation import DEFAULT_REGIONS, region_mask
+from talkjax.nn.attention import CrossAttention
+from talkjax.pipelines.sampler import Sampler
+from talkjax.train.loop import train
+
+TINY_DATA = ["data.synthtalk.identities=4", "data.synthtalk.clips=8", "data.synthtalk.seconds=3",
+             "data.batch_size=4"]
+TINY_STAGE1 = ["model.channels=(8, 8, 16, 16)", "model.disc_channels=(8, 8, 8, 8)",
+               "model.latent=24", "train.steps=2", "checkpoint.every=2",
+               "checkpoint.async_save=False"]
+TINY_STAGE2 = ["model.window=16", "model.previous=4", "model.hidden=32", "model.layers=2",
+               "model.heads=2", "model.guider.heads=2", "model.guider.verbal_slots=6",
+               "model.guider.nonverbal_slots=5", "model.audio.n_mels=8", "sample.steps=2",
+               "sample.lookahead=4", "train.steps=2", "checkpoint.every=2",
+               "checkpoint.async_save=False"]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+  root = tmp_path_factory.mktemp("infp")
+  config = cfg.load_config("infp/synthtalk_tiny_stage1",
+                           [f"data.path={root / 'dyadic'}", *TINY_DATA, *TINY_STAGE1])
+  train(config, make_task(config), root / "stage1", progress=False, devices=jax.devices()[:1])
+  return root
+
+
+def stage2_config(root, *extra):
+  return cfg.load_config("infp/synthtalk_tiny_stage2", [
+      f"data.path={root / 'dyadic'}", f"stage1.workdir={root / 'stage1'}", *TINY_DATA,
+      *TINY_STAGE2, *extra])
+
+
+def lively(params, seed=0):
+  """Random non-zero output layers (adaLN-Zero starts at exactly zero output)."""
+  key = jax.random.PRNGKey(seed)
+  def bump(path, x):
+    name = "/".join(str(getattr(p, "key", p)) for p in path)
+    if "modulation" in name or "final" in name or "_style" in name:
+      return x + 0.05 * jax.random.normal(jax.random.fold_in(key, hash(name) % 2**31), x.shape)
+    return x
+  return jax.tree_util.tree_map_with_path(bump, params)
+
+
+@pytest.fixture(scope="module")
+def generator(root):
+  config = stage2_config(root)
+  task = make_task(config)
+  params = nn.meta.unbox(jax.jit(task.init)(jax.random.PRNGKey(0), task.example_batch(1)))
+  stage1 = load_stage1(config)
+  hook = INFPGeneration(config, stage1.config)
+  return Sampler(hook, {"renderer": stage1.params["trainable"]["generator"],
+                        "guider": params["trainable"]["guider"],
+                        "denoiser": lively(params["trainable"]["denoiser"]),
+                        "motion_stats": task.initial_values()["frozen"]["motion_stats"]})
+
+
+def test_cross_attention_matches_a_float64_reference():
+  rng = np.random.default_rng(0)
+  x, ctx = rng.standard_normal((2, 5, 12)), rng.standard_normal((2, 7, 10))
+  layer = CrossAttention(heads=3, head_dim=4)
+  params = layer.init(jax.random.PRNGKey(0), jnp.asarray(x, jnp.float32), jnp.asarray(ctx, jnp.float32))
+  out, weights = layer.apply(params, jnp.asarray(x, jnp.float32), jnp.asarray(ctx, jnp.float32),
+                             return_weights=True)
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), nn.meta.unbox(params))["params"]
+  proj = lambda name, src: np.einsum("bte,ehd->bthd", src, p[name]["kernel"]) + p[name]["bias"]
+  q, k, v = proj("to_q", x), proj("to_k", ctx), proj("to_v", ctx)
+  logits = np.einsum("bqhd,bkhd->bhqk", q, k) / 2.0
+  w = np.exp(logits - logits.max(-1, keepdims=True))
+  w /= w.sum(-1, keepdims=True)
+  want = np.einsum("bhqk,bkhd->bqhd", w, v)
+  want = np.einsum("bqhd,hde->bqe", want, p["to_out"]["kernel"]) + p["to_out"]["bias"]
+  np.testing.assert_allclose(weights, w, atol=1e-5)
+  np.testing.assert_allclose(out, want, atol=1e-4)
+
+
+def test_guider_banks_and_each_track_reaches_only_its_own_bank():
+  guider = InteractiveMotionGuider(hidden=16, verbal_slots=6, nonverbal_slots=5, heads=2)
+  rng = np.random.default_rng(1)
+  agent, partner = (jnp.asarray(rng.standard_normal((2, 8, 10)), jnp.float32) for _ in range(2))
+  params = nn.meta.unbox(guider.init(jax.random.PRNGKey(0), agent, partner))["params"]
+  assert params["verbal_bank"].shape == (6, 16) and params["nonverbal_bank"].shape == (5, 16)
+  guidance, parts = guider.apply({"params": params}, agent, partner)
+  assert guidance.shape == (2, 8, 16)
+  assert parts["verbal_weights"].shape == (2, 2, 8, 6)
+  assert parts["nonverbal_weights"].shape == (2, 2, 8, 5)
+
+  def read(name, wrt):
+    def f(p, a, b):
+      return jnp.sum(guider.apply({"params": p}, a, b)[1][name] ** 2)
+    return jax.grad(f, argnums=wrt)(params, agent, partner)
+
+  norm = lambda t: float(sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(t)))
+  # The agent's voice reads the verbal bank, the partner's the non-verbal one, never crosswise.
+  assert norm(read("verbal", 1)) > 0 and norm(read("verbal", 2)) == 0
+  assert norm(read("nonverbal", 2)) > 0 and norm(read("nonverbal", 1)) == 0
+  by_bank = read("verbal", 0)
+  assert norm(by_bank["verbal_bank"]) > 0 and norm(by_bank["nonverbal_bank"]) == 0
+  by_bank = read("nonverbal", 0)
+  assert norm(by_bank["nonverbal_bank"]) > 0 and norm(by_bank["verbal_bank"]) == 0
+  # Swapping the tracks changes the guidance (the banks are not interchangeable).
+  swapped, _ = guider.apply({"params": params}, partner, agent)
+  assert float(jnp.abs(swapped - guidance).mean()) > 1e-3
+
+
+def test_the_motion_encoder_reads_only_the_eye_and_mouth_regions(root):
+  stage1 = cfg.load_config("infp/synthtalk_tiny_stage1", TINY_STAGE1)
+  model = build_imitation(stage1.model)
+  from talkjax import stages
+  params = stages.read_params(root / "stage1").params["trainable"]["generator"]
+  encode = jax.jit(lambda x: model.apply({"params": params}, x, method=model.encode_motion))
+  rng = np.random.default_rng(2)
+  face = rng.uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
+  mask = region_mask(64, DEFAULT_REGIONS)
+  assert 0.2 < mask.mean() < 0.6
+  outside = face * mask + rng.uniform(-1, 1, face.shape).astype(np.float32) * (1 - mask)
+  inside = face * (1 - mask) + rng.uniform(-1, 1, face.shape).astype(np.float32) * mask
+  np.testing.assert_array_equal(encode(outside), encode(face))
+  assert float(jnp.abs(encode(inside) - encode(face)).max()) > 1e-4
+
+
+def test_training_windows_hold_the_two_tracks_and_no_role_label(root):
+  task = make_task(stage2_config(root))
+  source = task.data_source("train")
+  codes = task.codes("train")
+  assert set(source[0]) == {"motion", "previous", "audio", "partner_audio"}
+  assert set(task.batch_axes()) == set(source[0])
+  ctx, n = task.speech.context, 640
+  first = int(codes["offsets"][0])
+  start = next(i for i in range(len(source)) if int(source.starts[i]) == first)
+  ex = source[start]          # a window at a clip start: the portrait's motion before it
+  np.testing.assert_array_equal(ex["previous"], np.repeat(codes["motion"][first][None], 4, 0))
+  for key in ("audio", "partner_audio"):
+    assert ex[key].shape == (ctx + 16 * n,)
+    np.testing.assert_array_equal(ex[key][:ctx], 0)   # silence before the clip
+    np.testing.assert_array_equal(ex[key][ctx:], codes[key][:16 * n])
+  later = next(i for i in range(len(source)) if int(source.starts[i]) == first + 6)
+  ex = source[later]
+  np.testing.assert_array_equal(ex["previous"], codes["motion"][first + 2:first + 6])
+  np.testing.assert_array_equal(ex["partner_audio"], codes["partner_audio"][6 * n - ctx:22 * n])
+  assert not np.array_equal(codes["audio"], codes["partner_audio"])
+  # The style encoder's reference stretch, when configured, comes from the same clip.
+  styled = make_task(stage2_config(root, "model.style.frames=10")).data_source("train")
+  assert styled[0]["style"].shape == (10, 20)
+
+
+def test_a_few_training_steps_reduce_the_loss(root):
+  import optax
+  task = make_task(stage2_config(root, "model.style.frames=10"))
+  source = task.data_source("train")
+  batch = {k: np.stack([source[i][k] for i in range(8)]) for k in source[0]}
+  params = nn.meta.unbox(task.init(jax.random.PRNGKey(0), batch))
+  params["frozen"] = task.initial_values()["frozen"]
+  opt = optax.adam(3e-3)
+  state = opt.init(params["trainable"])
+
+  @jax.jit
+  def step(trainable, state, key):
+    loss = lambda t: jnp.mean(task.loss({"trainable": t, "frozen": params["frozen"]}, batch, key)[0])
+    value, grads = jax.value_and_grad(loss)(trainable)
+    updates, state = opt.update(grads, state)
+    return optax.apply_updates(trainable, updates), state, value
+
+  key = jax.random.PRNGKey(3)
+  trainable, losses = params["trainable"], []
+  for i in range(30):
+    trainable, state, value = step(trainable, state, key)   # one fixed noise draw
+    losses.append(float(value))
+  assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_two_tracks_stream_as_offline_and_chunks_chain(generator):
+  from talkjax_datasets.synthtalk.clip import make_clip
+  from talkjax_datasets.synthtalk.spec import BuildSpec
+  clip = make_clip(BuildSpec(identities=2, clips=2, seconds=1.6, resolution=64, seed=5,
+                             dyadic=True), 0)
+  me, you = clip["audio"][:-100], clip["partner_audio"][:-100]
+  out = generator.generate(clip["frames"][:1], me[None], partner_audio=you[None], seed=7)
+  motion, frames = out["motion"], out["frames"]
+  assert frames.shape == (1, 40, 64, 64, 3)        # 40 frames: the audio's, the last padded
+  stream = generator.stream(clip["frames"][0], seed=7)
+  first = stream.push(me[:9000])
+  assert len(first) == 0                             # no chunk without the partner's track
+  pieces = [first] + [stream.push(me[9000:], partner_audio=you), stream.finish()]
+  streamed = np.concatenate(pieces)
+  assert np.abs(streamed.astype(int) - frames[0].astype(int)).max() <= 1
+  # Chaining: the second chunk (12 kept frames) is made from the first chunk's last 4
+  # motion frames, nothing else carried over.
+  hook, params = generator.hook, generator.params
+  appearance, _ = hook.start(params, {"image": clip["frames"][:1]}, hook.knobs())
+  ctx, w = hook.audio_context, hook.window
+  pad = lambda x: np.pad(x, (ctx, 64 * 640 - len(x)))[None]
+  cut = lambda x: jnp.asarray(pad(x)[:, w * 640:w * 640 + ctx + 16 * 640])
+  keys = jax.random.fold_in(jax.random.PRNGKey(7), 1)[None]
+  carry = jnp.asarray(motion[:, w - 4:w])
+  _, second = hook.chunk(params, appearance, carry, {"audio": cut(me), "partner_audio": cut(you)},
+                         keys, hook.knobs(), {})
+  np.testing.assert_allclose(second["motion"], motion[:, w:2 * w], atol=1e-4)
+  # Swapping the two tracks makes another video from the same seed.
+  swapped = generator.generate(clip["frames"][:1], you[None], partner_audio=me[None], seed=7)
+  assert np.abs(swapped["motion"] - motion).mean() > 1e-3
+
+
+def test_stage2_trains_and_talkjax_sample_takes_the_partner_track(root, tmp_path):
+  import soundfile
+  from PIL import Image
+  from talkjax_datasets.synthtalk.clip import make_clip
+  from talkjax_datasets.synthtalk.spec import BuildSpec
+  config = stage2_config(root)
+  train(config, make_task(config), root / "stage2", progress=False, devices=jax.devices()[:1])
+  clip = make_clip(BuildSpec(identities=2, clips=2, seconds=1.2, resolution=64, seed=9,
+                             dyadic=True), 1)
+  Image.fromarray(clip["frames"][0]).save(tmp_path / "face.png")
+  soundfile.write(tmp_path / "me.wav", clip["audio"], 16000)
+  soundfile.write(tmp_path / "you.wav", clip["partner_audio"], 16000)
+  code = main(["sample", "--checkpoint", str(root / "stage2"), "--image", str(tmp_path / "face.png"),
+               "--audio", str(tmp_path / "me.wav"), "--partner-audio", str(tmp_path / "you.wav"),
+               "--crop", "center", "--out", str(tmp_path / "talk.mp4")])
+  assert code == 0
+  from talkjax.data.video_io import read_mp4
+  frames = read_mp4(tmp_path / "talk.mp4")[0]
+  assert frames.shape == (30, 64, 64, 3)
+  code = main(["sample", "--checkpoint", str(root / "stage2"), "--image", str(tmp_path / "face.png"),
+               "--audio", str(tmp_path / "me.wav"), "--emotion", "happy", "--crop", "center",
+               "--out", str(tmp_path / "no.mp4")])
+  assert code == 2
