@@ -12,6 +12,7 @@
 #   memo_train   MEMO stage 2 train step: step time, examples/s, MFU from the jaxpr count
 #   ifmdm_sample IF-MDM 512 px, paper renderer, batch 1 / 16 and streaming  (issue 13)
 #   ifmdm_train  IF-MDM stage 1 at 512 px, batch 16
+#   infp_sample  INFP DyConv config at 512 px: batch 1 streaming frames/s, two tracks (issue 17)
 # SMOKE=1 runs the same steps with the tiny configs on CPU (checks this script, not speed).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,11 +27,13 @@ if [ "${SMOKE:-0}" = 1 ]; then
   export JAX_PLATFORMS=cpu
   MEMO=memo/synthtalk_tiny_stage2; MEMO_SET="model.emotion.classifier="; MEMO_RES=64
   IFMDM2=ifmdm/synthtalk_tiny_stage2; IFMDM1=ifmdm/synthtalk_tiny_stage1; IF_RES=64
+  INFP2=infp/synthtalk_tiny_stage2
   SECONDS_OF_AUDIO=0.64; CLIPS="1 2"; BATCHES_MEMO="1 2"; BATCHES_IF="1 2"; STEPS=2; LIMIT=600
   IF_TRAIN_SET="data.batch_size=2"
 else
   MEMO=memo/paper_512_stage2; MEMO_SET="model.remat=True"; MEMO_RES=512
   IFMDM2=ifmdm/hdtf_512_stage2; IFMDM1=ifmdm/hdtf_512_stage1; IF_RES=512
+  INFP2=infp/dyconv_512_stage2
   SECONDS_OF_AUDIO=1.28; CLIPS="1 4 16"; BATCHES_MEMO="1 8"; BATCHES_IF="1 16"; STEPS=5; LIMIT=0
   IF_TRAIN_SET="data.batch_size=16"
 fi
@@ -59,13 +62,16 @@ run_step() {
         --stream --json "$OUT/ifmdm_sample.json" ;;
     ifmdm_train) step ifmdm_train 240 talkjax bench train --config "$IFMDM1" \
         --set $IF_TRAIN_SET --steps "$STEPS" --warmup 2 --json "$OUT/ifmdm_train.json" ;;
-    *) echo "unknown step $1 (memo_sample memo_train ifmdm_sample ifmdm_train)"; return 2 ;;
+    infp_sample) step infp_sample 300 talkjax bench sample --config "$INFP2" \
+        --resolutions $IF_RES --batches 1 --seconds "$SECONDS_OF_AUDIO" --repeats 2 \
+        --stream --json "$OUT/infp_sample.json" ;;
+    *) echo "unknown step $1 (memo_sample memo_train ifmdm_sample ifmdm_train infp_sample)"; return 2 ;;
   esac
 }
 
 command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import jax; print('jax', jax.__version__, jax.devices())"
-for s in "${@:-memo_sample memo_train ifmdm_sample ifmdm_train}"; do
+for s in "${@:-memo_sample memo_train ifmdm_sample ifmdm_train infp_sample}"; do
   for one in $s; do run_step "$one"; done
 done
 echo "logs and JSON: $OUT"

@@ -32,7 +32,7 @@ def test_every_demo_recipe_links_real_keys_to_earlier_stages(tmp_path):
   from talkjax import config as cfg
   from talkjax.errors import TalkjaxError
   from talkjax.models import DEMOS, demo_recipe, generator_class
-  assert set(DEMOS) >= {"ifmdm", "memo"} and demo_recipe() is DEMOS["ifmdm"]
+  assert set(DEMOS) >= {"ifmdm", "memo", "infp"} and demo_recipe() is DEMOS["ifmdm"]
   for family, recipe in DEMOS.items():
     seen = []
     for name, config_name, links in recipe["stages"]:
@@ -46,7 +46,7 @@ def test_every_demo_recipe_links_real_keys_to_earlier_stages(tmp_path):
       seen.append(name)
     generator_class(config.family)
   with pytest.raises(TalkjaxError, match="no demo for the family"):
-    demo_recipe("infp")
+    demo_recipe("nosuch")
 
 
 def test_a_family_without_a_shipped_model_says_how_to_train_one(tmp_path, capsys, monkeypatch):

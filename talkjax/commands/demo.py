@@ -8,7 +8,10 @@ IF-MDM shipped with talkjax (talkjax/assets/), trained by the documented command
 `--train` runs again from scratch (about an hour on 2 idle CPU cores). MEMO (`--family
 memo`, the emotion read from the speech) ships no model yet: its tiny model does not yet
 meet the marks (experiments/memo/README.md); `--family memo --train` trains one (every
-stage, about 2.5 hours on 2 CPU cores) and shows it.
+stage, about 2.5 hours on 2 CPU cores) and shows it. INFP (`--family infp`) is shown a
+two-person conversation: the agent's and the partner's tracks drive the portrait, which
+speaks in its turns and listens (nods, closed mouth) in the partner's; the mp4 plays both
+voices.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ examples:
   talkjax demo                        # writes ./talkjax-demo/{demo.mp4,side_by_side.png,metrics.json}
   talkjax demo --out /tmp/demo --seed 3 --seconds 20
   talkjax demo --family memo --train  # train the tiny MEMO model, then show it
+  talkjax demo --family infp          # a conversation: the portrait speaks and listens
   talkjax demo --train                # retrain the small SynthTalk model first
 """
 
@@ -100,19 +104,28 @@ def run(args):
     model = pathlib.Path(args.model) if args.model else shipped_model(args.family)
   pipe = Pipeline.load(model, batch_size=1, crop="center")   # a SynthTalk frame is framed already
   r = pipe.sampler.resolution
+  # A dyadic family is shown a conversation: the agent's and the partner's tracks.
+  dyadic = "partner_audio" in pipe.sampler.accepts
   spec = BuildSpec(identities=4, clips=4, seconds=args.seconds, resolution=r,
-                   seed=HELD_OUT_SEED + args.seed)
+                   seed=HELD_OUT_SEED + args.seed, dyadic=dyadic)
   clip = make_clip(spec, 0)
   made = {}
 
-  def generate(image, audio):
-    made["result"] = pipe(image, audio, seed=args.seed)
+  def generate(image, audio, partner_audio=None):
+    made["result"] = pipe(image, audio, partner_audio=partner_audio, seed=args.seed)
     return made["result"].frames
 
   # The same judge as `talkjax eval model`: the probe reads the generated video and the
   # clip's ground truth, and every pass mark is a comparison with ground truth.
-  evaluation = evaluate_generator(generate, ClipList([clip], spec), progress=False)
+  evaluation = evaluate_generator(generate, ClipList([clip], spec), progress=False,
+                                  give_partner=dyadic)
   result = made["result"]
+  if dyadic:   # the video's sound is the conversation: both voices
+    import dataclasses
+    import numpy as np
+    both = result.audio + clip["partner_audio"][:len(result.audio)]
+    result = dataclasses.replace(result, audio=(both / max(1.0, np.abs(both).max())).astype(np.float32),
+                                 track=None)
   files = write_result(result, out / "demo.mp4", view_size=256)
   side_by_side(clip["frames"], result.frames, out / "side_by_side.png")
   comparison = evaluation["comparison"]
@@ -124,7 +137,8 @@ def run(args):
                  "missed": missed, **report.to_json(evaluation)}
   (out / "metrics.json").write_text(json.dumps(report_json, indent=2) + "\n")
   print(table)
-  print(f"video:        {files[0]}  ({len(result.frames)} frames, {r} px shown at 256 px, with sound)")
+  sound = "both voices of the conversation" if dyadic else "with sound"
+  print(f"video:        {files[0]}  ({len(result.frames)} frames, {r} px shown at 256 px, {sound})")
   print(f"side by side: {out / 'side_by_side.png'}  (ground truth above, generated below)")
   verdict = "meets every mark" if not missed else "misses: " + "; ".join(missed)
   print(f"metrics:      {out / 'metrics.json'}, {out / 'table.md'}  -> {verdict}")

@@ -50,6 +50,13 @@ DEMOS = {
             ("stage2", "ifmdm/synthtalk_tiny_stage2", {"stage1.workdir": "stage1"}),
         ),
     },
+    "infp": {
+        "model": "infp_synthtalk_tiny.msgpack",
+        "stages": (
+            ("stage1", "infp/synthtalk_tiny_stage1", {}),
+            ("stage2", "infp/synthtalk_tiny_stage2", {"stage1.workdir": "stage1"}),
+        ),
+    },
     "memo": {
         "model": "memo_synthtalk_tiny.msgpack",
         "stages": (
