@@ -2,7 +2,8 @@
 guider's two banks, an 8-block denoiser, motion style from a 2 s reference stretch.
 
   talkjax convert wav2vec2 --src facebook-wav2vec2-base-960h --out weights/wav2vec2-base
-  talkjax train --config experiments/infp/dyconv_512_stage2.py --workdir runs/infp_dyconv_stage2
+  talkjax train --config experiments/infp/dyconv_512_stage2.py --workdir runs/infp_dyconv_stage2 \
+      --set model.audio.wav2vec2=weights/wav2vec2-base
   talkjax bench sample --config infp/dyconv_512_stage2 --resolution 512 --stream
 
 Sizes are not published by the paper: 512 hidden, 8 blocks, 8 heads, banks of 64 entries,
@@ -21,7 +22,7 @@ def get_config(arg=None):
   c.stage1.config = "infp/dyconv_512_stage1"
   c.stage1.workdir = "runs/infp_dyconv_stage1"
   c.model.audio.kind = "wav2vec2"
-  c.model.audio.wav2vec2 = "weights/wav2vec2-base"
+  c.model.audio.wav2vec2 = ""     # the converted folder, set on the command line (above)
   c.model.audio.layer = -1
   c.data = dyconv_data(64)
   c.optimizer.lr = 1e-4

@@ -270,3 +270,36 @@ def test_vico_flat_folder_copies_and_bad_csvs(tmp_path):
   (root / "extra.csv").unlink()
   with pytest.raises(TalkjaxError, match="no CSV"):
     convert(root, tmp_path / "out")
+
+
+def test_infp_both_stages_train_from_the_dyconv_build(built, tmp_path):
+  """INFP (the dyconv_512 configs' family) trains from a DyConv build: stage 1 on frame
+  pairs, stage 2 on motion codes cached with both tracks of each example (the agent's own
+  and the partner's, as the build aligned them); the tiny models, 2 steps each."""
+  import jax
+  from talkjax import config as cfg
+  from talkjax.models import make_task
+  from talkjax.train.loop import train
+  path, _ = built
+  data = ["data.kind=dyconv", f"data.path={path}", "data.batch_size=2", "train.steps=2",
+          "checkpoint.every=2", "checkpoint.async_save=False"]
+  config = cfg.load_config("infp/synthtalk_tiny_stage1", data + ["model.channels=(8, 8, 16, 16)",
+                                                                "model.latent=24"])
+  train(config, make_task(config), tmp_path / "s1", progress=False, devices=jax.devices()[:1])
+  config = cfg.load_config("infp/synthtalk_tiny_stage2", data + [
+      f"stage1.workdir={tmp_path / 's1'}", "model.hidden=32", "model.layers=1",
+      "model.heads=2", "model.guider.heads=2", "data.stride=1"])
+  train(config, make_task(config), tmp_path / "s2", progress=False, devices=jax.devices()[:1])
+  logged = [json.loads(x) for x in (tmp_path / "s2" / "metrics.jsonl").read_text().splitlines()]
+  assert [m["step"] for m in logged if "loss" in m][-1] == 2
+  assert all(np.isfinite(m["loss"]) for m in logged if "loss" in m)
+  cache = list((tmp_path / "s1" / "motion_codes").glob("step2/dyconv_*/train_dyadic.npz"))
+  assert len(cache) == 1
+  codes = np.load(cache[0])
+  clips = RecordedClips(path, "train")
+  assert codes["motion"].shape[0] == sum(c["frames"] for c in clips.index)
+  for i in range(len(clips)):
+    rec = clips.read(i, 0, clips.num_frames(i))
+    a, b = codes["offsets"][i] * SPF, codes["offsets"][i + 1] * SPF
+    np.testing.assert_array_equal(codes["audio"][a:b], rec["audio"])
+    np.testing.assert_array_equal(codes["partner_audio"][a:b], rec["partner_audio"])

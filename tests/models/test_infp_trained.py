@@ -1,0 +1,56 @@
+"""Behaviour of the trained INFP that ships with talkjax (talkjax/assets/), on people and
+conversations it never saw: the portrait speaks when its own track has voice and listens
+when the partner's has, swapping the two tracks swaps the behaviour, and chunks join
+without a seam."""
+
+import numpy as np
+import pytest
+
+from talkjax.eval import audio_mouth
+from talkjax.eval import probe as probe_lib
+from talkjax.models import shipped_demo_model
+from talkjax.pipelines.sampler import Sampler
+from talkjax_datasets.synthtalk.clip import make_clip
+from talkjax_datasets.synthtalk.spec import BuildSpec
+
+
+@pytest.fixture(scope="module")
+def gen():
+  return Sampler.load(shipped_demo_model("infp"))
+
+
+@pytest.fixture(scope="module")
+def talks():
+  spec = BuildSpec(identities=6, clips=6, seconds=8.0, resolution=64, seed=4242, dyadic=True)
+  clips = [make_clip(spec, i) for i in range(3)]
+  return (np.stack([c["frames"][0] for c in clips]), np.stack([c["audio"] for c in clips]),
+          np.stack([c["partner_audio"] for c in clips]))
+
+
+def _speaking_accuracy(frames, track):
+  reading = probe_lib.read_frames(probe_lib.load_params(), frames)
+  expected = audio_mouth.voice_activity(track, 25, len(frames))
+  return float(((reading["speaking"] > 0.5) == expected).mean())
+
+
+def test_swapping_the_two_tracks_swaps_speaking_and_listening(gen, talks):
+  images, me, you = talks
+  mine = gen.generate(images, me, partner_audio=you, seed=1)["frames"]
+  theirs = gen.generate(images, you, partner_audio=me, seed=1)["frames"]
+  for i in range(len(images)):
+    # The same portrait follows its own track's turns, then, swapped, the partner's.
+    assert _speaking_accuracy(mine[i], me[i]) >= 0.8
+    assert _speaking_accuracy(theirs[i], you[i]) >= 0.8
+    assert _speaking_accuracy(theirs[i], me[i]) <= 0.6
+
+
+def test_chunks_join_without_a_seam(gen, talks):
+  images, me, you = talks
+  motion = gen.generate(images, me, partner_audio=you, seed=3)["motion"]
+  steps = np.linalg.norm(np.diff(motion, axis=1), axis=-1)        # (B, T-1) frame to frame
+  w = gen.window
+  at_seams = steps[:, w - 1::w]                                    # last of chunk k -> first of k+1
+  inside = np.delete(steps, np.arange(w - 1, steps.shape[1], w), axis=1)
+  assert at_seams.size >= 9
+  assert np.median(at_seams) < 2.0 * np.median(inside), (np.median(at_seams), np.median(inside))
+  assert at_seams.max() < np.percentile(inside, 99.5) * 1.5
