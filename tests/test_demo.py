@@ -3,6 +3,8 @@ SynthTalk metrics against ground truth that `talkjax eval model` writes."""
 
 import json
 
+import numpy as np
+
 from talkjax.cli import main
 
 
@@ -23,6 +25,30 @@ def test_demo_writes_the_video_and_judges_it_against_ground_truth(tmp_path, caps
   assert report["missed"] == missed and report["meets_marks"] == (not missed)
   assert "| metric | ground truth | generated |" in printed
   assert (out / "table.md").read_text() in printed
+
+
+def test_infp_demo_shows_a_conversation_with_both_voices(tmp_path, capsys):
+  from talkjax.data.video_io import read_mp4
+  from talkjax_datasets.synthtalk.clip import make_clip
+  from talkjax_datasets.synthtalk.spec import BuildSpec
+  out = tmp_path / "infp"
+  assert main(["demo", "--family", "infp", "--out", str(out), "--seconds", "6"]) == 0
+  printed = capsys.readouterr().out
+  assert "both voices of the conversation" in printed
+  rows = json.loads((out / "metrics.json").read_text())["comparison"]["metrics"]
+  assert {"speak_listen_accuracy", "speak_lipsync_corr0", "listen_mouth_closed",
+          "nod_contrast"} <= set(rows)
+  _, _, audio = read_mp4(out / "demo.mp4")
+  clip = make_clip(BuildSpec(identities=4, clips=4, seconds=6, resolution=64, seed=2026,
+                             dyadic=True), 0)
+  n = min(len(audio), len(clip["audio"])) // 640 * 640
+  loudness = lambda x: np.sqrt((x[:n].reshape(-1, 640) ** 2).mean(1))   # per 40 ms frame
+  corr = lambda x: np.corrcoef(loudness(audio), loudness(x))[0, 1]
+  # The sound is the agent's and the partner's voices together, not the agent's alone:
+  # each track's loudness follows the mp4's only in part (they take turns).
+  assert 0.2 < corr(clip["partner_audio"]) < 0.95 and 0.2 < corr(clip["audio"]) < 0.95
+  both = clip["audio"] + clip["partner_audio"]
+  assert corr(both) > 0.9
 
 
 def test_every_demo_recipe_links_real_keys_to_earlier_stages(tmp_path):

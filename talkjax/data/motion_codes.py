@@ -95,6 +95,12 @@ def dataset_name(dataset, clips) -> str:
           else f"{clips.meta['source']}_{dataset.parent.name}")
 
 
+def identity_stats(motion_dim: int) -> dict:
+  """Motion statistics before any data is seen: no normalisation."""
+  zeros, ones = np.zeros((motion_dim,), np.float32), np.ones((motion_dim,), np.float32)
+  return {"mean": zeros, "std": ones, "window_std": ones}
+
+
 def motion_stats(codes: dict, window: int) -> dict:
   """Per-dimension mean and std over all frames, and the median per-window std (float32)."""
   motion, offsets = codes["motion"], codes["offsets"]

@@ -62,3 +62,10 @@ def flow_target(x0, eps):
 
 def logit_normal(rng, shape, mean: float = 0.0, std: float = 1.0):
   return jax.nn.sigmoid(mean + std * jax.random.normal(rng, shape))
+
+
+def velocity_error(prediction: str, out, x_t, a_t, x0):
+  """Per-example mean squared error of the frame-to-frame change (axis 1) of the predicted
+  clean sequence against the data's: a smoothness term for motion sequences (B, T, D)."""
+  x0_hat, _ = to_x0_eps(prediction, out, x_t, a_t)
+  return jnp.mean((jnp.diff(x0_hat, axis=1) - jnp.diff(x0, axis=1)) ** 2, axis=(1, 2))

@@ -186,3 +186,11 @@ def render_frames(renderer, renderer_params, appearance, motion):
                        motion.reshape((b * w,) + motion.shape[2:]), method=renderer.render)
   rgb = rgb.reshape((b, w) + rgb.shape[1:])
   return jnp.clip(jnp.round((rgb.astype(jnp.float32) + 1) * 127.5), 0, 255).astype(jnp.uint8)
+
+
+def to_model_image(image):
+  """uint8 (..., R, R, 3) or float in [-1, 1] -> float32 in [-1, 1]."""
+  image = jnp.asarray(image)
+  if image.dtype == jnp.uint8:
+    return image.astype(jnp.float32) / 127.5 - 1.0
+  return image.astype(jnp.float32)

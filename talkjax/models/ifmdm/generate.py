@@ -39,8 +39,8 @@ from talkjax.errors import ConfigError, TalkjaxError
 from talkjax.family import Knobs
 from talkjax.models.ifmdm.builders import (build_autoencoder, build_motion_dit, generator_params,
                                            load_stage1)
-from talkjax.models.ifmdm.tasks import identity_stats
-from talkjax.nn.motion_renderer import render_frames
+from talkjax.data.motion_codes import identity_stats
+from talkjax.nn.motion_renderer import render_frames, to_model_image
 
 MEAN_MODES = ("image", "previous", "none")
 STD_MODES = ("scale", "absolute", "none")
@@ -69,12 +69,6 @@ class IFMDMKnobs(Knobs):
       if not lo <= getattr(self, name) <= hi:
         raise TalkjaxError(f"sampling option {name}={getattr(self, name)} is out of range",
                            fix=f"give {name} a value in {lo}..{hi}")
-
-
-def to_model_image(image):
-  """uint8 (..., R, R, 3) or float in [-1, 1] -> float32 in [-1, 1]."""
-  image = jnp.asarray(image)
-  return image.astype(jnp.float32) / 127.5 - 1.0 if image.dtype == jnp.uint8 else image.astype(jnp.float32)
 
 
 class IFMDMGeneration:

@@ -29,8 +29,8 @@ from talkjax.diffusion import guidance, samplers, schedules
 from talkjax.errors import ConfigError, TalkjaxError
 from talkjax.family import Knobs
 from talkjax.models.infp.builders import build_denoiser, build_guider, build_imitation, load_stage1
-from talkjax.models.infp.tasks import identity_stats
-from talkjax.nn.motion_renderer import render_frames
+from talkjax.data.motion_codes import identity_stats
+from talkjax.nn.motion_renderer import render_frames, to_model_image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,11 +44,6 @@ class INFPKnobs(Knobs):
       if not lo <= getattr(self, name) <= hi:
         raise TalkjaxError(f"sampling option {name}={getattr(self, name)} is out of range",
                            fix=f"give {name} a value in {lo}..{hi}")
-
-
-def to_model_image(image):
-  image = jnp.asarray(image)
-  return image.astype(jnp.float32) / 127.5 - 1.0 if image.dtype == jnp.uint8 else image.astype(jnp.float32)
 
 
 class INFPGeneration:

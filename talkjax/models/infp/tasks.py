@@ -19,56 +19,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from talkjax.audio.frame_features import SpeechFeatures
-from talkjax.data.frame_pairs import frame_pairs
-from talkjax.data.motion_codes import SAMPLES_PER_FRAME, motion_stats
+from talkjax.data.motion_codes import SAMPLES_PER_FRAME, identity_stats, motion_stats
 from talkjax.diffusion import objectives, schedules
 from talkjax.models.infp.builders import (build_denoiser, build_discriminator, build_guider,
                                           build_imitation, build_style_encoder)
 from talkjax.models.infp.data import DyadicWindows, cached_codes
-from talkjax.nn.motion_renderer import reconstruction_losses
+from talkjax.models.renderer_task import RendererTask
 
 
-class Stage1Task:
+class Stage1Task(RendererTask):
   """Motion-based head imitation (INFP stage 1)."""
 
   def __init__(self, config):
-    self.config = config
     dtype = jnp.dtype(config.compute_dtype)
-    self.generator = build_imitation(config.model, dtype)
-    self.discriminator = build_discriminator(config.model, dtype)
-
-  def example_batch(self, batch_size):
-    r = self.config.model.resolution
-    image = np.zeros((batch_size, r, r, 3), np.float32)
-    return {"source": image, "driving": image}
-
-  def batch_axes(self):
-    axes = ("batch", "height", "width", None)
-    return {"source": axes, "driving": axes}
-
-  def init(self, rng, batch):
-    g_rng, d_rng = jax.random.split(rng)
-    return {"trainable": {
-        "generator": self.generator.init(g_rng, batch["source"], batch["driving"])["params"],
-        "discriminator": self.discriminator.init(d_rng, batch["driving"])["params"]},
-        "frozen": {}}
-
-  def loss(self, params, batch, rng):
-    del rng
-    params = params["trainable"]
-    real = batch["driving"]
-    fake = self.generator.apply({"params": params["generator"]}, batch["source"], real)
-    disc = lambda p, x: self.discriminator.apply({"params": p}, x).astype(jnp.float32)
-    return reconstruction_losses(fake, real, batch["source"], self.config.loss, disc,
-                                 params["discriminator"])
-
-  def data_source(self, split):
-    return frame_pairs(self.config, "train" if split == "train" else "val")
-
-
-def identity_stats(motion_dim: int) -> dict:
-  zeros, ones = jnp.zeros((motion_dim,), jnp.float32), jnp.ones((motion_dim,), jnp.float32)
-  return {"mean": zeros, "std": ones, "window_std": ones}
+    super().__init__(config, build_imitation(config.model, dtype),
+                     build_discriminator(config.model, dtype))
 
 
 class Stage2Task:
@@ -169,8 +134,7 @@ class Stage2Task:
     per_example = jnp.mean((out - objectives.target(dc.prediction, x0, eps, a_t)) ** 2, axis=(1, 2))
     metrics = {"mse": jnp.mean(per_example)}
     if self.config.loss.velocity > 0:   # smoothness: frame-to-frame motion (x0 space)
-      x0_hat, _ = objectives.to_x0_eps(dc.prediction, out, x_t, a_t)
-      vel = jnp.mean((jnp.diff(x0_hat, axis=1) - jnp.diff(x0, axis=1)) ** 2, axis=(1, 2))
+      vel = objectives.velocity_error(dc.prediction, out, x_t, a_t, x0)
       per_example = per_example + self.config.loss.velocity * vel
       metrics["velocity"] = jnp.mean(vel)
     return per_example, metrics
