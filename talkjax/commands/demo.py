@@ -8,10 +8,10 @@ IF-MDM shipped with talkjax (talkjax/assets/), trained by the documented command
 `--train` runs again from scratch (about an hour on 2 idle CPU cores). MEMO (`--family
 memo`, the emotion read from the speech) ships no model yet: its tiny model does not yet
 meet the marks (experiments/memo/README.md); `--family memo --train` trains one (every
-stage, about 2.5 hours on 2 CPU cores) and shows it. INFP (`--family infp`) is shown a
-two-person conversation: the agent's and the partner's tracks drive the portrait, which
-speaks in its turns and listens (nods, closed mouth) in the partner's; the mp4 plays both
-voices.
+stage, about 2.5 hours on 2 CPU cores) and shows it. INFP (`--family infp`, a 64 px
+model shipped, its marks in experiments/infp/README.md) is shown a two-person
+conversation: the agent's and the partner's tracks drive the portrait, which speaks in its
+turns and listens (nods, closed mouth) in the partner's; the mp4 plays both voices.
 """
 
 from __future__ import annotations

