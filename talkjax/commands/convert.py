@@ -55,6 +55,9 @@ def add_arguments(parser):
                       help="memo: also convert this FunASR emotion2vec folder (config.yaml + "
                            "model.pt of emotion2vec_plus_large) into OUT/emotion2vec, so "
                            "sampling reads each clip's emotion from the audio")
+  parser.add_argument("--int8", action="store_true",
+                      help="bundle: store weight matrices as int8 with a scale per output channel "
+                           "(about half a float16 file; measure the model's quality on it)")
   parser.add_argument("--out", required=True,
                       help="wav2vec2, diffusers, memo: output folder (created if missing); bundle: "
                            "the model file")
@@ -88,7 +91,7 @@ def run(args):
     from talkjax import bundle
     from talkjax.models import load_generator
     hook, params = load_generator(args.src)
-    size = bundle.save(args.out, hook, params)
+    size = bundle.save(args.out, hook, params, int8=args.int8)
     print(f"wrote {args.out} ({hook.config.family}, {size / 2**20:.1f} MiB)")
     return 0
   from talkjax.convert.wav2vec2 import convert_folder
