@@ -275,7 +275,8 @@ def test_vico_flat_folder_copies_and_bad_csvs(tmp_path):
 def test_infp_both_stages_train_from_the_dyconv_build(built, tmp_path):
   """INFP (the dyconv_512 configs' family) trains from a DyConv build: stage 1 on frame
   pairs, stage 2 on motion codes cached with both tracks of each example (the agent's own
-  and the partner's, as the build aligned them); the tiny models, 2 steps each."""
+  and the partner's, as the build aligned them); models smaller than the tiny configs', 2
+  steps each."""
   import jax
   from talkjax import config as cfg
   from talkjax.models import make_task
@@ -284,11 +285,13 @@ def test_infp_both_stages_train_from_the_dyconv_build(built, tmp_path):
   data = ["data.kind=dyconv", f"data.path={path}", "data.batch_size=2", "train.steps=2",
           "checkpoint.every=2", "checkpoint.async_save=False"]
   config = cfg.load_config("infp/synthtalk_tiny_stage1", data + ["model.channels=(8, 8, 16, 16)",
+                                                                "model.disc_channels=(8, 8, 8, 8)",
                                                                 "model.latent=24"])
   train(config, make_task(config), tmp_path / "s1", progress=False, devices=jax.devices()[:1])
   config = cfg.load_config("infp/synthtalk_tiny_stage2", data + [
       f"stage1.workdir={tmp_path / 's1'}", "model.hidden=32", "model.layers=1",
-      "model.heads=2", "model.guider.heads=2", "data.stride=1"])
+      "model.heads=2", "model.guider.heads=2", "data.stride=1", "model.window=16",
+      "model.previous=4", "model.audio.n_mels=8"])
   train(config, make_task(config), tmp_path / "s2", progress=False, devices=jax.devices()[:1])
   logged = [json.loads(x) for x in (tmp_path / "s2" / "metrics.jsonl").read_text().splitlines()]
   assert [m["step"] for m in logged if "loss" in m][-1] == 2

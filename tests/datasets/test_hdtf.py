@@ -198,12 +198,14 @@ def test_build_report(built):
 def test_ifmdm_both_stages_train_from_the_hdtf_build(built, tmp_path):
   """IF-MDM (the hdtf_512 configs' family) trains from an HDTF build: stage 1 reads frame
   pairs, stage 2 caches every clip's motion codes (read in pieces) from that stage-1
-  checkpoint and trains on them; the tiny models, 2 steps each, on the 64 px build."""
+  checkpoint and trains on them; models smaller than the tiny configs', 2 steps each, on
+  the 64 px build."""
   import subprocess
   run = subprocess.run(
       [sys.executable, "-m", "talkjax.cli", "train", "--config", "ifmdm/synthtalk_tiny_stage1",
        "--workdir", str(tmp_path / "s1"), "--set", "data.kind=hdtf", f"data.path={built}",
-       "data.batch_size=8", "train.steps=2", "train.log_every=1", "checkpoint.every=2"],
+       "data.batch_size=8", "train.steps=2", "train.log_every=1", "checkpoint.every=2",
+       "model.channels=(8, 8, 16, 16)", "model.disc_channels=(8, 8, 8, 8)", "model.latent=24"],
       capture_output=True, text=True, timeout=600)
   assert run.returncode == 0, run.stderr[-3000:]
   logged = [json.loads(x) for x in (tmp_path / "s1" / "metrics.jsonl").read_text().splitlines()]
@@ -213,7 +215,8 @@ def test_ifmdm_both_stages_train_from_the_hdtf_build(built, tmp_path):
       [sys.executable, "-m", "talkjax.cli", "train", "--config", "ifmdm/synthtalk_tiny_stage2",
        "--workdir", str(tmp_path / "s2"), "--set", "data.kind=hdtf", f"data.path={built}",
        f"stage1.workdir={tmp_path / 's1'}", "data.batch_size=8", "data.stride=1",
-       "train.steps=2", "train.log_every=1", "checkpoint.every=2"],
+       "train.steps=2", "train.log_every=1", "checkpoint.every=2", "model.window=16",
+       "model.hidden=32", "model.layers=1", "model.heads=2", "model.audio.n_mels=8"],
       capture_output=True, text=True, timeout=600)
   assert run.returncode == 0, run.stderr[-3000:]
   cache = list((tmp_path / "s1" / "motion_codes").glob("step2/hdtf_*/train_*.npz"))
