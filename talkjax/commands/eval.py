@@ -5,9 +5,12 @@ judges each SynthTalk metric against ground truth's value on the same clips, wit
 intervals and pass marks written as ratios to ground truth; `--controls` shows what each
 mark rejects (a still portrait, 2 frames late, half mouth, another person); the standard
 suite (FVD, FID, Sync-C/D, CSIM, LPIPS/PSNR/SSIM) is added by its flags; `--report DIR`
-writes JSON, a Markdown table and plots. `video` (default) scores one video with the
-SynthTalk probe; `train-probe` retrains the probe and `check-probe` measures it on a
-held-out set. Protocols and pass marks: talkjax/eval/README.md.
+writes JSON, a Markdown table and plots. Given a renderer stage's folder (stage 1 of IF-MDM
+or INFP) instead, `model` redraws each clip from its first frame by the motion codes of its
+own frames and judges that video by the same marks: the ceiling of any stage 2 on it.
+`video` (default) scores one video with the SynthTalk probe; `train-probe` retrains the
+probe and `check-probe` measures it on a held-out set. Protocols and pass marks:
+talkjax/eval/README.md.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ examples:
   talkjax eval check-probe --data data/heldout        # probe accuracy on unseen identities
   talkjax eval model --checkpoint runs/ifmdm_tiny_stage2 --data data/heldout20 --split train \\
       --controls --report reports/ifmdm_tiny      # metrics vs ground truth: JSON, table, plots
+  talkjax eval model --checkpoint runs/infp_tiny_stage1 --data data/heldout_dyadic \
+      --split train --clips 20                    # stage 1: ground truth's motion redrawn
   talkjax eval train-probe --data data/probe_train --steps 5000 --weights probe.msgpack
 """
 
@@ -44,8 +49,9 @@ def add_arguments(parser):
   parser.add_argument("--data", help="a built SynthTalk folder (check-probe, train-probe)")
   parser.add_argument("--weights", help="probe weights file (default: the shipped ones)")
   parser.add_argument("--steps", type=int, default=5000, help="train-probe steps (default 5000)")
-  parser.add_argument("--checkpoint", help="model: a trained generator's workdir "
-                                           "(IF-MDM: the stage-2 folder)")
+  parser.add_argument("--checkpoint", help="model: a trained generator's workdir (IF-MDM: "
+                                           "the stage-2 folder) or model file, or a renderer "
+                                           "stage's workdir (ground truth redrawn)")
   parser.add_argument("--split", default="test", help="model: which split of --data (default test)")
   parser.add_argument("--clips", type=int, default=0, help="model: score the first N clips (0: all)")
   parser.add_argument("--seed", type=int, default=0, help="model: sampling seed")
@@ -159,28 +165,51 @@ def _score_model(args):
   source = SynthTalkClips(args.data, args.split)   # validated before the model loads
   if args.clips < 0:
     raise TalkjaxError(f"--clips must be >= 0 (0: all), got {args.clips}")
-  generate, sampler = generator_from_checkpoint(args.checkpoint, seed=args.seed)
-  check_held_out(sampler.hook, source.meta, source.path)
-  if args.give_emotion and "emotion" not in sampler.accepts:
-    raise TalkjaxError("--give-emotion: this model takes no emotion", path=args.checkpoint,
-                       fix="drop --give-emotion")
-  if int(source.meta["resolution"]) != sampler.resolution:
+  from talkjax.eval.redrawn import redrawer, renderer_stage
+  renderer = renderer_stage(args.checkpoint)
+  if renderer is not None:
+    # A renderer stage: each clip redrawn by its own frames' motion codes (the ceiling of
+    # any stage 2 built on it).
+    if args.give_emotion:
+      raise TalkjaxError("--give-emotion: a renderer stage takes no emotion",
+                         path=args.checkpoint, fix="drop --give-emotion")
+    generate, hook = redrawer(renderer), _StageHook(renderer.config)
+    resolution, takes_partner = int(renderer.config.model.resolution), False
+  else:
+    generate, sampler = generator_from_checkpoint(args.checkpoint, seed=args.seed)
+    hook, resolution = sampler.hook, sampler.resolution
+    takes_partner = "partner_audio" in sampler.accepts
+    if args.give_emotion and "emotion" not in sampler.accepts:
+      raise TalkjaxError("--give-emotion: this model takes no emotion", path=args.checkpoint,
+                         fix="drop --give-emotion")
+  check_held_out(hook, source.meta, source.path)
+  if int(source.meta["resolution"]) != resolution:
     raise TalkjaxError(f"the data is {source.meta['resolution']} px but the model makes "
-                       f"{sampler.resolution} px frames", path=source.path,
-                       fix=f"build the held-out set with --resolution {sampler.resolution}")
+                       f"{resolution} px frames", path=source.path,
+                       fix=f"build the held-out set with --resolution {resolution}")
   suite = _suite(args)
   # A dyadic family hears the partner's track of each dyadic clip, as a user would give it.
   result = evaluate_generator(generate, source, args.clips or None, controls=args.controls,
                               suite=suite, give_emotion=args.give_emotion,
-                              give_partner="partner_audio" in sampler.accepts)
+                              give_partner=takes_partner, give_truth=renderer is not None)
   result.update(checkpoint=str(args.checkpoint), data=str(source.path), split=args.split,
                 sampling_seed=args.seed, data_seed=int(source.meta["seed"]))
+  if renderer is not None:
+    result["redrawn"] = ("each clip redrawn from its first frame by the motion codes of its "
+                         "own ground-truth frames (a renderer stage's ceiling)")
   if args.report:
     from talkjax.eval import report
     files = report.write(result, args.report)
     print("\n" + files["markdown"].read_text())
     print("report: " + ", ".join(str(f) for f in files.values()))
   return result
+
+
+class _StageHook:
+  """What check_held_out reads of a generator, for one training stage."""
+
+  def __init__(self, config):
+    self.config = config
 
 
 def _suite(args):

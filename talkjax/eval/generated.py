@@ -7,7 +7,8 @@ probe then reads the generated video *and* the clip's ground-truth video, and
 16 kHz) -> frames uint8 (T, R, R, 3)`, so every model family is judged by the same rule;
 with `give_emotion=True` it is also told each clip's emotion (`emotion=` a SynthTalk
 emotion name), and with `give_partner=True` each dyadic clip's partner track
-(`partner_audio=`), for families that take them.
+(`partner_audio=`), for families that take them; with `give_truth=True` each clip's
+ground-truth frames (`truth=`: a renderer stage redraws them, talkjax/eval/redrawn.py).
 With `controls=True` the same marks also judge the control videos (a still portrait,
 ground truth 2 frames late, the mouth halved, another person): the report then shows
 what each mark rejects next to what the model scored.
@@ -82,10 +83,11 @@ class ClipList:
 
 def evaluate_generator(generate, source, count: int | None = None, *, controls: bool = False,
                        suite=None, progress: bool = True, give_emotion: bool = False,
-                       give_partner: bool = False) -> dict:
+                       give_partner: bool = False, give_truth: bool = False) -> dict:
   """Scores `generate` on the first `count` clips of `source` (SynthTalkClips or ClipList);
   `give_emotion`: call it with each clip's emotion too; `give_partner`: with each dyadic
-  clip's partner track (`partner_audio=`), for families that take one.
+  clip's partner track (`partner_audio=`), for families that take one; `give_truth`: with
+  its ground-truth frames (`truth=`).
 
   Returns {comparison, controls (optional), suite (optional), per_clip, curves}."""
   from talkjax.eval import probe as probe_lib
@@ -105,6 +107,8 @@ def evaluate_generator(generate, source, count: int | None = None, *, controls: 
     told = {"emotion": EMOTIONS[int(clip["emotion"][0])]} if give_emotion else {}
     if give_partner and clip.get("partner_audio") is not None:
       told["partner_audio"] = clip["partner_audio"]
+    if give_truth:
+      told["truth"] = truth
     generated = np.asarray(generate(image, clip["audio"], **told))
     if generated.shape[1:] != truth.shape[1:]:
       raise TalkjaxError(f"the generator made {generated.shape[1:3]} frames for "

@@ -37,8 +37,10 @@ def markdown(result: dict) -> str:
   head += [CONTROL_TITLES[c] for c in controls]
   n = comparison["clips"]
   lines = [f"SynthTalk probe, {n} held-out clip{'s' if n > 1 else ''}"
-           + ("; means with 95 % bootstrap intervals over clips." if n > 1 else "."), "",
-           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+           + ("; means with 95 % bootstrap intervals over clips." if n > 1 else ".")]
+  if result.get("redrawn"):
+    lines.append(f"Generated: {result['redrawn']}.")
+  lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for key, row in comparison["metrics"].items():
     cells = [row["name"], _with_interval(row["truth"]["mean"], row["truth"]["interval"]),
              _with_interval(row["generated"]["mean"], row["generated"]["interval"]),

@@ -1,6 +1,8 @@
 """INFP: the guider's two banks, head imitation's masked motion encoder, dyadic training
 windows without role labels, chunk chaining and streaming with two tracks, training both
-stages and sampling through the command line."""
+stages and sampling through the command line, a stage 1 judged by redrawn ground truth."""
+
+import json
 
 import flax.linen as nn
 import jax
@@ -239,3 +241,35 @@ def test_stage2_trains_and_talkjax_sample_takes_the_partner_track(root, tmp_path
                "--audio", str(tmp_path / "me.wav"), "--emotion", "happy", "--crop", "center",
                "--out", str(tmp_path / "no.mp4")])
   assert code == 2
+
+
+def test_eval_model_judges_a_renderer_stage_by_redrawn_ground_truth(root, tmp_path, capsys):
+  """`talkjax eval model` on a stage-1 folder redraws each held-out clip from its first
+  frame by its own frames' motion codes (read and rendered in pieces) and judges that video
+  by the generators' marks, the dyadic ones included."""
+  from talkjax.eval.redrawn import redrawer, renderer_stage
+  from talkjax.nn.motion_renderer import render_frames, to_model_image
+  from talkjax_datasets.synthtalk.clip import make_clip
+  from talkjax_datasets.synthtalk.spec import BuildSpec
+  trained = renderer_stage(root / "stage1")
+  assert trained is not None and renderer_stage(tmp_path) is None
+  frames = make_clip(BuildSpec(identities=2, clips=2, seconds=1.4, resolution=64, seed=5,
+                               dyadic=True), 0)["frames"]                 # 35 frames
+  got = redrawer(trained, chunk=16)(frames[0], None, truth=frames)      # 16 + 16 + 3 padded
+  model, params = make_task(trained.config).generator, trained.params["trainable"]["generator"]
+  apply = lambda method, x: model.apply({"params": params}, to_model_image(x), method=method)
+  want = np.asarray(render_frames(model, params, apply(model.encode_appearance, frames[:1]),
+                                  apply(model.encode_motion, frames)[None]))[0]
+  assert got.shape == frames.shape and np.abs(got.astype(int) - want.astype(int)).max() <= 1
+  data = tmp_path / "heldout"
+  assert main(["data", "build", "synthtalk", "--out", str(data), "--dyadic", "--identities", "3",
+               "--clips", "3", "--seconds", "2", "--seed", "7", "--resolution", "64"]) == 0
+  capsys.readouterr()
+  assert main(["eval", "model", "--checkpoint", str(root / "stage1"), "--data", str(data),
+               "--clips", "1", "--report", str(tmp_path / "report")]) == 0
+  table = capsys.readouterr().out
+  assert "redrawn from its first frame by the motion codes" in table
+  assert "speak/listen accuracy" in table and "mouth closed while listening" in table
+  # A renderer trained 2 steps redraws a near-still portrait: the lip-sync mark rejects it.
+  report = json.loads((tmp_path / "report" / "metrics.json").read_text())
+  assert report["comparison"]["metrics"]["lipsync_corr0"]["pass"] is False
