@@ -27,7 +27,7 @@ examples:
   talkjax eval check-probe --data data/heldout        # probe accuracy on unseen identities
   talkjax eval model --checkpoint runs/ifmdm_tiny_stage2 --data data/heldout20 --split train \\
       --controls --report reports/ifmdm_tiny      # metrics vs ground truth: JSON, table, plots
-  talkjax eval model --checkpoint runs/infp_tiny_stage1 --data data/heldout_dyadic \
+  talkjax eval model --checkpoint runs/infp_tiny_stage1 --data data/heldout_dyadic \\
       --split train --clips 20                    # stage 1: ground truth's motion redrawn
   talkjax eval train-probe --data data/probe_train --steps 5000 --weights probe.msgpack
 """
