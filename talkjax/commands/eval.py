@@ -161,7 +161,8 @@ def _score_model(args):
                            "synthtalk --out data/heldout20 --identities 24 --clips 24 "
                            "--seconds 20 --seed 12345)")
   from talkjax.data.synthtalk import SynthTalkClips
-  from talkjax.eval.generated import check_held_out, evaluate_generator, generator_from_checkpoint
+  from talkjax.eval.generated import (check_held_out, evaluate_generator,
+                                      generator_from_checkpoint, stage_configs)
   source = SynthTalkClips(args.data, args.split)   # validated before the model loads
   if args.clips < 0:
     raise TalkjaxError(f"--clips must be >= 0 (0: all), got {args.clips}")
@@ -173,16 +174,16 @@ def _score_model(args):
     if args.give_emotion:
       raise TalkjaxError("--give-emotion: a renderer stage takes no emotion",
                          path=args.checkpoint, fix="drop --give-emotion")
-    generate, hook = redrawer(renderer), _StageHook(renderer.config)
+    generate, configs = redrawer(renderer), [renderer.config]
     resolution, takes_partner = int(renderer.config.model.resolution), False
   else:
     generate, sampler = generator_from_checkpoint(args.checkpoint, seed=args.seed)
-    hook, resolution = sampler.hook, sampler.resolution
+    configs, resolution = stage_configs(sampler.hook), sampler.resolution
     takes_partner = "partner_audio" in sampler.accepts
     if args.give_emotion and "emotion" not in sampler.accepts:
       raise TalkjaxError("--give-emotion: this model takes no emotion", path=args.checkpoint,
                          fix="drop --give-emotion")
-  check_held_out(hook, source.meta, source.path)
+  check_held_out(configs, source.meta, source.path)
   if int(source.meta["resolution"]) != resolution:
     raise TalkjaxError(f"the data is {source.meta['resolution']} px but the model makes "
                        f"{resolution} px frames", path=source.path,
@@ -203,13 +204,6 @@ def _score_model(args):
     print("\n" + files["markdown"].read_text())
     print("report: " + ", ".join(str(f) for f in files.values()))
   return result
-
-
-class _StageHook:
-  """What check_held_out reads of a generator, for one training stage."""
-
-  def __init__(self, config):
-    self.config = config
 
 
 def _suite(args):

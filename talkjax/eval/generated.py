@@ -44,21 +44,27 @@ def generator_from_checkpoint(checkpoint, seed: int = 0):
   return generate, sampler
 
 
-def training_data_seeds(hook) -> set[int]:
-  """The SynthTalk seeds every stage of a generator was trained on (from the configs the
-  model file or training folder records)."""
+def stage_configs(hook) -> list:
+  """The configs of every stage of a generator (the model file or training folder records
+  them): its own and its linked stages'."""
+  return [hook.config, *getattr(hook, "linked", {}).values()]
+
+
+def training_data_seeds(configs) -> set[int]:
+  """The SynthTalk seeds the stages with these configs were trained on."""
   seeds = set()
-  for config in [hook.config, *getattr(hook, "linked", {}).values()]:
+  for config in configs:
     data = config.get("data", None) if config is not None else None
     if data is not None and data.get("kind") == "synthtalk" and "synthtalk" in data:
       seeds.add(int(data.synthtalk.seed))
   return seeds
 
 
-def check_held_out(hook, meta: dict, data_path) -> None:
-  """Refuses a SynthTalk set drawn with a seed the model was trained on (same people)."""
+def check_held_out(configs, meta: dict, data_path) -> None:
+  """Refuses a SynthTalk set drawn with a seed any of the stages (`configs`) was trained on
+  (same people)."""
   seed = int(meta.get("seed", -1))
-  if seed in training_data_seeds(hook):
+  if seed in training_data_seeds(configs):
     raise TalkjaxError(
         f"this SynthTalk set was built with seed {seed}, the seed the model was trained on: "
         "its people and speech are training data", path=data_path,

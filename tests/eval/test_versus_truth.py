@@ -11,7 +11,8 @@ import pytest
 from talkjax.cli import main
 from talkjax.errors import TalkjaxError
 from talkjax.eval import controls, probe, versus_truth
-from talkjax.eval.generated import ClipList, check_held_out, evaluate_generator
+from talkjax.eval.generated import (ClipList, check_held_out, evaluate_generator,
+                                      stage_configs)
 from talkjax_datasets.synthtalk.clip import make_clip
 from talkjax_datasets.synthtalk.spec import BuildSpec
 
@@ -161,8 +162,8 @@ def test_a_model_is_refused_data_of_the_seed_it_was_trained_on():
   from talkjax.models import shipped_demo_model
   _, sampler = generator_from_checkpoint(shipped_demo_model())
   with pytest.raises(TalkjaxError, match="seed 0"):
-    check_held_out(sampler.hook, {"seed": 0}, "data/train")
-  check_held_out(sampler.hook, {"seed": 12345}, "data/heldout")
+    check_held_out(stage_configs(sampler.hook), {"seed": 0}, "data/train")
+  check_held_out(stage_configs(sampler.hook), {"seed": 12345}, "data/heldout")
 
 
 def test_evaluate_generator_scores_a_generator_and_its_controls():
