@@ -46,6 +46,9 @@ def stage2_config(*, window: int, previous: int, hidden: int, layers: int, heads
   m.window, m.previous, m.hidden, m.layers, m.heads, m.mlp_ratio = (window, previous, hidden,
                                                                      layers, heads, 4)
   m.motion_dim = 20
+  # The denoiser sees the portrait's motion in every chunk (denoiser.py: a long chain of
+  # chunks otherwise drifts to the average resting face; not in the paper).
+  m.anchor = True
   m.guider = ml_collections.ConfigDict(dict(verbal_slots=slots, nonverbal_slots=slots,
                                             heads=heads))
   # frames of a reference stretch of the same clip the style encoder reads (0: no style)
@@ -53,7 +56,8 @@ def stage2_config(*, window: int, previous: int, hidden: int, layers: int, heads
   m.audio = ml_collections.ConfigDict(dict(kind="logmel", n_mels=40, wav2vec2="", layer=-1,
                                            hidden_size=768, context_s=0.2))
   c.diffusion = ml_collections.ConfigDict(dict(steps=1000, schedule="cosine", prediction="x0",
-                                               condition_dropout=0.3, previous_dropout=0.1))
+                                               condition_dropout=0.3, previous_dropout=0.1,
+                                               previous_noise=0.5))
   c.loss = ml_collections.ConfigDict(dict(velocity=1.0))
   # lookahead (frames): a chunk keeps window - lookahead frames, so each kept frame has the
   # speech after it in view (lips lead the sound); it adds to a stream's latency.

@@ -140,13 +140,14 @@ def test_training_windows_hold_the_two_tracks_and_no_role_label(root):
   task = make_task(stage2_config(root))
   source = task.data_source("train")
   codes = task.codes("train")
-  assert set(source[0]) == {"motion", "previous", "audio", "partner_audio"}
+  assert set(source[0]) == {"motion", "previous", "audio", "partner_audio", "anchor"}
   assert set(task.batch_axes()) == set(source[0])
   ctx, n = task.speech.context, 640
   first = int(codes["offsets"][0])
   start = next(i for i in range(len(source)) if int(source.starts[i]) == first)
   ex = source[start]          # a window at a clip start: the portrait's motion before it
   np.testing.assert_array_equal(ex["previous"], np.repeat(codes["motion"][first][None], 4, 0))
+  np.testing.assert_array_equal(ex["anchor"], codes["motion"][first])
   for key in ("audio", "partner_audio"):
     assert ex[key].shape == (ctx + 16 * n,)
     np.testing.assert_array_equal(ex[key][:ctx], 0)   # silence before the clip
@@ -154,6 +155,7 @@ def test_training_windows_hold_the_two_tracks_and_no_role_label(root):
   later = next(i for i in range(len(source)) if int(source.starts[i]) == first + 6)
   ex = source[later]
   np.testing.assert_array_equal(ex["previous"], codes["motion"][first + 2:first + 6])
+  np.testing.assert_array_equal(ex["anchor"], codes["motion"][first])   # the clip's portrait
   np.testing.assert_array_equal(ex["partner_audio"], codes["partner_audio"][6 * n - ctx:22 * n])
   assert not np.array_equal(codes["audio"], codes["partner_audio"])
   # The style encoder's reference stretch, when configured, comes from the same clip.
@@ -213,6 +215,11 @@ def test_two_tracks_stream_as_offline_and_chunks_chain(generator):
   _, second = hook.chunk(params, appearance, carry, {"audio": cut(me), "partner_audio": cut(you)},
                          keys, hook.knobs(), {})
   np.testing.assert_allclose(second["motion"], motion[:, w:2 * w], atol=1e-4)
+  # ... and from the portrait's motion (the anchor), which every chunk sees.
+  other = (*appearance[:2], appearance[2] + 1.0, *appearance[3:])
+  _, moved = hook.chunk(params, other, carry, {"audio": cut(me), "partner_audio": cut(you)},
+                        keys, hook.knobs(), {})
+  assert float(np.abs(np.asarray(moved["motion"]) - np.asarray(second["motion"])).mean()) > 1e-3
   # Swapping the two tracks makes another video from the same seed.
   swapped = generator.generate(clip["frames"][:1], you[None], partner_audio=me[None], seed=7)
   assert np.abs(swapped["motion"] - motion).mean() > 1e-3

@@ -59,7 +59,8 @@ def build_denoiser(config, dtype=None) -> MotionDenoiser:
                       f"model.guider.heads ({m.guider.heads})", fix="pick divisors of model.hidden")
   return MotionDenoiser(window=int(m.window), previous=int(m.previous), hidden=int(m.hidden),
                         layers=int(m.layers), heads=int(m.heads), mlp_ratio=int(m.mlp_ratio),
-                        dtype=dtype, remat=bool(config.train.remat))
+                        dtype=dtype, remat=bool(config.train.remat),
+                        anchor=bool(m.get("anchor", False)))
 
 
 def load_stage1(config) -> stages.Trained:

@@ -8,7 +8,8 @@ encoder and cached with both audio tracks (talkjax/data/motion_codes.py), under
 A window holds what a sampling chunk sees, and nothing else: its motion (W, D); the
 `previous` P frames of motion before it (the clip's first frame's motion repeated before the
 clip start: the portrait's motion, which is what the first sampling chunk is given); the
-agent's and the partner's raw 16 kHz audio with the same left context a chunk gets; and,
+agent's and the partner's raw 16 kHz audio with the same left context a chunk gets; the
+clip's first frame's motion (`anchor`: what sampling gives as the portrait's motion); and,
 for the style encoder, the motion of another window of the same clip. No role label: who
 speaks when is only in the two tracks.
 """
@@ -51,11 +52,13 @@ def _dataset_codes(config, dataset, split: str) -> dict:
 
 class DyadicWindows:
   """Keys: motion (W, D), previous (P, D), audio and partner_audio (context + W * 640,),
-  style (S, D) (S = style_frames; absent when 0)."""
+  anchor (D,) (absent unless `anchor`), style (S, D) (S = style_frames; absent when 0)."""
 
   def __init__(self, codes: dict, *, window: int, previous: int, stride: int = 1,
-               audio_context: int = 0, style_frames: int = 0, name: str = "", seed: int = 0):
+               audio_context: int = 0, style_frames: int = 0, anchor: bool = False,
+               name: str = "", seed: int = 0):
     self.codes, self.window, self.previous = codes, int(window), int(previous)
+    self.anchor = bool(anchor)
     self.audio_context, self.style_frames = int(audio_context), int(style_frames)
     self.name, self.seed = name, int(seed)
     offsets = codes["offsets"]
@@ -76,6 +79,8 @@ class DyadicWindows:
     motion = self.codes["motion"]
     before = np.clip(np.arange(s - self.previous, s), first, None)
     out = {"motion": motion[s:s + self.window], "previous": motion[before]}
+    if self.anchor:
+      out["anchor"] = motion[first]
     n = SAMPLES_PER_FRAME
     for key in TRACKS:
       clip = self.codes[key][first * n:end * n]

@@ -11,6 +11,13 @@ Each motion token also carries its own frame's guidance (concatenated at the inp
 IF-MDM's tokens carry their audio): a tiny model trained for minutes on a CPU aligns frames
 from it faster than through attention alone (a deviation from the paper's description).
 
+An anchor (`model.anchor`): the portrait's own motion code, added to the timestep's
+conditioning vector so every block's adaLN and the final layer see it in every chunk. The
+previous motion alone lets a long chain of chunks drift to the average resting face (a
+resting mouth some emotion keeps open closed chunk by chunk); the portrait's motion holds
+this person's rest in view throughout. Training windows give their clip's first frame, as
+sampling gives the portrait. Not in the paper's description (a deviation).
+
 Condition dropout: `drop` (B, 2) booleans for (guidance, previous motion) swap each for
 learned null tokens; dropping the guidance is classifier-free guidance's unconditional
 branch.
@@ -57,7 +64,8 @@ class DenoiserBlock(nn.Module):
 
 
 class MotionDenoiser(nn.Module):
-  """(x_t (B, W, D), t (B,), guidance (B, W, H), previous (B, P, D), drop (B, 2)) -> (B, W, D)."""
+  """(x_t (B, W, D), t (B,), guidance (B, W, H), previous (B, P, D), drop (B, 2)
+  [, anchor (B, D) when `anchor`]) -> (B, W, D)."""
   window: int
   previous: int
   hidden: int = 256
@@ -66,9 +74,10 @@ class MotionDenoiser(nn.Module):
   mlp_ratio: int = 4
   dtype: jnp.dtype | None = None
   remat: bool = False
+  anchor: bool = False
 
   @nn.compact
-  def __call__(self, x_t, t, guidance, previous, drop):
+  def __call__(self, x_t, t, guidance, previous, drop, anchor=None):
     b, w, d = x_t.shape
     h = self.hidden
     drop = drop.astype(bool)
@@ -86,6 +95,11 @@ class MotionDenoiser(nn.Module):
         jnp.concatenate([x_t.astype(g.dtype), g], axis=-1)) + pos[self.previous:].astype(g.dtype)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
     cond = TimestepEmbedding(h, dtype=self.dtype, name="time")(t)[:, None, :]
+    if self.anchor:
+      if anchor is None:
+        raise ValueError("this denoiser is conditioned on the portrait's motion: pass anchor")
+      cond = cond + Dense(h, axes=(None, "embed"), dtype=self.dtype, name="anchor_in")(
+          anchor.astype(cond.dtype))[:, None, :]
     block = nn.remat(DenoiserBlock) if self.remat else DenoiserBlock
     for i in range(self.layers):
       x = block(self.heads, self.mlp_ratio, dtype=self.dtype, name=f"blocks_{i}")(x, cond, g, p)

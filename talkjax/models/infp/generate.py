@@ -6,7 +6,8 @@ once per chunk; `Sampler.stream` takes both tracks live (`push(agent, partner_au
 and gives each chunk's frames as soon as both tracks hold it (latency: one chunk, plus the
 lookahead). The carried state is the last `model.previous` frames of motion, which the
 denoiser's temporal attention reads: chunks chain without a seam. The first chunk is given
-the portrait's own motion, repeated, as training windows at a clip start are.
+the portrait's own motion, repeated, as training windows at a clip start are; an anchored
+denoiser (`model.anchor`) sees the portrait's motion in every chunk.
 
 No partner track means a silent partner (the agent talks to a quiet listener). The style
 encoder is trained (when `model.style.frames` > 0) but sampling uses the null style: a
@@ -107,7 +108,8 @@ class INFPGeneration:
     (g, _), guider = self.guider.init_with_output(g_rng, feats, feats)
     denoiser = self.denoiser.init(d_rng, jnp.zeros((1, self.dit_window, d)),
                                   jnp.zeros((1,), jnp.int32), g,
-                                  jnp.zeros((1, self.previous, d)), jnp.zeros((1, 2), bool))
+                                  jnp.zeros((1, self.previous, d)), jnp.zeros((1, 2), bool),
+                                  jnp.zeros((1, d)) if self.denoiser.anchor else None)
     return {"renderer": self.renderer.init(r_rng, image, image)["params"],
             "guider": guider["params"], "denoiser": denoiser["params"],
             "motion_stats": identity_stats(d), "speech": self.speech.init(s_rng)}
@@ -128,17 +130,21 @@ class INFPGeneration:
     return self.guider.apply({"params": params["guider"]}, feats(tracks["audio"]),
                              feats(tracks["partner_audio"]))[0]
 
-  def sample_motion(self, params, guide, previous, noise, knobs: INFPKnobs):
-    """Normalised-space DDIM with CFG on the guidance; raw motion units in and out."""
+  def sample_motion(self, params, guide, previous, noise, knobs: INFPKnobs, portrait=None):
+    """Normalised-space DDIM with CFG on the guidance; raw motion units in and out
+    (`portrait`: the portrait's motion (B, D), the anchored denoiser's anchor)."""
     stats = params["motion_stats"]
     b = guide.shape[0]
-    prev = (previous - stats["mean"]) / stats["std"]
+    norm = lambda x: (x - stats["mean"]) / stats["std"]
+    prev = norm(previous)
+    anchor = norm(portrait) if self.denoiser.anchor else None
     cond = {"guidance": guide, "drop": jnp.zeros((b, 2), bool)}
 
     def model(x_t, t, c):
       n = x_t.shape[0] // b
       return self.denoiser.apply({"params": params["denoiser"]}, x_t, t, c["guidance"],
-                                 jnp.concatenate([prev] * n), c["drop"])
+                                 jnp.concatenate([prev] * n), c["drop"],
+                                 None if anchor is None else jnp.concatenate([anchor] * n))
 
     unconditional = lambda c: {"guidance": c["guidance"], "drop": c["drop"].at[:, 0].set(True)}
     fn = guidance.guided(model, knobs.guidance, unconditional)
@@ -157,7 +163,7 @@ class INFPGeneration:
     shape = (self.dit_window, int(self.config.model.motion_dim))
     noise = jax.vmap(lambda k: jax.random.normal(k, shape))(keys)
     motion = self.sample_motion(params, self.guidance_of(params, tracks), carry, noise,
-                                knobs)[:, :self.window]
+                                knobs, portrait=context[2])[:, :self.window]
     frames = render_frames(self.renderer, params["renderer"], context, motion)
     carry = jnp.concatenate([carry, motion], axis=1)[:, -self.previous:]
     return carry, {"motion": motion, "frames": frames}

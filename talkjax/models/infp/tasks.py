@@ -9,7 +9,8 @@ the trained stage-1 motion encoder reads from every frame of dyadic clips (data.
 is normalised per dimension by the training set's statistics (frozen parameters, computed
 once from the data, saved with every checkpoint), as in IF-MDM. Condition dropout on the
 guidance (classifier-free guidance's unconditional branch), the previous motion (the model
-also starts a video without it) and the style.
+also starts a video without it) and the style; `diffusion.previous_noise` noises the
+previous motion as chained sampling's own imperfect motion would.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Stage2Task:
     self.guider = build_guider(config, dtype)
     self.denoiser = build_denoiser(config, dtype)
     self.style = build_style_encoder(config, dtype)
+    self.anchored = self.denoiser.anchor
     self.speech = SpeechFeatures(config.model.audio)
     self.alphas = schedules.alphas_cumprod(config.diffusion.steps, config.diffusion.schedule)
     self._codes = {}
@@ -61,6 +63,8 @@ class Stage2Task:
     batch = {"motion": np.zeros((batch_size, w, d), np.float32),
              "previous": np.zeros((batch_size, p, d), np.float32),
              "audio": track, "partner_audio": track}
+    if self.anchored:
+      batch["anchor"] = np.zeros((batch_size, d), np.float32)
     if self.style is not None:
       batch["style"] = np.zeros((batch_size, int(m.style.frames), d), np.float32)
     return batch
@@ -68,6 +72,8 @@ class Stage2Task:
   def batch_axes(self):
     seq, track = ("batch", "frames", None), ("batch", None)
     axes = {"motion": seq, "previous": seq, "audio": track, "partner_audio": track}
+    if self.anchored:
+      axes["anchor"] = track
     if self.style is not None:
       axes["style"] = seq
     return axes
@@ -80,8 +86,8 @@ class Stage2Task:
     trainable = {
         "guider": guider["params"],
         "denoiser": self.denoiser.init(d_rng, batch["motion"], jnp.zeros((b,), jnp.int32),
-                                       guidance, batch["previous"],
-                                       jnp.zeros((b, 2), bool))["params"]}
+                                       guidance, batch["previous"], jnp.zeros((b, 2), bool),
+                                       batch.get("anchor"))["params"]}
     if self.style is not None:
       trainable["style"] = self.style.init(s_rng, batch["style"])["params"]
     frozen = {"motion_stats": identity_stats(int(self.config.model.motion_dim))}
@@ -119,6 +125,16 @@ class Stage2Task:
     dc = self.config.diffusion
     stats = params["frozen"]["motion_stats"]
     x0, previous = self.normalise(stats, batch["motion"]), self.normalise(stats, batch["previous"])
+    anchor = self.normalise(stats, batch["anchor"]) if self.anchored else None
+    if float(dc.get("previous_noise", 0.0)) > 0:
+      # Sampling chains chunks on generated motion, not ground truth: a previous motion
+      # noised by a random amount per window (std up to previous_noise, normalised units)
+      # teaches the denoiser to lean on the tracks and the anchor when what came before
+      # is off, instead of copying it forward (a chain otherwise locks into a mouth
+      # that no longer opens for speech).
+      s_rng, e_rng = jax.random.split(jax.random.fold_in(rng, 1))
+      scale = float(dc.previous_noise) * jax.random.uniform(s_rng, (previous.shape[0], 1, 1))
+      previous = previous + scale * jax.random.normal(e_rng, previous.shape)
     b = x0.shape[0]
     t_rng, n_rng, d_rng = jax.random.split(rng, 3)
     t = jax.random.randint(t_rng, (b,), 0, dc.steps)
@@ -130,7 +146,7 @@ class Stage2Task:
     guidance = self.guidance(params, batch["audio"], batch["partner_audio"],
                              batch.get("style"), drop[:, 2])
     out = self.denoiser.apply({"params": params["trainable"]["denoiser"]}, x_t, t, guidance,
-                              previous, drop[:, :2])
+                              previous, drop[:, :2], anchor)
     per_example = jnp.mean((out - objectives.target(dc.prediction, x0, eps, a_t)) ** 2, axis=(1, 2))
     metrics = {"mse": jnp.mean(per_example)}
     if self.config.loss.velocity > 0:   # smoothness: frame-to-frame motion (x0 space)
@@ -144,5 +160,6 @@ class Stage2Task:
     codes = self.codes("train" if split == "train" else "val")
     return DyadicWindows(codes, window=int(m.window), previous=int(m.previous),
                          stride=int(self.config.data.stride), audio_context=self.speech.context,
-                         style_frames=int(m.style.frames), seed=int(self.config.seed),
+                         style_frames=int(m.style.frames), anchor=self.anchored,
+                         seed=int(self.config.seed),
                          name=f"{self.config.data.path}:{split}")
