@@ -12,7 +12,7 @@ from talkjax.cli import main
 from talkjax.errors import TalkjaxError
 from talkjax.eval import controls, probe, versus_truth
 from talkjax.eval.generated import (ClipList, check_held_out, evaluate_generator,
-                                      stage_configs)
+                                    stage_configs)
 from talkjax_datasets.synthtalk.clip import make_clip
 from talkjax_datasets.synthtalk.spec import BuildSpec
 
