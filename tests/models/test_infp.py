@@ -12,6 +12,7 @@ import pytest
 
 from talkjax import config as cfg
 from talkjax.cli import main
+from talkjax.errors import TalkjaxError
 from talkjax.models import make_task
 from talkjax.models.infp.builders import build_imitation, load_stage1
 from talkjax.models.infp.generate import INFPGeneration
@@ -161,6 +162,48 @@ def test_training_windows_hold_the_two_tracks_and_no_role_label(root):
   # The style encoder's reference stretch, when configured, comes from the same clip.
   styled = make_task(stage2_config(root, "model.style.frames=10")).data_source("train")
   assert styled[0]["style"].shape == (10, 20)
+
+
+def test_rollout_gives_a_window_the_chunk_before_as_chained_sampling_would(root):
+  """diffusion.rollout: a window's previous motion is the last kept frames of the chunk
+  before it, sampled by the model from that chunk's recorded previous motion and tracks,
+  the frames and the numbers sampling would carry; near a clip start, the recorded one."""
+  config = stage2_config(root, "diffusion.rollout=1.0", "diffusion.rollout_steps=2")
+  task = make_task(config)
+  source, codes = task.data_source("train"), task.codes("train")
+  motion, first, ctx, n = codes["motion"], int(codes["offsets"][0]), task.speech.context, 640
+  keep = 16 - 4                                             # window - lookahead
+  at = lambda s: next(i for i in range(len(source)) if int(source.starts[i]) == s)
+  late, near = source[at(first + keep + 6)], source[at(first + 6)]
+  assert late["lead_valid"] == 1 and near["lead_valid"] == 0
+  np.testing.assert_array_equal(late["lead_previous"], motion[first + 2:first + 6])
+  np.testing.assert_array_equal(late["lead_audio"], codes["audio"][6 * n - ctx:22 * n])
+  np.testing.assert_array_equal(late["lead_partner_audio"],
+                                codes["partner_audio"][6 * n - ctx:22 * n])
+  assert set(task.batch_axes()) == set(late)
+  batch = {k: jnp.asarray(np.stack([late[k], near[k]])) for k in late}
+  params = nn.meta.unbox(task.init(jax.random.PRNGKey(0), batch))
+  params["frozen"] = task.initial_values()["frozen"]
+  params["trainable"]["denoiser"] = lively(params["trainable"]["denoiser"])
+  stats = params["frozen"]["motion_stats"]
+  norm = lambda x: (np.asarray(x) - stats["mean"]) / stats["std"]
+  rng = jax.random.PRNGKey(5)
+  got = task.rolled_out(params, batch, norm(batch["previous"]), norm(batch["anchor"]), rng)
+  # what the generation hook makes of the chunk before, from the same noise
+  hook = INFPGeneration(config, load_stage1(config).config)
+  gen = {"guider": params["trainable"]["guider"], "denoiser": params["trainable"]["denoiser"],
+         "motion_stats": stats}
+  tracks = {"audio": batch["lead_audio"], "partner_audio": batch["lead_partner_audio"]}
+  noise = jax.random.normal(rng, (2, 16, 20))
+  chunk = hook.sample_motion(gen, hook.guidance_of(gen, tracks), batch["lead_previous"], noise,
+                             hook.knobs(steps=2), portrait=batch["anchor"])
+  np.testing.assert_allclose(got[0], norm(chunk[0, keep - 4:keep]), rtol=1e-4, atol=1e-4)
+  assert np.abs(np.asarray(got[0]) - norm(late["previous"])).mean() > 1e-2   # not recorded
+  np.testing.assert_array_equal(got[1], norm(near["previous"]))            # no chunk before
+  loss = jax.jit(lambda b: task.loss(params, b, rng)[0])(batch)
+  assert np.isfinite(np.asarray(loss)).all()
+  with pytest.raises(TalkjaxError, match="diffusion.rollout"):
+    make_task(stage2_config(root, "diffusion.rollout=1.5"))
 
 
 def test_a_few_training_steps_reduce_the_loss(root):

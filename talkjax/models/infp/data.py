@@ -12,6 +12,12 @@ agent's and the partner's raw 16 kHz audio with the same left context a chunk ge
 clip's first frame's motion (`anchor`: what sampling gives as the portrait's motion); and,
 for the style encoder, the motion of another window of the same clip. No role label: who
 speaks when is only in the two tracks.
+
+With `lead` (rollout training: the frames a sampling chunk keeps), a window also holds what
+the chunk before it saw: its `lead_previous` motion and both tracks (`lead_audio`,
+`lead_partner_audio`), starting `lead` frames before the window, so the task can generate
+that chunk and give its last frames as the window's previous motion, as sampling does.
+`lead_valid` is 0 for windows too near their clip's start to have such a chunk.
 """
 
 from __future__ import annotations
@@ -52,13 +58,18 @@ def _dataset_codes(config, dataset, split: str) -> dict:
 
 class DyadicWindows:
   """Keys: motion (W, D), previous (P, D), audio and partner_audio (context + W * 640,),
-  anchor (D,) (absent unless `anchor`), style (S, D) (S = style_frames; absent when 0)."""
+  anchor (D,) (absent unless `anchor`), style (S, D) (S = style_frames; absent when 0),
+  lead_previous (P, D), lead_audio, lead_partner_audio and lead_valid () (absent unless
+  `lead`)."""
 
   def __init__(self, codes: dict, *, window: int, previous: int, stride: int = 1,
                audio_context: int = 0, style_frames: int = 0, anchor: bool = False,
-               name: str = "", seed: int = 0):
+               lead: int = 0, name: str = "", seed: int = 0):
     self.codes, self.window, self.previous = codes, int(window), int(previous)
-    self.anchor = bool(anchor)
+    self.anchor, self.lead = bool(anchor), int(lead)
+    if not 0 <= self.lead <= self.window or (self.lead and self.lead < self.previous):
+      raise ValueError(f"lead={lead} must be 0 or in {previous}..{window} (the frames a "
+                       "chunk keeps, at least the previous motion's)")
     self.audio_context, self.style_frames = int(audio_context), int(style_frames)
     self.name, self.seed = name, int(seed)
     offsets = codes["offsets"]
@@ -73,18 +84,28 @@ class DyadicWindows:
     return (f"DyadicWindows({self.name}, window={self.window}, previous={self.previous}, "
             f"len={len(self)})")
 
+  def _before(self, s: int, first: int) -> np.ndarray:
+    """The previous motion's frames of a window at s: the clip's first frame before it."""
+    return np.clip(np.arange(s - self.previous, s), first, None)
+
   def __getitem__(self, index):
     s = int(self.starts[int(index)])
     first, end = int(self.clip_start[s]), int(self.clip_end[s])
     motion = self.codes["motion"]
-    before = np.clip(np.arange(s - self.previous, s), first, None)
-    out = {"motion": motion[s:s + self.window], "previous": motion[before]}
+    out = {"motion": motion[s:s + self.window], "previous": motion[self._before(s, first)]}
     if self.anchor:
       out["anchor"] = motion[first]
     n = SAMPLES_PER_FRAME
-    for key in TRACKS:
-      clip = self.codes[key][first * n:end * n]
-      out[key] = with_context(clip, (s - first) * n, self.window * n, self.audio_context)
+    clips = {key: self.codes[key][first * n:end * n] for key in TRACKS}
+    track = lambda key, at: with_context(clips[key], (at - first) * n, self.window * n,
+                                         self.audio_context)
+    out.update({key: track(key, s) for key in TRACKS})
+    if self.lead:
+      valid = s - self.lead >= first
+      at = s - self.lead if valid else first
+      out["lead_previous"] = motion[self._before(at, first)]
+      out["lead_valid"] = np.float32(valid)
+      out.update({f"lead_{key}": track(key, at) for key in TRACKS})
     if self.style_frames:
       # Another stretch of the same clip (deterministic in the index): the person's manner,
       # not this window's content.

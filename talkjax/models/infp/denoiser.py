@@ -28,6 +28,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
+from talkjax.diffusion import guidance, samplers
 from talkjax.nn.attention import CrossAttention, SelfAttention
 from talkjax.nn.dit import FinalLayer, TimestepEmbedding, modulation, plain_norm
 from talkjax.nn.layers import Dense, logical_init
@@ -104,3 +105,23 @@ class MotionDenoiser(nn.Module):
     for i in range(self.layers):
       x = block(self.heads, self.mlp_ratio, dtype=self.dtype, name=f"blocks_{i}")(x, cond, g, p)
     return FinalLayer(d, dtype=self.dtype, name="final")(x, cond).astype(jnp.float32)
+
+
+def sample_chunk(denoiser: MotionDenoiser, params, guide, previous, anchor, noise, alphas, *,
+                 steps: int, scale: float, prediction: str):
+  """One chunk's motion by deterministic DDIM with classifier-free guidance on the tracks'
+  guidance, in normalised motion units: what sampling runs for every chunk and what
+  rollout training (tasks.py) runs for the chunk before a window."""
+  b = guide.shape[0]
+  cond = {"guidance": guide, "drop": jnp.zeros((b, 2), bool)}
+
+  def model(x_t, t, c):
+    n = x_t.shape[0] // b
+    return denoiser.apply({"params": params}, x_t, t, c["guidance"],
+                          jnp.concatenate([previous] * n), c["drop"],
+                          None if anchor is None else jnp.concatenate([anchor] * n))
+
+  unconditional = lambda c: {"guidance": c["guidance"], "drop": c["drop"].at[:, 0].set(True)}
+  fn = guidance.guided(model, scale, unconditional)
+  return samplers.ddim_sample(lambda x_t, t: fn(x_t, t, cond), noise, alphas, steps,
+                              prediction=prediction)

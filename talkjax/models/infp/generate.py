@@ -26,10 +26,11 @@ import jax.numpy as jnp
 
 from talkjax import stages
 from talkjax.audio.frame_features import SAMPLES_PER_FRAME, SpeechFeatures
-from talkjax.diffusion import guidance, samplers, schedules
+from talkjax.diffusion import schedules
 from talkjax.errors import ConfigError, TalkjaxError
 from talkjax.family import Knobs
 from talkjax.models.infp.builders import build_denoiser, build_guider, build_imitation, load_stage1
+from talkjax.models.infp.denoiser import sample_chunk
 from talkjax.data.motion_codes import identity_stats
 from talkjax.nn.motion_renderer import render_frames, to_model_image
 
@@ -134,22 +135,11 @@ class INFPGeneration:
     """Normalised-space DDIM with CFG on the guidance; raw motion units in and out
     (`portrait`: the portrait's motion (B, D), the anchored denoiser's anchor)."""
     stats = params["motion_stats"]
-    b = guide.shape[0]
     norm = lambda x: (x - stats["mean"]) / stats["std"]
-    prev = norm(previous)
     anchor = norm(portrait) if self.denoiser.anchor else None
-    cond = {"guidance": guide, "drop": jnp.zeros((b, 2), bool)}
-
-    def model(x_t, t, c):
-      n = x_t.shape[0] // b
-      return self.denoiser.apply({"params": params["denoiser"]}, x_t, t, c["guidance"],
-                                 jnp.concatenate([prev] * n), c["drop"],
-                                 None if anchor is None else jnp.concatenate([anchor] * n))
-
-    unconditional = lambda c: {"guidance": c["guidance"], "drop": c["drop"].at[:, 0].set(True)}
-    fn = guidance.guided(model, knobs.guidance, unconditional)
-    x = samplers.ddim_sample(lambda x_t, t: fn(x_t, t, cond), noise, self.alphas, knobs.steps,
-                             prediction=self.config.diffusion.prediction)
+    x = sample_chunk(self.denoiser, params["denoiser"], guide, norm(previous), anchor, noise,
+                     self.alphas, steps=knobs.steps, scale=knobs.guidance,
+                     prediction=self.config.diffusion.prediction)
     return x * stats["std"] + stats["mean"]
 
   def start(self, params, inputs, knobs):

@@ -11,6 +11,13 @@ once from the data, saved with every checkpoint), as in IF-MDM. Condition dropou
 guidance (classifier-free guidance's unconditional branch), the previous motion (the model
 also starts a video without it) and the style; `diffusion.previous_noise` noises the
 previous motion as chained sampling's own imperfect motion would.
+
+Rollout (`diffusion.rollout`, a fraction of each batch): those windows' previous motion is
+the model's own: the chunk before the window is sampled (no gradient, `rollout_steps` DDIM
+steps at the sampling guidance) from the recorded motion before it and both tracks, and its
+last kept frames become the window's previous motion, exactly as chained sampling hands one
+chunk to the next. Training on recorded previous motion only never shows the denoiser its
+own errors, which a long chain of chunks compounds (exposure bias).
 """
 
 from __future__ import annotations
@@ -22,9 +29,11 @@ import numpy as np
 from talkjax.audio.frame_features import SpeechFeatures
 from talkjax.data.motion_codes import SAMPLES_PER_FRAME, identity_stats, motion_stats
 from talkjax.diffusion import objectives, schedules
+from talkjax.errors import ConfigError
 from talkjax.models.infp.builders import (build_denoiser, build_discriminator, build_guider,
                                           build_imitation, build_style_encoder)
 from talkjax.models.infp.data import DyadicWindows, cached_codes
+from talkjax.models.infp.denoiser import sample_chunk
 from talkjax.models.renderer_task import RendererTask
 
 
@@ -49,6 +58,12 @@ class Stage2Task:
     self.anchored = self.denoiser.anchor
     self.speech = SpeechFeatures(config.model.audio)
     self.alphas = schedules.alphas_cumprod(config.diffusion.steps, config.diffusion.schedule)
+    self.rollout = float(config.diffusion.get("rollout", 0.0))
+    if not 0.0 <= self.rollout <= 1.0:
+      raise ConfigError(f"diffusion.rollout={self.rollout} is a fraction of each batch",
+                        fix="set diffusion.rollout in 0..1 (0: recorded previous motion only)")
+    # the frames a sampling chunk keeps (generate.py): the chunk before a window starts there
+    self.keep = int(config.model.window) - int(config.sample.get("lookahead", 0))
     self._codes = {}
 
   def codes(self, split: str) -> dict:
@@ -67,6 +82,9 @@ class Stage2Task:
       batch["anchor"] = np.zeros((batch_size, d), np.float32)
     if self.style is not None:
       batch["style"] = np.zeros((batch_size, int(m.style.frames), d), np.float32)
+    if self.rollout:
+      batch.update(lead_previous=batch["previous"], lead_audio=track, lead_partner_audio=track,
+                   lead_valid=np.zeros((batch_size,), np.float32))
     return batch
 
   def batch_axes(self):
@@ -76,6 +94,9 @@ class Stage2Task:
       axes["anchor"] = track
     if self.style is not None:
       axes["style"] = seq
+    if self.rollout:
+      axes.update(lead_previous=seq, lead_audio=track, lead_partner_audio=track,
+                  lead_valid=("batch",))
     return axes
 
   def init(self, rng, batch):
@@ -126,6 +147,8 @@ class Stage2Task:
     stats = params["frozen"]["motion_stats"]
     x0, previous = self.normalise(stats, batch["motion"]), self.normalise(stats, batch["previous"])
     anchor = self.normalise(stats, batch["anchor"]) if self.anchored else None
+    if self.rollout:
+      previous = self.rolled_out(params, batch, previous, anchor, jax.random.fold_in(rng, 2))
     if float(dc.get("previous_noise", 0.0)) > 0:
       # Sampling chains chunks on generated motion, not ground truth: a previous motion
       # noised by a random amount per window (std up to previous_noise, normalised units)
@@ -155,11 +178,31 @@ class Stage2Task:
       metrics["velocity"] = jnp.mean(vel)
     return per_example, metrics
 
+  def rolled_out(self, params, batch, previous, anchor, rng):
+    """`previous` (normalised) with the first round(rollout * B) windows' replaced by the
+    last frames the model itself keeps of the chunk before (where the clip has one)."""
+    b, p = previous.shape[:2]
+    k = max(1, round(self.rollout * b))
+    stats, take = params["frozen"]["motion_stats"], lambda x: x[:k]
+    guide = self.guidance(params, take(batch["lead_audio"]), take(batch["lead_partner_audio"]),
+                          None, None)
+    noise = jax.random.normal(rng, (k,) + batch["motion"].shape[1:])
+    lead = sample_chunk(self.denoiser, params["trainable"]["denoiser"], guide,
+                        self.normalise(stats, take(batch["lead_previous"])),
+                        None if anchor is None else take(anchor), noise, self.alphas,
+                        steps=int(self.config.diffusion.rollout_steps),
+                        scale=float(self.config.sample.guidance),
+                        prediction=self.config.diffusion.prediction)
+    lead = jax.lax.stop_gradient(lead[:, self.keep - p:self.keep])
+    valid = take(batch["lead_valid"])[:, None, None] > 0
+    return jnp.concatenate([jnp.where(valid, lead, previous[:k]), previous[k:]])
+
   def data_source(self, split):
     m = self.config.model
     codes = self.codes("train" if split == "train" else "val")
     return DyadicWindows(codes, window=int(m.window), previous=int(m.previous),
                          stride=int(self.config.data.stride), audio_context=self.speech.context,
                          style_frames=int(m.style.frames), anchor=self.anchored,
+                         lead=self.keep if self.rollout else 0,
                          seed=int(self.config.seed),
                          name=f"{self.config.data.path}:{split}")
