@@ -6,8 +6,15 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Tests stay hermetic: no persistent XLA cache in ~/.cache (test_cli checks the cache itself).
-os.environ.setdefault("TALKJAX_COMPILATION_CACHE", "off")
+# One persistent XLA cache for the whole run, in a fresh folder removed at the end (tests
+# stay hermetic: nothing read from or left in ~/.cache; test_cli checks the cache itself).
+# Many tests compile the same tiny models' programs, in both pytest workers and in the
+# commands they start; all but the first compile of each is a disk read.
+_CREATED_CACHE = None
+if "TALKJAX_COMPILATION_CACHE" not in os.environ:
+  import tempfile
+  _CREATED_CACHE = tempfile.mkdtemp(prefix="talkjax-test-xla-")
+  os.environ["TALKJAX_COMPILATION_CACHE"] = _CREATED_CACHE   # inherited by the workers
 # Two pytest workers share the 2 cores: one BLAS thread each (a 2048-d Frechet distance ran
 # ~5x slower with OpenBLAS threads spinning against the other worker).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -41,3 +48,13 @@ def _importable_torchvision():
 _LIBRARIES = []   # keeps the op library alive for the session
 _importable_torchvision()
 
+
+def pytest_configure(config):
+  from talkjax.cli import enable_compilation_cache
+  enable_compilation_cache()
+
+
+def pytest_unconfigure(config):
+  if _CREATED_CACHE is not None:
+    import shutil
+    shutil.rmtree(_CREATED_CACHE, ignore_errors=True)
