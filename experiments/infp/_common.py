@@ -53,8 +53,10 @@ def stage2_config(*, window: int, previous: int, hidden: int, layers: int, heads
                                             heads=heads))
   # frames of a reference stretch of the same clip the style encoder reads (0: no style)
   m.style = ml_collections.ConfigDict(dict(frames=style_frames))
+  # level: each log-mel frame's loudness beside its LayerNormed features (guider.py; the
+  # norm removes it and the mouth follows it); log-mel only.
   m.audio = ml_collections.ConfigDict(dict(kind="logmel", n_mels=40, wav2vec2="", layer=-1,
-                                           hidden_size=768, context_s=0.2))
+                                           hidden_size=768, context_s=0.2, level=True))
   c.diffusion = ml_collections.ConfigDict(dict(steps=1000, schedule="cosine", prediction="x0",
                                                condition_dropout=0.3, previous_dropout=0.1,
                                                previous_noise=0.5, rollout=0.0,

@@ -24,6 +24,7 @@ def get_config(arg=None):
   c.model.audio.kind = "wav2vec2"
   c.model.audio.wav2vec2 = ""     # the converted folder, set on the command line (above)
   c.model.audio.layer = -1
+  c.model.audio.level = False     # a log-mel frame's loudness; wav2vec2 has its own
   c.data = dyconv_data(64)
   c.optimizer.lr = 1e-4
   c.train.ema_decay = 0.9999

@@ -121,6 +121,42 @@ def test_guider_banks_and_each_track_reaches_only_its_own_bank():
   assert float(jnp.abs(swapped - guidance).mean()) > 1e-3
 
 
+def test_a_tracks_loudness_reaches_the_guider_only_with_level():
+  """A per-frame LayerNorm makes log-mel features blind to a track's gain (the gain adds one
+  constant to every log bin); `level` hands the guider each frame's loudness beside them."""
+  import ml_collections
+
+  from talkjax.audio.frame_features import SpeechFeatures
+  from talkjax.models.infp.builders import build_guider, track_levels
+  speech = SpeechFeatures(ml_collections.ConfigDict(dict(kind="logmel", n_mels=8,
+                                                         context_s=0.0)))
+  noise = np.random.default_rng(2).standard_normal((1, 16000)).astype(np.float32)
+  quiet, loud = (np.asarray(speech.whole({})(jnp.asarray(a * noise))) for a in (0.05, 0.2))
+  lq, ll = np.asarray(speech.level(quiet)), np.asarray(speech.level(loud))
+  assert lq.shape == (1, 25, 2) and lq.min() > 0.5       # above the floor (silence: 0)
+  # Four times the amplitude is 16 times the power: every frame's level up by ln(16) / 4.
+  np.testing.assert_allclose(ll - lq, np.log(16.0) / 4.0, atol=1e-3)
+  assert np.asarray(speech.level(np.log(1e-5) * np.ones_like(quiet))).max() == pytest.approx(0.0)
+  config = cfg.load_config("infp/synthtalk_tiny_stage2", TINY_STAGE2)
+  assert config.model.audio.level
+  silent = jnp.zeros_like(quiet)
+  for level in (False, True):
+    with config.unlocked():
+      config.model.audio.level = level
+    guider = build_guider(config)
+    init_levels = track_levels(guider, speech, jnp.asarray(quiet), silent)
+    params = guider.init(jax.random.PRNGKey(0), jnp.asarray(quiet), silent, None, init_levels)
+    guide = lambda a: guider.apply(params, a, silent, None, track_levels(guider, speech, a, silent))[0]
+    change = float(jnp.abs(guide(jnp.asarray(loud)) - guide(jnp.asarray(quiet))).mean())
+    assert (change > 1e-2) if level else (change < 1e-4), (level, change)
+  with pytest.raises(ValueError, match="levels"):
+    guider.apply(params, jnp.asarray(quiet), silent)
+  with config.unlocked():
+    config.model.audio.kind = "wav2vec2"
+  with pytest.raises(TalkjaxError, match="model.audio.level=False"):
+    build_guider(config)
+
+
 def test_the_motion_encoder_reads_only_the_eye_and_mouth_regions(root):
   stage1 = cfg.load_config("infp/synthtalk_tiny_stage1", TINY_STAGE1)
   model = build_imitation(stage1.model)

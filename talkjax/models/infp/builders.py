@@ -42,9 +42,18 @@ def build_discriminator(model_config, dtype=None) -> Discriminator:
 
 def build_guider(config, dtype=None) -> InteractiveMotionGuider:
   m = config.model
+  if m.audio.get("level", False) and m.audio.kind != "logmel":
+    raise ConfigError(f"model.audio.level reads a log-mel frame's loudness; {m.audio.kind} "
+                      "features have none to read", fix="set model.audio.level=False")
   return InteractiveMotionGuider(hidden=int(m.hidden), verbal_slots=int(m.guider.verbal_slots),
                                  nonverbal_slots=int(m.guider.nonverbal_slots),
-                                 heads=int(m.guider.heads), dtype=dtype)
+                                 heads=int(m.guider.heads),
+                                 level=bool(m.audio.get("level", False)), dtype=dtype)
+
+
+def track_levels(guider: InteractiveMotionGuider, speech, agent, partner):
+  """The guider's `levels` argument for two tracks' features (None when it reads none)."""
+  return (speech.level(agent), speech.level(partner)) if guider.level else None
 
 
 def build_style_encoder(config, dtype=None) -> StyleEncoder | None:

@@ -7,6 +7,10 @@ the two results fuse into one guidance feature per frame. Nothing says who is sp
 agent's own voice finds verbal patterns, the partner's voice non-verbal ones, and silence on
 either track finds little, so the turn-taking falls out of the two tracks alone.
 
+Each track's features are LayerNormed per frame before they query; with `level` the frame's
+loudness (SpeechFeatures.level, which the norm removes) is put back beside them, as the
+mouth follows it within a syllable (`model.audio.level`).
+
 An optional motion-style vector (from a reference clip's motion, `StyleEncoder`) modulates
 both banks (scale and shift per entry); without one a learned null style is used.
 """
@@ -36,17 +40,19 @@ class StyleEncoder(nn.Module):
 
 
 class InteractiveMotionGuider(nn.Module):
-  """(agent features (B, W, F), partner features (B, W, F), style (B, H) or None) ->
+  """(agent features (B, W, F), partner features (B, W, F), style (B, H) or None[, the
+  tracks' levels (B, W, 2) each when `level`]) ->
   (guidance (B, W, H), {"verbal": (B, W, H), "nonverbal": (B, W, H), "verbal_weights":
   (B, heads, W, Kv), "nonverbal_weights": (B, heads, W, Kn)})."""
   hidden: int
   verbal_slots: int = 32
   nonverbal_slots: int = 32
   heads: int = 4
+  level: bool = False
   dtype: jnp.dtype | None = None
 
   @nn.compact
-  def __call__(self, agent, partner, style=None):
+  def __call__(self, agent, partner, style=None, levels=None):
     h = self.hidden
     init = logical_init(nn.initializers.normal(1.0), (None, "embed"))
     banks = {"verbal": self.param("verbal_bank", init, (self.verbal_slots, h)),
@@ -55,14 +61,19 @@ class InteractiveMotionGuider(nn.Module):
     if style is None:
       style = jnp.broadcast_to(self.param(
           "null_style", logical_init(nn.initializers.normal(0.02), ("embed",)), (h,)), (b, h))
+    if self.level and levels is None:
+      raise ValueError("this guider reads the tracks' levels beside their features: pass levels")
+    levels = levels if self.level else (None, None)
     out = {}
-    for name, track in (("verbal", agent), ("nonverbal", partner)):
+    for name, track, level in (("verbal", agent, levels[0]), ("nonverbal", partner, levels[1])):
       gamma, beta = jnp.split(Dense(2 * h, axes=("embed", "mlp"), dtype=self.dtype,
                                     kernel_init=nn.initializers.zeros,
                                     name=f"{name}_style")(style)[:, None, :], 2, axis=-1)
       bank = banks[name][None].astype(gamma.dtype) * (1 + gamma) + beta      # (B, K, H)
-      query = Dense(h, axes=(None, "embed"), dtype=self.dtype, name=f"{name}_query")(
-          nn.LayerNorm(dtype=self.dtype, name=f"{name}_audio_norm")(track.astype(jnp.float32)))
+      heard = nn.LayerNorm(dtype=self.dtype, name=f"{name}_audio_norm")(track.astype(jnp.float32))
+      if level is not None:
+        heard = jnp.concatenate([heard, level.astype(heard.dtype)], axis=-1)
+      query = Dense(h, axes=(None, "embed"), dtype=self.dtype, name=f"{name}_query")(heard)
       read, weights = CrossAttention(self.heads, h // self.heads, dtype=self.dtype,
                                      name=f"{name}_read")(query, bank, return_weights=True)
       # A residual read, as in any attention block: the bank adds patterns to the query.
