@@ -17,7 +17,8 @@ shape but loses its level exactly: a gain is a constant added to every log bin. 
 follows the level within a syllable as much as the vowel's spectrum (on held-out SynthTalk
 a linear read of mouth opening from 8 frames of features scored 0.79 correlation in
 speaking frames after the norm, 0.86 before it, 0.90 with the level beside the norm), so a
-model may take it back beside the normalised features (`model.audio.level`).
+model may take it back beside the normalised features (`model.audio.level`, log-mel only:
+`check_level`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,23 @@ SAMPLE_RATE = 16000
 FPS = 25
 # level(): 0 at the log-mel floor (silence), about 1.5 for the loudest speech at -20 dBFS.
 LEVEL_SCALE = 4.0
+LOG_FLOOR = float(np.log(MelConfig.floor))   # the floor log_mel_jax clamps to (ln)
+
+
+def level(features):
+  """(..., 2 * n_mels) log-mel features of SpeechFeatures -> (..., 2): the loudness of each
+  of a frame's two 50 Hz halves (mean log power over the bins), 0 at the floor."""
+  halves = features.reshape(features.shape[:-1] + (2, -1))
+  return (jnp.mean(halves, axis=-1) - LOG_FLOOR) / LEVEL_SCALE
+
+
+def check_level(audio_config):
+  """A one-line error before any work when `model.audio.level` asks for a loudness the
+  features do not carry (only log-mel has one to read)."""
+  if audio_config.get("level", False) and audio_config.kind != "logmel":
+    raise ConfigError(f"model.audio.level reads a log-mel frame's loudness; "
+                      f"{audio_config.kind} features have none to read",
+                      fix="set model.audio.level=False")
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS   # 640
 HOP = SAMPLES_PER_FRAME // 2             # 50 Hz
 
@@ -97,12 +115,6 @@ class SpeechFeatures:
     lead = self.context // SAMPLES_PER_FRAME
     feats = self._raw(jnp.concatenate([context, samples], axis=1), frames + lead, params)[:, 2 * lead:]
     return feats.reshape(feats.shape[0], frames, self.dim).astype(jnp.float32)
-
-  def level(self, features):
-    """(B, T, 2 * n_mels) log-mel features -> (B, T, 2): the loudness of each of a frame's
-    two 50 Hz halves (mean log power over the bins), 0 at the floor; log-mel only."""
-    halves = features.reshape(features.shape[:-1] + (2, -1))
-    return (jnp.mean(halves, axis=-1) - float(np.log(self.mel.floor))) / LEVEL_SCALE
 
   def whole(self, params):
     """jitted (B, N) -> (B, N / 640, 2F) over whole clips (to cache training features)."""

@@ -126,31 +126,28 @@ def test_a_tracks_loudness_reaches_the_guider_only_with_level():
   constant to every log bin); `level` hands the guider each frame's loudness beside them."""
   import ml_collections
 
-  from talkjax.audio.frame_features import SpeechFeatures
-  from talkjax.models.infp.builders import build_guider, track_levels
+  from talkjax.audio.frame_features import SpeechFeatures, level
+  from talkjax.models.infp.builders import build_guider
   speech = SpeechFeatures(ml_collections.ConfigDict(dict(kind="logmel", n_mels=8,
                                                          context_s=0.0)))
   noise = np.random.default_rng(2).standard_normal((1, 16000)).astype(np.float32)
-  quiet, loud = (np.asarray(speech.whole({})(jnp.asarray(a * noise))) for a in (0.05, 0.2))
-  lq, ll = np.asarray(speech.level(quiet)), np.asarray(speech.level(loud))
+  quiet, loud = (speech.whole({})(jnp.asarray(a * noise)) for a in (0.05, 0.2))
+  lq, ll = np.asarray(level(quiet)), np.asarray(level(loud))
   assert lq.shape == (1, 25, 2) and lq.min() > 0.5       # above the floor (silence: 0)
   # Four times the amplitude is 16 times the power: every frame's level up by ln(16) / 4.
   np.testing.assert_allclose(ll - lq, np.log(16.0) / 4.0, atol=1e-3)
-  assert np.asarray(speech.level(np.log(1e-5) * np.ones_like(quiet))).max() == pytest.approx(0.0)
+  silent = speech.whole({})(jnp.zeros_like(noise))
+  np.testing.assert_allclose(np.asarray(level(silent)), 0.0, atol=1e-6)
   config = cfg.load_config("infp/synthtalk_tiny_stage2", TINY_STAGE2)
   assert config.model.audio.level
-  silent = jnp.zeros_like(quiet)
-  for level in (False, True):
+  for on in (False, True):
     with config.unlocked():
-      config.model.audio.level = level
+      config.model.audio.level = on
     guider = build_guider(config)
-    init_levels = track_levels(guider, speech, jnp.asarray(quiet), silent)
-    params = guider.init(jax.random.PRNGKey(0), jnp.asarray(quiet), silent, None, init_levels)
-    guide = lambda a: guider.apply(params, a, silent, None, track_levels(guider, speech, a, silent))[0]
-    change = float(jnp.abs(guide(jnp.asarray(loud)) - guide(jnp.asarray(quiet))).mean())
-    assert (change > 1e-2) if level else (change < 1e-4), (level, change)
-  with pytest.raises(ValueError, match="levels"):
-    guider.apply(params, jnp.asarray(quiet), silent)
+    params = guider.init(jax.random.PRNGKey(0), quiet, silent)
+    change = float(jnp.abs(guider.apply(params, loud, silent)[0] -
+                           guider.apply(params, quiet, silent)[0]).mean())
+    assert (change > 1e-2) if on else (change < 1e-4), (on, change)
   with config.unlocked():
     config.model.audio.kind = "wav2vec2"
   with pytest.raises(TalkjaxError, match="model.audio.level=False"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from talkjax import stages
+from talkjax.audio.frame_features import check_level
 from talkjax.errors import ConfigError, TalkjaxError
 from talkjax.models.infp.denoiser import MotionDenoiser
 from talkjax.models.infp.guider import InteractiveMotionGuider, StyleEncoder
@@ -42,18 +43,11 @@ def build_discriminator(model_config, dtype=None) -> Discriminator:
 
 def build_guider(config, dtype=None) -> InteractiveMotionGuider:
   m = config.model
-  if m.audio.get("level", False) and m.audio.kind != "logmel":
-    raise ConfigError(f"model.audio.level reads a log-mel frame's loudness; {m.audio.kind} "
-                      "features have none to read", fix="set model.audio.level=False")
+  check_level(m.audio)
   return InteractiveMotionGuider(hidden=int(m.hidden), verbal_slots=int(m.guider.verbal_slots),
                                  nonverbal_slots=int(m.guider.nonverbal_slots),
                                  heads=int(m.guider.heads),
                                  level=bool(m.audio.get("level", False)), dtype=dtype)
-
-
-def track_levels(guider: InteractiveMotionGuider, speech, agent, partner):
-  """The guider's `levels` argument for two tracks' features (None when it reads none)."""
-  return (speech.level(agent), speech.level(partner)) if guider.level else None
 
 
 def build_style_encoder(config, dtype=None) -> StyleEncoder | None:

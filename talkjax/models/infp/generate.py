@@ -29,8 +29,7 @@ from talkjax.audio.frame_features import SAMPLES_PER_FRAME, SpeechFeatures
 from talkjax.diffusion import schedules
 from talkjax.errors import ConfigError, TalkjaxError
 from talkjax.family import Knobs
-from talkjax.models.infp.builders import (build_denoiser, build_guider, build_imitation, load_stage1,
-                                          track_levels)
+from talkjax.models.infp.builders import build_denoiser, build_guider, build_imitation, load_stage1
 from talkjax.models.infp.denoiser import sample_chunk
 from talkjax.data.motion_codes import identity_stats
 from talkjax.nn.motion_renderer import render_frames, to_model_image
@@ -107,8 +106,7 @@ class INFPGeneration:
     image = jnp.zeros((1, self.resolution, self.resolution, 3), jnp.float32)
     d = int(self.config.model.motion_dim)
     feats = jnp.zeros((1, self.dit_window, self.speech.dim), jnp.float32)
-    (g, _), guider = self.guider.init_with_output(
-        g_rng, feats, feats, None, track_levels(self.guider, self.speech, feats, feats))
+    (g, _), guider = self.guider.init_with_output(g_rng, feats, feats)
     denoiser = self.denoiser.init(d_rng, jnp.zeros((1, self.dit_window, d)),
                                   jnp.zeros((1,), jnp.int32), g,
                                   jnp.zeros((1, self.previous, d)), jnp.zeros((1, 2), bool),
@@ -130,9 +128,8 @@ class INFPGeneration:
     """Per-frame guidance (B, W, H) of a chunk's two tracks."""
     ctx = self.audio_context
     feats = lambda x: self.speech.chunk(x[:, ctx:], x[:, :ctx], params.get("speech"))
-    agent, partner = feats(tracks["audio"]), feats(tracks["partner_audio"])
-    return self.guider.apply({"params": params["guider"]}, agent, partner, None,
-                             track_levels(self.guider, self.speech, agent, partner))[0]
+    return self.guider.apply({"params": params["guider"]}, feats(tracks["audio"]),
+                             feats(tracks["partner_audio"]))[0]
 
   def sample_motion(self, params, guide, previous, noise, knobs: INFPKnobs, portrait=None):
     """Normalised-space DDIM with CFG on the guidance; raw motion units in and out

@@ -7,9 +7,9 @@ the two results fuse into one guidance feature per frame. Nothing says who is sp
 agent's own voice finds verbal patterns, the partner's voice non-verbal ones, and silence on
 either track finds little, so the turn-taking falls out of the two tracks alone.
 
-Each track's features are LayerNormed per frame before they query; with `level` the frame's
-loudness (SpeechFeatures.level, which the norm removes) is put back beside them, as the
-mouth follows it within a syllable (`model.audio.level`).
+Each track's features are LayerNormed per frame before they query; with `level` (log-mel
+features only) the frame's loudness, which the norm removes, is put back beside them, as
+the mouth follows it within a syllable (`model.audio.level`; talkjax/audio/frame_features.py).
 
 An optional motion-style vector (from a reference clip's motion, `StyleEncoder`) modulates
 both banks (scale and shift per entry); without one a learned null style is used.
@@ -20,6 +20,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
+from talkjax.audio import frame_features
 from talkjax.nn.attention import CrossAttention, SelfAttention
 from talkjax.nn.layers import Dense, logical_init
 
@@ -40,8 +41,7 @@ class StyleEncoder(nn.Module):
 
 
 class InteractiveMotionGuider(nn.Module):
-  """(agent features (B, W, F), partner features (B, W, F), style (B, H) or None[, the
-  tracks' levels (B, W, 2) each when `level`]) ->
+  """(agent features (B, W, F), partner features (B, W, F), style (B, H) or None) ->
   (guidance (B, W, H), {"verbal": (B, W, H), "nonverbal": (B, W, H), "verbal_weights":
   (B, heads, W, Kv), "nonverbal_weights": (B, heads, W, Kn)})."""
   hidden: int
@@ -52,7 +52,7 @@ class InteractiveMotionGuider(nn.Module):
   dtype: jnp.dtype | None = None
 
   @nn.compact
-  def __call__(self, agent, partner, style=None, levels=None):
+  def __call__(self, agent, partner, style=None):
     h = self.hidden
     init = logical_init(nn.initializers.normal(1.0), (None, "embed"))
     banks = {"verbal": self.param("verbal_bank", init, (self.verbal_slots, h)),
@@ -61,18 +61,15 @@ class InteractiveMotionGuider(nn.Module):
     if style is None:
       style = jnp.broadcast_to(self.param(
           "null_style", logical_init(nn.initializers.normal(0.02), ("embed",)), (h,)), (b, h))
-    if self.level and levels is None:
-      raise ValueError("this guider reads the tracks' levels beside their features: pass levels")
-    levels = levels if self.level else (None, None)
     out = {}
-    for name, track, level in (("verbal", agent, levels[0]), ("nonverbal", partner, levels[1])):
+    for name, track in (("verbal", agent), ("nonverbal", partner)):
       gamma, beta = jnp.split(Dense(2 * h, axes=("embed", "mlp"), dtype=self.dtype,
                                     kernel_init=nn.initializers.zeros,
                                     name=f"{name}_style")(style)[:, None, :], 2, axis=-1)
       bank = banks[name][None].astype(gamma.dtype) * (1 + gamma) + beta      # (B, K, H)
       heard = nn.LayerNorm(dtype=self.dtype, name=f"{name}_audio_norm")(track.astype(jnp.float32))
-      if level is not None:
-        heard = jnp.concatenate([heard, level.astype(heard.dtype)], axis=-1)
+      if self.level:
+        heard = jnp.concatenate([heard, frame_features.level(track.astype(jnp.float32))], -1)
       query = Dense(h, axes=(None, "embed"), dtype=self.dtype, name=f"{name}_query")(heard)
       read, weights = CrossAttention(self.heads, h // self.heads, dtype=self.dtype,
                                      name=f"{name}_read")(query, bank, return_weights=True)

@@ -31,7 +31,7 @@ from talkjax.data.motion_codes import SAMPLES_PER_FRAME, identity_stats, motion_
 from talkjax.diffusion import objectives, schedules
 from talkjax.errors import ConfigError
 from talkjax.models.infp.builders import (build_denoiser, build_discriminator, build_guider,
-                                          build_imitation, build_style_encoder, track_levels)
+                                          build_imitation, build_style_encoder)
 from talkjax.models.infp.data import DyadicWindows, cached_codes
 from talkjax.models.infp.denoiser import sample_chunk
 from talkjax.models.renderer_task import RendererTask
@@ -103,8 +103,7 @@ class Stage2Task:
     b, w = batch["motion"].shape[:2]
     feats = jnp.zeros((b, w, self.speech.dim), jnp.float32)
     g_rng, d_rng, s_rng, a_rng = jax.random.split(rng, 4)
-    (guidance, _), guider = self.guider.init_with_output(
-        g_rng, feats, feats, None, track_levels(self.guider, self.speech, feats, feats))
+    (guidance, _), guider = self.guider.init_with_output(g_rng, feats, feats)
     trainable = {
         "guider": guider["params"],
         "denoiser": self.denoiser.init(d_rng, batch["motion"], jnp.zeros((b,), jnp.int32),
@@ -136,9 +135,8 @@ class Stage2Task:
       style = self.style.apply({"params": trainable["style"]}, style_motion)
       null = trainable["guider"]["null_style"]
       style = jnp.where(drop_style[:, None], null[None].astype(style.dtype), style)
-    agent, partner = self.features(frozen, agent), self.features(frozen, partner)
-    return self.guider.apply({"params": trainable["guider"]}, agent, partner, style,
-                             track_levels(self.guider, self.speech, agent, partner))[0]
+    return self.guider.apply({"params": trainable["guider"]}, self.features(frozen, agent),
+                             self.features(frozen, partner), style)[0]
 
   @staticmethod
   def normalise(stats, x):
