@@ -32,7 +32,9 @@ from talkjax.errors import ConfigError
 
 SAMPLE_RATE = 16000
 FPS = 25
-# level(): 0 at the log-mel floor (silence), about 1.5 for the loudest speech at -20 dBFS.
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS   # 640
+HOP = SAMPLES_PER_FRAME // 2             # 50 Hz
+# level(): 0 at the log-mel floor (silence); SynthTalk's loudest speech frames sit near 1.3.
 LEVEL_SCALE = 4.0
 LOG_FLOOR = float(np.log(MelConfig.floor))   # the floor log_mel_jax clamps to (ln)
 
@@ -51,8 +53,6 @@ def check_level(audio_config):
     raise ConfigError(f"model.audio.level reads a log-mel frame's loudness; "
                       f"{audio_config.kind} features have none to read",
                       fix="set model.audio.level=False")
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS   # 640
-HOP = SAMPLES_PER_FRAME // 2             # 50 Hz
 
 
 class SpeechFeatures:
