@@ -67,9 +67,10 @@ class InteractiveMotionGuider(nn.Module):
                                     kernel_init=nn.initializers.zeros,
                                     name=f"{name}_style")(style)[:, None, :], 2, axis=-1)
       bank = banks[name][None].astype(gamma.dtype) * (1 + gamma) + beta      # (B, K, H)
-      heard = nn.LayerNorm(dtype=self.dtype, name=f"{name}_audio_norm")(track.astype(jnp.float32))
+      track = track.astype(jnp.float32)
+      heard = nn.LayerNorm(dtype=self.dtype, name=f"{name}_audio_norm")(track)
       if self.level:
-        heard = jnp.concatenate([heard, frame_features.level(track.astype(jnp.float32))], -1)
+        heard = jnp.concatenate([heard, frame_features.level(track)], -1)
       query = Dense(h, axes=(None, "embed"), dtype=self.dtype, name=f"{name}_query")(heard)
       read, weights = CrossAttention(self.heads, h // self.heads, dtype=self.dtype,
                                      name=f"{name}_read")(query, bank, return_weights=True)
