@@ -7,7 +7,9 @@ are read; optimizer moments stay on disk.
 
 Stages chain through the config (as big_vision's `model_init` does):
 - a stage *reads* another: a config node `<name>.workdir` (and `<name>.config`, the config
-  that trains it, for the error message) that the family loads with `load_stage`;
+  that trains it, for the error message) that the family loads with `load_stage`; the
+  workdir may also be a model file (`talkjax convert bundle`) that carries that stage, so a
+  new later stage can train on a shipped earlier one;
 - a stage *starts from* another: `init_from.workdir` with `init_from.map`, applied by the
   trainer before step 0 (`init_from_values`).
 """
@@ -29,10 +31,15 @@ from talkjax.errors import TalkjaxError
 
 @dataclasses.dataclass
 class Trained:
-  workdir: pathlib.Path
+  workdir: pathlib.Path   # the training folder (or the model file the stage came from)
   step: int
   config: ml_collections.ConfigDict
   params: dict      # the whole tree the task's init returns: {"trainable": ..., "frozen": ...}
+  cache_dir: pathlib.Path | None = None   # where data derived from it is cached (the folder)
+
+  def __post_init__(self):
+    if self.cache_dir is None:
+      self.cache_dir = self.workdir
 
 
 def _checkpointer(workdir: pathlib.Path):
@@ -88,10 +95,15 @@ def read_params(workdir, *, ema: bool = True, step: int | None = None) -> Traine
   return Trained(workdir, step, config, params)
 
 
-def load_stage(config, name: str, family: str, *, ema: bool = True) -> Trained:
-  """The trained stage that `config.<name>` names ({workdir, config}); checks its family."""
+def load_stage(config, name: str, family: str, *, ema: bool = True,
+               from_model_file=None) -> Trained:
+  """The trained stage that `config.<name>` names ({workdir, config}); checks its family.
+  `from_model_file(params)`: the stage's parameter tree from a model file's parameters, for
+  a family whose model files carry the stage (then `<name>.workdir` may name such a file)."""
   node = config[name]
   workdir = pathlib.Path(node.workdir).expanduser()
+  if workdir.is_file() and from_model_file is not None:
+    return _stage_of_model_file(workdir, name, family, from_model_file)
   if not (workdir / "checkpoints").is_dir():
     how = f"talkjax train --config {node.config} --workdir {workdir}" if node.get("config") \
         else f"talkjax train --workdir {workdir}"
@@ -104,6 +116,33 @@ def load_stage(config, name: str, family: str, *, ema: bool = True) -> Trained:
                        f"{family!r}", path=workdir, fix=f"point {name}.workdir at a {family} "
                                                          "training folder")
   return trained
+
+
+def renderer_as_generator(params: dict) -> dict:
+  """A renderer stage (IF-MDM's, INFP's stage 1) as its training folder holds it, from the
+  model file of a later stage: the file's `renderer` is the stage's generator (its
+  discriminator is not in the file)."""
+  return {"trainable": {"generator": params["renderer"]}}
+
+
+def _stage_of_model_file(path: pathlib.Path, name: str, family: str, from_model_file) -> Trained:
+  """Stage `name` out of a model file: its config is the file's linked config of that name,
+  its parameters what `from_model_file` takes from the file's (as stored: float16 or int8
+  weights read back as float32). Derived data is cached under ~/.cache/talkjax/stages/, by
+  the file's content, since a model file may sit in a read-only place."""
+  import hashlib
+
+  from talkjax import bundle
+  model = bundle.read(path)
+  stage = model.linked.get(name)
+  if stage is None or stage.get("family") != family:
+    held = "none" if stage is None else repr(stage.get("family"))
+    raise TalkjaxError(f"this model file carries no {family!r} {name} (its {name}: {held})",
+                       path=path, fix=f"point {name}.workdir at a {family} training folder or "
+                                      f"at a model file made from a stage that reads one")
+  digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+  cache = pathlib.Path("~/.cache/talkjax/stages").expanduser() / f"{path.stem}-{digest}"
+  return Trained(path, 0, stage, from_model_file(model.params), cache_dir=cache)
 
 
 # ---- starting from another checkpoint ------------------------------------------------------

@@ -105,6 +105,30 @@ def test_statistics_travel_with_the_checkpoint_into_sampling(stage1, tmp_path):
   assert np.abs(a.astype(int) - b.astype(int)).max() <= 2  # float16 storage
 
 
+def test_a_model_file_serves_as_stage1_for_a_new_stage2(stage1, tmp_path, monkeypatch):
+  """stage1.workdir may name a model file: its renderer is the stage-1 generator (float16
+  as stored), and the motion codes read with it are cached under ~/.cache, by content."""
+  from talkjax import bundle
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))
+  config = stage2_config(stage1)
+  folder = load_stage1(config)
+  hook = IFMDMGeneration(config, folder.config)
+  params = dict(hook.init(jax.random.PRNGKey(0)), renderer=generator_params(folder))
+  bundle.save(tmp_path / "m.msgpack", hook, nn.meta.unbox(params))
+  on_file = stage2_config(stage1, f"stage1.workdir={tmp_path / 'm.msgpack'}")
+  stage = load_stage1(on_file)
+  assert stage.config.family == "ifmdm_stage1" and stage.workdir == tmp_path / "m.msgpack"
+  assert stage.cache_dir.parent == tmp_path / "home" / ".cache" / "talkjax" / "stages"
+  for got, want in zip(jax.tree.leaves(generator_params(stage)),
+                       jax.tree.leaves(generator_params(folder))):
+    np.testing.assert_allclose(got, want.astype(np.float16).astype(np.float32), rtol=0, atol=0)
+  a, b = make_task(on_file).data_source("train"), make_task(config).data_source("train")
+  np.testing.assert_allclose(a[3]["motion"], b[3]["motion"], atol=2e-2)
+  assert list(stage.cache_dir.rglob("train_audio16k.npz"))
+  with pytest.raises(TalkjaxError, match="carries no 'infp_stage1' stage1"):
+    stages.load_stage(on_file, "stage1", "infp_stage1", from_model_file=stages.renderer_as_generator)
+
+
 def test_dit_starts_at_zero_output_and_keeps_shapes(stage1):
   task = make_task(stage2_config(stage1))
   batch = {k: jnp.asarray(np.random.default_rng(0).standard_normal(v.shape), jnp.float32)

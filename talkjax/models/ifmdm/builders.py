@@ -78,8 +78,10 @@ def build_motion_dit(config, dtype=None) -> MotionDiT:
 
 
 def load_stage1(config) -> stages.Trained:
-  """The trained stage-1 model that `config.stage1` ({workdir, config}) names."""
-  stage1 = stages.load_stage(config, "stage1", "ifmdm_stage1")
+  """The trained stage-1 model that `config.stage1` ({workdir, config}) names: a training
+  folder, or a model file of this family (its renderer)."""
+  stage1 = stages.load_stage(config, "stage1", "ifmdm_stage1",
+                            from_model_file=stages.renderer_as_generator)
   if int(stage1.config.model.directions) != int(config.model.motion_dim):
     raise TalkjaxError(f"stage 1 has {stage1.config.model.directions} motion directions but "
                        f"model.motion_dim is {config.model.motion_dim}", path=stage1.workdir,

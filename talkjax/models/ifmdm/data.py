@@ -13,7 +13,8 @@ What a window carries for speech (`model.audio.train_features`):
   group norm and attention span the whole input; but they differ from the per-chunk
   features of sampling, most near chunk ends).
 
-Cache: `<stage-1 workdir>/motion_codes/step<S>/<dataset config>/<split>_<tag>.npz` holding
+Cache: `<stage-1 workdir>/motion_codes/step<S>/<dataset config>/<split>_<tag>.npz` (a model
+file as stage 1: under ~/.cache/talkjax/stages/<file>-<digest>/, stages.py) holding
 per clip the motion codes (T, D) and the audio (T * 640) or features (T, 2F), concatenated,
 with offsets. Delete it to recompute; a stage-1 checkpoint at another step gets its own
 folder.
@@ -66,7 +67,7 @@ def _dataset_codes(config, dataset, split: str) -> dict:
 
   stage1 = load_stage1(config)
   clips = open_clips(dataset, split)
-  path = (stage1.workdir / "motion_codes" / f"step{stage1.step}"
+  path = (stage1.cache_dir / "motion_codes" / f"step{stage1.step}"
           / motion_codes.dataset_name(dataset, clips)
           / f"{split}_{feature_tag(config.model.audio)}.npz")
 

@@ -67,8 +67,10 @@ def build_denoiser(config, dtype=None) -> MotionDenoiser:
 
 
 def load_stage1(config) -> stages.Trained:
-  """The trained stage-1 model that `config.stage1` ({workdir, config}) names."""
-  stage1 = stages.load_stage(config, "stage1", "infp_stage1")
+  """The trained stage-1 model that `config.stage1` ({workdir, config}) names: a training
+  folder, or a model file of this family (its renderer)."""
+  stage1 = stages.load_stage(config, "stage1", "infp_stage1",
+                            from_model_file=stages.renderer_as_generator)
   if int(stage1.config.model.directions) != int(config.model.motion_dim):
     raise TalkjaxError(f"stage 1 has {stage1.config.model.directions} motion dimensions but "
                        f"model.motion_dim is {config.model.motion_dim}", path=stage1.workdir,

@@ -3,7 +3,8 @@
 Stage 1 trains on (source, driving) frame pairs (talkjax/data/frame_pairs.py). Stage 2
 trains on windows of every frame's motion code, read once by the trained stage-1 motion
 encoder and cached with both audio tracks (talkjax/data/motion_codes.py), under
-`<stage-1 workdir>/motion_codes/step<S>/<dataset>/<split>_dyadic.npz`.
+`<stage-1 workdir>/motion_codes/step<S>/<dataset>/<split>_dyadic.npz` (a model file as
+stage 1: under ~/.cache/talkjax/stages/<file>-<digest>/, stages.py).
 
 A window holds what a sampling chunk sees, and nothing else: its motion (W, D); the
 `previous` P frames of motion before it (the clip's first frame's motion repeated before the
@@ -45,7 +46,7 @@ def _dataset_codes(config, dataset, split: str) -> dict:
 
   stage1 = load_stage1(config)
   clips = open_clips(dataset, split)
-  path = (stage1.workdir / "motion_codes" / f"step{stage1.step}"
+  path = (stage1.cache_dir / "motion_codes" / f"step{stage1.step}"
           / motion_codes.dataset_name(dataset, clips) / f"{split}_dyadic.npz")
 
   def compute():
