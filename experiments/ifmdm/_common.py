@@ -30,9 +30,11 @@ def stage2_config(*, window: int, hidden: int, layers: int, heads: int):
   # train_features: "chunked" computes each training window's features in the step the way
   # sampling computes a chunk's (same left context, same function); "whole_clip" caches
   # them over whole clips (cheaper with wav2vec2, but not what sampling feeds the model).
+  # level: each log-mel frame's loudness beside its LayerNormed features (motion.py; the
+  # norm removes it and the mouth follows it); log-mel only; not in the paper.
   m.audio = ml_collections.ConfigDict(dict(kind="logmel", n_mels=80, wav2vec2="", layer=-1,
                                            hidden_size=768, context_s=0.2,
-                                           train_features="chunked"))
+                                           train_features="chunked", level=False))
   c.diffusion = ml_collections.ConfigDict(dict(steps=1000, schedule="cosine", prediction="x0",
                                                condition_dropout=0.3, learn_sigma=False,
                                                vlb_weight=0.001))

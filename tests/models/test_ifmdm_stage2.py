@@ -129,6 +129,24 @@ def test_a_model_file_serves_as_stage1_for_a_new_stage2(stage1, tmp_path, monkey
     stages.load_stage(on_file, "stage1", "infp_stage1", from_model_file=stages.renderer_as_generator)
 
 
+def test_the_level_tells_the_dit_how_loud_a_frame_is(stage1):
+  """Per-frame LayerNorm makes the DiT deaf to a gain; `model.audio.level` hears it."""
+  rng = np.random.default_rng(4)
+  audio = jnp.asarray(rng.standard_normal((1, 16 * 640 + 5 * 640)) * 0.05, jnp.float32)
+  for on in (False, True):
+    task = make_task(stage2_config(stage1, f"model.audio.level={on}"))
+    batch = {k: jnp.asarray(rng.standard_normal(v.shape), jnp.float32)
+             for k, v in task.example_batch(1).items()}
+    params = lively(nn.meta.unbox(task.init(jax.random.PRNGKey(0), batch))["trainable"]["dit"])
+    run = lambda a: task.model.apply({"params": params}, batch["motion"], jnp.array([300]),
+                                     task.speech_features({}, a), batch["hint"], batch["mean"],
+                                     batch["std"], jnp.zeros((1, 4), bool))
+    change = float(jnp.abs(run(4 * audio) - run(audio)).mean())
+    assert (change > 1e-2) if on else (change < 1e-4), (on, change)
+  with pytest.raises(TalkjaxError, match="model.audio.level=False"):
+    make_task(stage2_config(stage1, "model.audio.level=True", "model.audio.kind=wav2vec2"))
+
+
 def test_dit_starts_at_zero_output_and_keeps_shapes(stage1):
   task = make_task(stage2_config(stage1))
   batch = {k: jnp.asarray(np.random.default_rng(0).standard_normal(v.shape), jnp.float32)

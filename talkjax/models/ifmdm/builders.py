@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from talkjax import stages
+from talkjax.audio.frame_features import check_level
 from talkjax.errors import ConfigError, TalkjaxError
 from talkjax.models.ifmdm.autoencoder import MotionAutoencoder
 from talkjax.models.ifmdm.motion import MotionDiT
@@ -72,9 +73,11 @@ def _paper_channels(m, field: str = "channels"):
 
 def build_motion_dit(config, dtype=None) -> MotionDiT:
   m = config.model
+  check_level(m.audio)
   return MotionDiT(window=m.window, hidden=m.hidden, layers=m.layers, heads=m.heads,
                    mlp_ratio=m.mlp_ratio, dtype=dtype, remat=bool(config.train.remat),
-                   learn_sigma=bool(config.diffusion.get("learn_sigma", False)))
+                   learn_sigma=bool(config.diffusion.get("learn_sigma", False)),
+                   level=bool(m.audio.get("level", False)))
 
 
 def load_stage1(config) -> stages.Trained:

@@ -5,6 +5,9 @@ window (the input image's, or the previous chunk's last frame), mean and std des
 window's motion (the controllability knobs at sampling time). Each motion token is the
 noisy motion of its frame concatenated with the frame's two 50 Hz audio features; audio
 also enters every block as per-frame adaLN conditioning, added to the timestep embedding.
+The features are LayerNormed per frame, which removes a log-mel frame's loudness exactly;
+with `level` (log-mel only) each half's loudness goes back in beside them, as INFP's guider
+does (talkjax/audio/frame_features.py: the mouth follows the level within a syllable).
 
 Condition dropout: `drop` (B, 4) booleans for (audio, hint, mean, std) swap each condition
 for a learned null vector; dropping audio at sampling is classifier-free guidance's
@@ -19,6 +22,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
+from talkjax.audio import frame_features
 from talkjax.nn.dit import FinalLayer, TimestepEmbedding, dit_trunk
 from talkjax.nn.layers import Dense, logical_init
 
@@ -37,13 +41,17 @@ class MotionDiT(nn.Module):
   dtype: jnp.dtype | None = None
   remat: bool = False
   learn_sigma: bool = False
+  level: bool = False
 
   @nn.compact
   def __call__(self, x_t, t, audio, hint, mean, std, drop):
     b, w, d = x_t.shape
     h = self.hidden
     drop = drop.astype(bool)
-    a = nn.LayerNorm(dtype=self.dtype, name="audio_norm")(audio.astype(jnp.float32))
+    audio = audio.astype(jnp.float32)
+    a = nn.LayerNorm(dtype=self.dtype, name="audio_norm")(audio)
+    if self.level:
+      a = jnp.concatenate([a, frame_features.level(audio).astype(a.dtype)], -1)
     a = Dense(h, axes=(None, "embed"), dtype=self.dtype, name="audio_in")(a)
     a = jnp.where(drop[:, 0, None, None], self.param(
         "null_audio", logical_init(nn.initializers.normal(0.02), ("embed",)), (h,)), a)
