@@ -60,7 +60,10 @@ def stage2_config(*, window: int, previous: int, hidden: int, layers: int, heads
   c.diffusion = ml_collections.ConfigDict(dict(steps=1000, schedule="cosine", prediction="x0",
                                                condition_dropout=0.3, previous_dropout=0.1,
                                                previous_noise=0.5, rollout=0.0,
-                                               rollout_steps=5))
+                                               rollout_steps=5, anchor_frame="first"))
+  # anchor_frame: which frame of a training clip gives the anchor: "first" (what sampling
+  # gives: the portrait) or "any" frame of the clip (data.py; tried for portraits caught
+  # mid-word, not kept: experiments/infp/README.md).
   c.loss = ml_collections.ConfigDict(dict(velocity=1.0))
   # lookahead (frames): a chunk keeps window - lookahead frames, so each kept frame has the
   # speech after it in view (lips lead the sound); it adds to a stream's latency.

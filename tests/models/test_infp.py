@@ -172,6 +172,7 @@ def test_the_motion_encoder_reads_only_the_eye_and_mouth_regions(root):
 
 def test_training_windows_hold_the_two_tracks_and_no_role_label(root):
   task = make_task(stage2_config(root))
+  assert task.anchor_frame == "first"      # the tiny config's
   source = task.data_source("train")
   codes = task.codes("train")
   assert set(source[0]) == {"motion", "previous", "audio", "partner_audio", "anchor"}
@@ -195,6 +196,23 @@ def test_training_windows_hold_the_two_tracks_and_no_role_label(root):
   # The style encoder's reference stretch, when configured, comes from the same clip.
   styled = make_task(stage2_config(root, "model.style.frames=10")).data_source("train")
   assert styled[0]["style"].shape == (10, 20)
+
+
+def test_an_any_frame_anchor_is_a_frame_of_the_same_clip_drawn_per_window(root):
+  task = make_task(stage2_config(root, "diffusion.anchor_frame=any"))
+  source, motion = task.data_source("train"), task.codes("train")["motion"]
+  drawn = []
+  for i in range(len(source)):
+    s = int(source.starts[i])
+    first, end = int(source.clip_start[s]), int(source.clip_end[s])
+    at = [k for k in range(first, end) if np.array_equal(motion[k], source[i]["anchor"])]
+    assert at, f"window {i}: the anchor is no frame of its clip"
+    np.testing.assert_array_equal(source[i]["anchor"], source[i]["anchor"])  # deterministic
+    drawn.append(at[0] - first)
+  assert len(set(drawn)) > len(drawn) // 4, drawn     # not one frame for every window
+  np.testing.assert_array_equal(source[3]["anchor"], task.data_source("train")[3]["anchor"])
+  with pytest.raises(TalkjaxError, match="anchor_frame='last'"):
+    make_task(stage2_config(root, "diffusion.anchor_frame=last"))
 
 
 def test_rollout_gives_a_window_the_chunk_before_as_chained_sampling_would(root):

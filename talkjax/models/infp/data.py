@@ -10,7 +10,8 @@ A window holds what a sampling chunk sees, and nothing else: its motion (W, D); 
 `previous` P frames of motion before it (the clip's first frame's motion repeated before the
 clip start: the portrait's motion, which is what the first sampling chunk is given); the
 agent's and the partner's raw 16 kHz audio with the same left context a chunk gets; the
-clip's first frame's motion (`anchor`: what sampling gives as the portrait's motion); and,
+clip's first frame's motion (`anchor`: what sampling gives as the portrait's motion), or
+with `anchor_frame="any"` the motion of a random frame of the same clip; and,
 for the style encoder, the motion of another window of the same clip. No role label: who
 speaks when is only in the two tracks.
 
@@ -30,6 +31,7 @@ from talkjax.data import motion_codes
 from talkjax.data.motion_codes import SAMPLES_PER_FRAME
 
 TRACKS = ("audio", "partner_audio")
+ANCHOR_FRAMES = ("first", "any")
 
 
 def cached_codes(config, split: str) -> dict:
@@ -59,15 +61,19 @@ def _dataset_codes(config, dataset, split: str) -> dict:
 
 class DyadicWindows:
   """Keys: motion (W, D), previous (P, D), audio and partner_audio (context + W * 640,),
-  anchor (D,) (absent unless `anchor`), style (S, D) (S = style_frames; absent when 0),
+  anchor (D,) (absent unless `anchor`; the clip's first frame, or with anchor_frame="any" a
+  frame of the clip drawn per index), style (S, D) (S = style_frames; absent when 0),
   lead_previous (P, D), lead_audio, lead_partner_audio and lead_valid () (absent unless
   `lead`)."""
 
   def __init__(self, codes: dict, *, window: int, previous: int, stride: int = 1,
                audio_context: int = 0, style_frames: int = 0, anchor: bool = False,
-               lead: int = 0, name: str = "", seed: int = 0):
+               anchor_frame: str = "first", lead: int = 0, name: str = "", seed: int = 0):
     self.codes, self.window, self.previous = codes, int(window), int(previous)
     self.anchor, self.lead = bool(anchor), int(lead)
+    if anchor_frame not in ANCHOR_FRAMES:
+      raise ValueError(f"anchor_frame={anchor_frame!r}: use one of {ANCHOR_FRAMES}")
+    self.anchor_frame = anchor_frame
     if not 0 <= self.lead <= self.window or (self.lead and self.lead < self.previous):
       raise ValueError(f"lead={lead} must be 0 or in {previous}..{window} (the frames a "
                        "chunk keeps, at least the previous motion's)")
@@ -95,7 +101,13 @@ class DyadicWindows:
     motion = self.codes["motion"]
     out = {"motion": motion[s:s + self.window], "previous": motion[self._before(s, first)]}
     if self.anchor:
-      out["anchor"] = motion[first]
+      at = first
+      if self.anchor_frame == "any":
+        # Any frame of the clip (deterministic in the index): a portrait is as often caught
+        # mid-word as at rest, so the anchor must tell who and in what mood, not the mouth's
+        # rest — the first frame alone taught the model a held-out portrait's open mouth.
+        at = int(np.random.default_rng([self.seed, int(index), 1]).integers(first, end))
+      out["anchor"] = motion[at]
     n = SAMPLES_PER_FRAME
     clips = {key: self.codes[key][first * n:end * n] for key in TRACKS}
     track = lambda key, at: with_context(clips[key], (at - first) * n, self.window * n,

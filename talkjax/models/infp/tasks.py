@@ -32,7 +32,7 @@ from talkjax.diffusion import objectives, schedules
 from talkjax.errors import ConfigError
 from talkjax.models.infp.builders import (build_denoiser, build_discriminator, build_guider,
                                           build_imitation, build_style_encoder)
-from talkjax.models.infp.data import DyadicWindows, cached_codes
+from talkjax.models.infp.data import ANCHOR_FRAMES, DyadicWindows, cached_codes
 from talkjax.models.infp.denoiser import sample_chunk
 from talkjax.models.renderer_task import RendererTask
 
@@ -56,6 +56,11 @@ class Stage2Task:
     self.denoiser = build_denoiser(config, dtype)
     self.style = build_style_encoder(config, dtype)
     self.anchored = self.denoiser.anchor
+    self.anchor_frame = str(config.diffusion.get("anchor_frame", "first"))
+    if self.anchor_frame not in ANCHOR_FRAMES:
+      raise ConfigError(f"diffusion.anchor_frame={self.anchor_frame!r} is not one of "
+                        f"{ANCHOR_FRAMES}", fix="first: the clip's first frame; any: any frame "
+                        "of the clip")
     self.speech = SpeechFeatures(config.model.audio)
     self.alphas = schedules.alphas_cumprod(config.diffusion.steps, config.diffusion.schedule)
     self.rollout = float(config.diffusion.get("rollout", 0.0))
@@ -203,6 +208,7 @@ class Stage2Task:
     return DyadicWindows(codes, window=int(m.window), previous=int(m.previous),
                          stride=int(self.config.data.stride), audio_context=self.speech.context,
                          style_frames=int(m.style.frames), anchor=self.anchored,
+                         anchor_frame=self.anchor_frame,
                          lead=self.keep if self.rollout else 0,
                          seed=int(self.config.seed),
                          name=f"{self.config.data.path}:{split}")
