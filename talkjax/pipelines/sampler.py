@@ -161,7 +161,10 @@ class Sampler:
     with parallel.use_mesh(self.mesh, self.rules):
       start = self._compiled(("start", knobs), lambda: start, (self.params, batch["inputs"]),
                              b + pad, "encoding the portraits")
-      context, carry = start(self.params, batch["inputs"])
+      # Both programs are compiled and their memory checked before any work runs (the
+      # segment's from the start program's output shapes): a request too big for the device
+      # fails before it has encoded a portrait.
+      context, carry = start.out_info
       # The carry leaves each segment laid out as it came in, so one executable serves all.
       carry_layout = jax.tree.map(lambda x: x.sharding, carry)
       segment = self._compiled(
@@ -169,6 +172,7 @@ class Sampler:
           lambda: jax.jit(segment, out_shardings=(carry_layout, self.batch_sharding)),
           (self.params, context, carry, piece_of(0), batch["seeds"], batch["runtime"],
            np.int32(0), np.int32(per_call)), b + pad, f"{per_call * self.window} frames per call")
+      context, carry = start(self.params, batch["inputs"])
       for first in range(0, chunks, per_call):
         carry, out = segment(self.params, context, carry, piece_of(first), batch["seeds"],
                              batch["runtime"], np.int32(first),

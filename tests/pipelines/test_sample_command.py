@@ -188,10 +188,14 @@ def test_a_batch_too_big_fails_its_requests_and_the_others_are_written(files):
   from talkjax.pipelines.pipeline import Failure, Pipeline, Request
   from talkjax.pipelines.sampler import SEGMENT_FRAMES, Sampler
   from talkjax.pipelines.writing import ResultWriter
-  sampler = Sampler(*random_generator(cfg.load_config("testbed/talker"), resolution=1024))
+  # 256 px: the small request really runs, and a segment holds SEGMENT_FRAMES frames of
+  # float32 buffers (at 1024 px, 13 GB of host memory for a 1 s request); the big batch is
+  # too big by its number of rows instead, each 3 s long (another bucket than the 1 s one).
+  res = 256
+  sampler = Sampler(*random_generator(cfg.load_config("testbed/talker"), resolution=res))
   long = files / "long.wav"
-  soundfile.write(long, np.zeros(11 * 16000, np.float32), 16000)
-  big = int(2 * psutil.virtual_memory().total // (SEGMENT_FRAMES * 1024 * 1024 * 3 * 2)) + 1
+  soundfile.write(long, np.zeros(3 * 16000, np.float32), 16000)
+  big = int(2 * psutil.virtual_memory().total // (SEGMENT_FRAMES * res * res * 3 * 2)) + 1
   requests = [Request(str(files / "face.png"), str(long), name=f"big{i}") for i in range(big)]
   requests.append(Request(str(files / "face.png"), str(files / "a.wav"), name="small"))
   sink = lambda r: ResultWriter(files / f"{r.name}.mp4", r.fps, audio=r.audio, track=r.track)
