@@ -62,3 +62,25 @@ def test_chunks_join_without_a_seam(gen, talks):
   # loosens the join a little.)
   assert np.median(at_seams) < 2.5 * np.median(inside), (np.median(at_seams), np.median(inside))
   assert at_seams.max() < np.percentile(inside, 99.5) * 1.5
+
+
+def test_the_shipped_file_is_a_stage1_a_new_stage2_can_train_on(gen, talks, tmp_path,
+                                                                 monkeypatch):
+  """stage1.workdir naming the shipped model file: its renderer (int8 as stored) is stage 1,
+  and its motion encoder reads a face as the shipped sampler's renderer does."""
+  import jax
+
+  from talkjax import config as cfg
+  from talkjax.models.infp.builders import build_imitation, load_stage1
+  monkeypatch.setenv("HOME", str(tmp_path))
+  config = cfg.load_config("infp/synthtalk_tiny_stage2",
+                           [f"stage1.workdir={shipped_demo_model('infp')}"])
+  stage = load_stage1(config)
+  assert stage.config.family == "infp_stage1"
+  assert stage.cache_dir.parent == tmp_path / ".cache" / "talkjax" / "stages"
+  model = build_imitation(stage.config.model)
+  face = talks[0][:1].astype(np.float32) / 127.5 - 1.0
+  encode = lambda p: np.asarray(model.apply({"params": p}, face, method=model.encode_motion))
+  code = encode(stage.params["trainable"]["generator"])
+  assert code.shape == (1, 20) and np.isfinite(code).all() and np.abs(code).max() > 0
+  np.testing.assert_array_equal(code, encode(jax.device_get(gen.params["renderer"])))
