@@ -71,9 +71,7 @@ class DyadicWindows:
                anchor_frame: str = "first", lead: int = 0, name: str = "", seed: int = 0):
     self.codes, self.window, self.previous = codes, int(window), int(previous)
     self.anchor, self.lead = bool(anchor), int(lead)
-    if anchor_frame not in ANCHOR_FRAMES:
-      raise ValueError(f"anchor_frame={anchor_frame!r}: use one of {ANCHOR_FRAMES}")
-    self.anchor_frame = anchor_frame
+    self.anchor_frame = anchor_frame   # one of ANCHOR_FRAMES (the task checks the config)
     if not 0 <= self.lead <= self.window or (self.lead and self.lead < self.previous):
       raise ValueError(f"lead={lead} must be 0 or in {previous}..{window} (the frames a "
                        "chunk keeps, at least the previous motion's)")
@@ -103,9 +101,9 @@ class DyadicWindows:
     if self.anchor:
       at = first
       if self.anchor_frame == "any":
-        # Any frame of the clip (deterministic in the index): a portrait is as often caught
-        # mid-word as at rest, so the anchor must tell who and in what mood, not the mouth's
-        # rest — the first frame alone taught the model a held-out portrait's open mouth.
+        # Any frame of the clip (deterministic in the index): a portrait may be caught
+        # mid-word, so the anchor would tell who and in what mood rather than the rest of
+        # the mouth (tried, not kept: experiments/infp/README.md).
         at = int(np.random.default_rng([self.seed, int(index), 1]).integers(first, end))
       out["anchor"] = motion[at]
     n = SAMPLES_PER_FRAME
