@@ -58,29 +58,3 @@ def pytest_unconfigure(config):
   if _CREATED_CACHE is not None:
     import shutil
     shutil.rmtree(_CREATED_CACHE, ignore_errors=True)
-
-
-# The files that take minutes, heaviest first (measured with --durations=0 on 2 cores), run
-# before the rest: the workers take whole files (--dist loadfile) as they free up, so a heavy
-# file handed out last would leave the other worker idle for minutes at the end of the run.
-# (--no-loadscope-reorder in setup.cfg, pytest-xdist 3.8: it would otherwise order files by their
-# number of tests, which put these last.)
-HEAVY_FIRST = (
-    "tests/models/test_memo.py",
-    "tests/convert/test_memo_release.py",
-    "tests/models/test_infp.py",
-    "tests/models/test_ifmdm_stage2.py",
-    "tests/datasets/test_hdtf.py",
-    "tests/models/test_golden_shardings.py",
-    "tests/pipelines/test_sharded_sampling.py",
-    "tests/launch/test_local_relaunch.py",
-    "tests/datasets/test_dyconv.py",
-    "tests/models/test_ifmdm_stage1.py",
-    "tests/train/test_resume.py",
-    "tests/eval/test_suite.py",
-)
-
-
-def pytest_collection_modifyitems(session, config, items):
-  rank = {path: i for i, path in enumerate(HEAVY_FIRST)}
-  items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable
