@@ -168,13 +168,15 @@ def build(builder_cls, items: list[Item], scan_skips: list[Skip], out, options: 
               "framing": [options.framing_scale, options.framing_center_y],
               "identities": identities, "format": "talkjax.recorded/1"}
   from talkjax_datasets.real.tfds_builder import RecordedConfig
+  from talkjax_datasets.tfds_spill import spill_without_tensorflow
   import tensorflow_datasets as tfds
   config = RecordedConfig(name=options.config_name(), plan=index, staging=str(staging.folder),
                           dyadic=dyadic, metadata=metadata)
   builder = builder_cls(config=config, data_dir=str(out), file_format="array_record")
   print(f"{name}: writing array_record ...", file=sys.stderr)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+  with spill_without_tensorflow():
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
   path = Path(builder.data_dir)
   (path / "clips.json").write_text(json.dumps({"splits": index, "identities": identities}))
   report = _report(name, raw, items, scan_skips, staging, index, options, time.perf_counter() - start)

@@ -22,6 +22,7 @@ from talkjax.errors import TalkjaxError
 from talkjax_datasets.synthtalk import clip as clip_lib
 from talkjax_datasets.synthtalk.identity import VECTOR_FIELDS
 from talkjax_datasets.synthtalk.spec import BuildSpec, POSE_FIELDS, split_of_identity
+from talkjax_datasets.tfds_spill import spill_without_tensorflow
 
 VERSION = "1.0.0"
 SPLITS = ("train", "val", "test")
@@ -147,8 +148,9 @@ def build(spec: BuildSpec, out: os.PathLike | str, *, overwrite: bool = False,
   if workers > 1:
     _POOLS[workers] = _start_pool(workers)
   try:
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+    with spill_without_tensorflow():
+      builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+          download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
   finally:
     pool = _POOLS.pop(workers, None)
     if pool is not None:

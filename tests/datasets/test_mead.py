@@ -97,8 +97,14 @@ def raw(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def built(raw, tmp_path_factory):
+  """Built with TFDS's in-memory shuffle limit at 0 bytes: every split spills to bucket
+  files, as a real build's splits past 1 GB do (without TensorFlow: datasets/tfds_spill.py),
+  so every test below reads what that path wrote."""
+  from tensorflow_datasets.core import shuffle
   out = tmp_path_factory.mktemp("mead_out") / "out"
-  build(raw, out, OPTIONS, workers=1)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(shuffle, "MAX_MEM_BUFFER_SIZE", 0)
+    build(raw, out, OPTIONS, workers=1)
   return out
 
 

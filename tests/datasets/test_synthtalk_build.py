@@ -78,6 +78,35 @@ def test_build_writes_array_record_with_disjoint_identity_splits(built):
   assert meta["fps"] == 25 and meta["resolution"] == 64
 
 
+def test_a_split_too_big_to_shuffle_in_memory_builds_without_tensorflow(built, tmp_path,
+                                                                        monkeypatch):
+  """Past TFDS's in-memory limit (1 GB; here 0 bytes) a split spills to bucket files that
+  TFDS writes with tf.io.gfile; without TensorFlow installed the build still completes, by
+  the same records as an in-memory build."""
+  import importlib.util
+
+  import tensorflow_datasets as tfds
+  from tensorflow_datasets.core import shuffle
+
+  from talkjax_datasets import tfds_spill
+  assert importlib.util.find_spec("tensorflow") is None      # what the stand-in is for
+  monkeypatch.setattr(shuffle, "MAX_MEM_BUFFER_SIZE", 0)
+  opened = []
+  gfile = tfds_spill._GFILE.GFile
+  monkeypatch.setattr(tfds_spill._GFILE, "GFile",
+                      lambda path, mode="r": opened.append(mode) or gfile(path, mode))
+  spilled = build(SPEC, tmp_path / "out", workers=1)
+  assert "wb" in opened and "rb" in opened          # buckets written, then read back
+  assert not list(spilled.rglob("bucket_*.tmp"))   # and removed
+  a = tfds.builder_from_directory(str(built)).as_data_source()
+  b = tfds.builder_from_directory(str(spilled)).as_data_source()
+  for split in ("train", "val", "test"):
+    assert len(a[split]) == len(b[split]) > 0
+    for i in range(len(a[split])):
+      assert a[split][i]["audio"].tobytes() == b[split][i]["audio"].tobytes()
+      assert list(a[split][i]["frames"]) == list(b[split][i]["frames"])
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"resolution": 7}, "--resolution"), ({"seconds": 0}, "--seconds"), ({"fps": -1}, "--fps"),
     ({"identities": 2}, "--identities"), ({"clips": 3}, "--clips")])
