@@ -14,6 +14,7 @@ buckets (`io.gfile.GFile/exists/remove`, `errors.ResourceExhaustedError`) over
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
 import types
 
@@ -25,8 +26,21 @@ class _ResourceExhausted(OSError):
   message = ""
 
 
+def _open(path, mode="r"):
+  try:
+    return epath.Path(path).open(mode)
+  except OSError as e:
+    if e.errno != errno.EMFILE:
+      raise
+    # A split keeps up to 1000 bucket files open; past the soft limit of open files TFDS
+    # raises it (its own recovery for tf.io.gfile), and so does this, once.
+    from tensorflow_datasets.core import shuffle
+    shuffle._increase_open_files_limit()
+    return epath.Path(path).open(mode)
+
+
 _GFILE = types.SimpleNamespace(
-    GFile=lambda path, mode="r": epath.Path(path).open(mode),
+    GFile=_open,
     exists=lambda path: epath.Path(path).exists(),
     remove=lambda path: epath.Path(path).unlink())
 _STAND_IN = types.SimpleNamespace(io=types.SimpleNamespace(gfile=_GFILE),

@@ -107,6 +107,28 @@ def test_a_split_too_big_to_shuffle_in_memory_builds_without_tensorflow(built, t
       assert list(a[split][i]["frames"]) == list(b[split][i]["frames"])
 
 
+def test_the_spill_raises_the_open_files_limit_as_tfds_does(tmp_path):
+  """TFDS holds up to 1000 bucket files open per split; at the soft limit of open files the
+  stand-in raises it and opens the file (a process of its own: the limit is process-wide)."""
+  import subprocess
+  import sys
+  script = f"""
+import os, resource
+from tensorflow_datasets.core import shuffle   # loaded, as in a build (it calls the stand-in)
+from talkjax_datasets import tfds_spill
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+assert hard > len(os.listdir("/proc/self/fd")) + 100, hard
+resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 4, hard))
+low = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+files = [tfds_spill._GFILE.GFile("{tmp_path}/bucket_%d.tmp" % i, "wb") for i in range(40)]
+assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] > low
+print("opened", len(files))
+"""
+  done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                        timeout=120)
+  assert done.returncode == 0 and "opened 40" in done.stdout, done.stderr[-2000:]
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"resolution": 7}, "--resolution"), ({"seconds": 0}, "--seconds"), ({"fps": -1}, "--fps"),
     ({"identities": 2}, "--identities"), ({"clips": 3}, "--clips")])
