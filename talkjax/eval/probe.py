@@ -75,8 +75,10 @@ def load_params(path=WEIGHTS):
     raise TalkjaxError("probe weights not found", path=path,
                        fix="train them: talkjax eval train-probe (see talkjax/eval/README.md)")
   try:
+    import jax
     state = serialization.msgpack_restore(path.read_bytes())
-    return serialization.from_state_dict(init_params(), state["params"])
+    # the tree's structure from its shapes: an eager init compiles each of its ops alone
+    return serialization.from_state_dict(jax.eval_shape(init_params), state["params"])
   except (ValueError, KeyError, TypeError) as e:
     raise TalkjaxError(f"probe weights cannot be read ({e})", path=path,
                        fix="retrain them with talkjax eval train-probe") from e

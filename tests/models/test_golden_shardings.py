@@ -205,13 +205,15 @@ MESH = {"data": 2, "fsdp": 2, "tensor": 2}
 
 
 def training_layout(name, overrides=()):
+  """The layout shard_init gives every parameter, from the abstract tree alone: shard_init
+  derives its shardings exactly so and only then initialises into them (that arrays land
+  in this layout is tests/test_parallel.py's check; compiling each family's sharded init
+  here again cost about a minute of the suite)."""
   config = cfg.load_config(name, list(overrides))
   task = make_task(config)
-  mesh = parallel.make_mesh(MESH)
-  params, shardings = parallel.shard_init(task.init, mesh, config.axis_rules,
-                                          jax.random.PRNGKey(0), task.example_batch(1))
-  for path, x in trees.flatten(params).items():   # initialised straight into the layout
-    assert x.sharding.spec == trees.flatten(shardings)[path].spec, path
+  abstract = jax.eval_shape(task.init, jax.random.PRNGKey(0), task.example_batch(1))
+  shardings = parallel.logical_to_sharding(parallel.logical_specs_of(abstract),
+                                           parallel.make_mesh(MESH), config.axis_rules)
   return {k: s.spec for k, s in trees.flatten(shardings).items()}
 
 
@@ -265,14 +267,8 @@ MEMO = {
 
 
 def test_golden_memo_shardings():
-  """From the abstract tree alone (the tiny MEMO's init compiles for a minute)."""
-  config = cfg.load_config("memo/synthtalk_tiny_stage2", ["data.path=unused"])
-  task = make_task(config)
-  abstract = jax.eval_shape(task.init, jax.random.PRNGKey(0), task.example_batch(1))
-  shardings = parallel.logical_to_sharding(parallel.logical_specs_of(abstract),
-                                           parallel.make_mesh(MESH), config.axis_rules)
-  got = {k: s.spec for k, s in trees.flatten(shardings).items()}
-  assert {k: got[k] for k in MEMO} == MEMO
+  layout = training_layout("memo/synthtalk_tiny_stage2", ["data.path=unused"])
+  assert {k: layout[k] for k in MEMO} == MEMO
 
 
 # INFP: its renderer is the shared one (IF-MDM's table above); the table pins the stage-2

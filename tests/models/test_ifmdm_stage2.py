@@ -137,7 +137,7 @@ def test_the_level_tells_the_dit_how_loud_a_frame_is(stage1):
     task = make_task(stage2_config(stage1, f"model.audio.level={on}"))
     batch = {k: jnp.asarray(rng.standard_normal(v.shape), jnp.float32)
              for k, v in task.example_batch(1).items()}
-    params = lively(nn.meta.unbox(task.init(jax.random.PRNGKey(0), batch))["trainable"]["dit"])
+    params = lively(nn.meta.unbox(jax.jit(task.init)(jax.random.PRNGKey(0), batch))["trainable"]["dit"])
     run = lambda a: task.model.apply({"params": params}, batch["motion"], jnp.array([300]),
                                      task.speech_features({}, a), batch["hint"], batch["mean"],
                                      batch["std"], jnp.zeros((1, 4), bool))
@@ -151,7 +151,7 @@ def test_dit_starts_at_zero_output_and_keeps_shapes(stage1):
   task = make_task(stage2_config(stage1))
   batch = {k: jnp.asarray(np.random.default_rng(0).standard_normal(v.shape), jnp.float32)
            for k, v in task.example_batch(2).items()}
-  params = nn.meta.unbox(task.init(jax.random.PRNGKey(0), batch))["trainable"]["dit"]
+  params = nn.meta.unbox(jax.jit(task.init)(jax.random.PRNGKey(0), batch))["trainable"]["dit"]
   feats = task.speech_features({}, batch["audio"])
   assert feats.shape == (2, 16, 16)
   out = task.model.apply({"params": params}, batch["motion"], jnp.array([5, 900]), feats,
@@ -165,7 +165,7 @@ def test_a_few_training_steps_reduce_the_loss(stage1):
   task = make_task(config)
   source = task.data_source("train")
   batch = {k: jnp.stack([jnp.asarray(source[i][k]) for i in range(8)]) for k in source[0]}
-  params = nn.meta.unbox(task.init(jax.random.PRNGKey(0), batch))["trainable"]
+  params = nn.meta.unbox(jax.jit(task.init)(jax.random.PRNGKey(0), batch))["trainable"]
   frozen = task.initial_values()["frozen"]
   tx = optax.adam(3e-3)
   opt = tx.init(params)
@@ -222,14 +222,22 @@ def test_streaming_gives_the_offline_frames_and_chunks_chain(generator, stage1):
   assert np.abs(streamed.astype(int) - frames[0].astype(int)).max() <= 1
   # Chaining: chunk 2 is chunk 1's continuation, its hint being chunk 1's last motion.
   hook, params = generator.hook, generator.params
-  appearance, _ = hook.start(params, {"image": clip["frames"][:1]}, hook.knobs())
   ctx = hook.audio_context
   padded = np.pad(audio, (ctx, 48 * 640 - len(audio)))[None]
-  tracks = {"audio": jnp.asarray(padded[:, 16 * 640:16 * 640 + ctx + 16 * 640])}
-  keys = jax.random.fold_in(jax.random.PRNGKey(7), 1)[None]
-  _, second = hook.chunk(params, appearance, (jnp.asarray(motion[:, 15]), appearance[2]), tracks,
-                         keys, hook.knobs(), {"std_scale": jnp.ones(1), "std_value": jnp.ones(1)})
+  second = _second_chunk(hook, params, clip["frames"][:1], motion[:, 15],
+                         padded[:, 16 * 640:16 * 640 + ctx + 16 * 640])
   np.testing.assert_allclose(second["motion"], motion[:, 16:32], atol=1e-4)
+
+
+def _second_chunk(hook, params, image, hint, audio):
+  """The second chunk of a video of `image`, hinted by `hint` and seeded as sampling seeds
+  it, jitted as sampling runs it (run op by op, each op of each new shape compiles alone)."""
+  def run(params, image, hint, audio):
+    appearance, _ = hook.start(params, {"image": image}, hook.knobs())
+    keys = jax.random.fold_in(jax.random.PRNGKey(7), 1)[None]
+    return hook.chunk(params, appearance, (hint, appearance[2]), {"audio": audio}, keys,
+                      hook.knobs(), {"std_scale": jnp.ones(1), "std_value": jnp.ones(1)})[1]
+  return jax.jit(run)(params, image, jnp.asarray(hint), jnp.asarray(audio))
 
 
 def test_lookahead_chunks_keep_the_dits_first_frames_and_see_the_speech_after(generator, stage1):
@@ -246,13 +254,10 @@ def test_lookahead_chunks_keep_the_dits_first_frames_and_see_the_speech_after(ge
   motion, frames = out["motion"], out["frames"]
   assert frames.shape == (1, 38, 64, 64, 3) and motion.shape == (1, 38, 20)
   # Chunk 2 = the DiT's first 12 frames over the speech of frames 12..27, hinted by frame 11.
-  appearance, _ = hook.start(params, {"image": clip["frames"][:1]}, hook.knobs())
   ctx = hook.audio_context
   padded = np.pad(audio, (ctx, 64 * 640 - len(audio)))[None]
-  _, second = hook.chunk(params, appearance, (jnp.asarray(motion[:, 11]), appearance[2]),
-                         {"audio": jnp.asarray(padded[:, 12 * 640:24 * 640 + ctx + 4 * 640])},
-                         jax.random.fold_in(jax.random.PRNGKey(7), 1)[None], hook.knobs(),
-                         {"std_scale": jnp.ones(1), "std_value": jnp.ones(1)})
+  second = _second_chunk(hook, params, clip["frames"][:1], motion[:, 11],
+                         padded[:, 12 * 640:24 * 640 + ctx + 4 * 640])
   np.testing.assert_allclose(second["motion"], motion[:, 12:24], atol=1e-4)
   # The 4 frames of speech after a chunk shape its kept frames; speech further on does not.
   silenced = lambda a, b: np.concatenate([audio[:a * 640], np.zeros((b - a) * 640, np.float32),
@@ -359,7 +364,7 @@ def test_the_papers_recipe_learns_a_variance_that_sampling_ignores(stage1):
   task = make_task(config)
   source = task.data_source("train")
   batch = {k: jnp.stack([jnp.asarray(source[i][k]) for i in range(4)]) for k in source[0]}
-  params = nn.meta.unbox(task.init(jax.random.PRNGKey(0), batch))
+  params = nn.meta.unbox(jax.jit(task.init)(jax.random.PRNGKey(0), batch))
   params["frozen"] = task.initial_values()["frozen"]
   params["trainable"] = lively(params["trainable"])
   loss, metrics = task.loss(params, batch, jax.random.PRNGKey(0))
@@ -408,6 +413,6 @@ def test_chunked_wav2vec2_features_run_in_the_step_with_frozen_converted_weights
   expected = task.speech.chunk(batch["audio"][:, ctx:], batch["audio"][:, :ctx], task.speech.load())
   assert feats.shape == (2, 16, 32)
   np.testing.assert_array_equal(feats, expected)
-  trainable = nn.meta.unbox(task.init(jax.random.PRNGKey(0), batch))["trainable"]
+  trainable = nn.meta.unbox(jax.jit(task.init)(jax.random.PRNGKey(0), batch))["trainable"]
   loss, _ = task.loss({"trainable": trainable, "frozen": frozen}, batch, jax.random.PRNGKey(1))
   assert np.isfinite(np.asarray(loss)).all()

@@ -233,7 +233,7 @@ def test_rollout_gives_a_window_the_chunk_before_as_chained_sampling_would(root)
                                 codes["partner_audio"][6 * n - ctx:22 * n])
   assert set(task.batch_axes()) == set(late)
   batch = {k: jnp.asarray(np.stack([late[k], near[k]])) for k in late}
-  params = nn.meta.unbox(task.init(jax.random.PRNGKey(0), batch))
+  params = nn.meta.unbox(jax.jit(task.init)(jax.random.PRNGKey(0), batch))
   params["frozen"] = task.initial_values()["frozen"]
   params["trainable"]["denoiser"] = lively(params["trainable"]["denoiser"])
   stats = params["frozen"]["motion_stats"]
@@ -262,7 +262,7 @@ def test_a_few_training_steps_reduce_the_loss(root):
   task = make_task(stage2_config(root, "model.style.frames=10"))
   source = task.data_source("train")
   batch = {k: np.stack([source[i][k] for i in range(8)]) for k in source[0]}
-  params = nn.meta.unbox(task.init(jax.random.PRNGKey(0), batch))
+  params = nn.meta.unbox(jax.jit(task.init)(jax.random.PRNGKey(0), batch))
   params["frozen"] = task.initial_values()["frozen"]
   opt = optax.adam(3e-3)
   state = opt.init(params["trainable"])
@@ -300,19 +300,21 @@ def test_two_tracks_stream_as_offline_and_chunks_chain(generator):
   # Chaining: the second chunk (12 kept frames) is made from the first chunk's last 4
   # motion frames, nothing else carried over.
   hook, params = generator.hook, generator.params
-  appearance, _ = hook.start(params, {"image": clip["frames"][:1]}, hook.knobs())
+  # jitted as sampling runs them (op by op, each new shape of each op compiles on its own)
+  appearance, _ = jax.jit(lambda p, image: hook.start(p, {"image": image}, hook.knobs()))(
+      params, clip["frames"][:1])
   ctx, w = hook.audio_context, hook.window
   pad = lambda x: np.pad(x, (ctx, 64 * 640 - len(x)))[None]
   cut = lambda x: jnp.asarray(pad(x)[:, w * 640:w * 640 + ctx + 16 * 640])
   keys = jax.random.fold_in(jax.random.PRNGKey(7), 1)[None]
   carry = jnp.asarray(motion[:, w - 4:w])
-  _, second = hook.chunk(params, appearance, carry, {"audio": cut(me), "partner_audio": cut(you)},
-                         keys, hook.knobs(), {})
+  tracks = {"audio": cut(me), "partner_audio": cut(you)}
+  chunk = jax.jit(lambda p, context: hook.chunk(p, context, carry, tracks, keys, hook.knobs(),
+                                                {})[1])
+  second = chunk(params, appearance)
   np.testing.assert_allclose(second["motion"], motion[:, w:2 * w], atol=1e-4)
   # ... and from the portrait's motion (the anchor), which every chunk sees.
-  other = (*appearance[:2], appearance[2] + 1.0, *appearance[3:])
-  _, moved = hook.chunk(params, other, carry, {"audio": cut(me), "partner_audio": cut(you)},
-                        keys, hook.knobs(), {})
+  moved = chunk(params, (*appearance[:2], appearance[2] + 1.0, *appearance[3:]))
   assert float(np.abs(np.asarray(moved["motion"]) - np.asarray(second["motion"])).mean()) > 1e-3
   # Swapping the two tracks makes another video from the same seed.
   swapped = generator.generate(clip["frames"][:1], you[None], partner_audio=me[None], seed=7)
@@ -358,9 +360,10 @@ def test_eval_model_judges_a_renderer_stage_by_redrawn_ground_truth(root, tmp_pa
                                dyadic=True), 0)["frames"]                 # 35 frames
   got = redrawer(trained, chunk=16)(frames[0], None, truth=frames)      # 16 + 16 + 3 padded
   model, params = make_task(trained.config).generator, trained.params["trainable"]["generator"]
-  apply = lambda method, x: model.apply({"params": params}, to_model_image(x), method=method)
-  want = np.asarray(render_frames(model, params, apply(model.encode_appearance, frames[:1]),
-                                  apply(model.encode_motion, frames)[None]))[0]
+  apply = lambda p, method, x: model.apply({"params": p}, to_model_image(x), method=method)
+  want = np.asarray(jax.jit(lambda p, f: render_frames(
+      model, p, apply(p, model.encode_appearance, f[:1]),
+      apply(p, model.encode_motion, f)[None]))(params, frames))[0]
   assert got.shape == frames.shape and np.abs(got.astype(int) - want.astype(int)).max() <= 1
   data = tmp_path / "heldout"
   assert main(["data", "build", "synthtalk", "--out", str(data), "--dyadic", "--identities", "3",
