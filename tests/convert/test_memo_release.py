@@ -112,7 +112,7 @@ def test_diffusion_net_spatial_layers_equal_diffusers_unet(release, converted):
   plain = {k: v for k, v in flatten(params["diffusion_net"]).items()
            if not any(p.startswith(("audio_modules_", "motion_modules_")) for p in k)}
   ours = UNet2DConditionModel(UNetConfig(**model["unet"]))
-  got = ours.apply({"params": unflatten(plain)}, x, t, ctx)
+  got = jax.jit(ours.apply)({"params": unflatten(plain)}, x, t, ctx)
   assert _rel(got, want) < 1e-4
 
 
@@ -140,8 +140,8 @@ def test_reference_net_features_equal_diffusers_attn1_inputs_and_layer_outputs(r
   identity = rng.standard_normal((b, 12)).astype(np.float32)
   memo = _memo(model)
   tokens = memo.image_tokens(params, identity)
-  reference, past = memo.condition_from(params["reference_net"], frames[:, 0], frames[:, 1:],
-                                        tokens)
+  reference, past = jax.jit(memo.condition_from)(params["reference_net"], frames[:, 0],
+                                                 frames[:, 1:], tokens)
   flat = frames.reshape((b * (1 + p),) + frames.shape[2:]).transpose(0, 3, 1, 2)
   ctx = np.repeat(np.asarray(tokens), 1 + p, axis=0)
   with torch.no_grad():
@@ -260,9 +260,9 @@ def test_memory_module_equals_numpy_on_the_release_tensors(release, converted):
   rng = np.random.default_rng(2)
   x = rng.standard_normal((2, 4, 2, 3, 64)).astype(np.float32)
   past = rng.standard_normal((2, 3, 2, 3, 64)).astype(np.float32)
-  memory = module.apply({"params": p}, module.empty_memory(2, 2, 3), past,
-                        method=type(module).remember)
-  got = module.apply({"params": p}, x, memory)
+  memory = jax.jit(lambda p, past: module.apply({"params": p}, module.empty_memory(2, 2, 3),
+                                                past, method=type(module).remember))(p, past)
+  got = jax.jit(module.apply)({"params": p}, x, memory)
   want = _numpy_motion(_sub(written["diffusion_net"], prefix), x, past, heads=2)
   assert _rel(np.asarray(got) - x, want - x) < 1e-4
 
@@ -316,7 +316,7 @@ def test_audio_module_equals_numpy_on_the_release_tensors(release, converted, si
   labels = np.array([2, 9])                       # one emotion, one null
   x = rng.standard_normal((4, 2, 3, channels)).astype(np.float32)   # 2 samples x 2 frames
   audio = rng.standard_normal((4, 5, layout.AUDIO_DIM)).astype(np.float32)
-  got, got_audio = module.apply({"params": p}, x, audio, labels)
+  got, got_audio = jax.jit(module.apply)({"params": p}, x, audio, labels)
   want, want_audio = _numpy_audio(sd, x.astype(np.float64), audio.astype(np.float64), labels,
                                   layout.HEADS, final)
   assert _rel(np.asarray(got) - x, want - x) < 1e-4
@@ -527,7 +527,7 @@ def test_the_converted_release_reads_emotion_from_the_audio_as_the_release_does(
   assert isinstance(hook.emotion_reader, ReleaseEmotionReader)
   rng = np.random.default_rng(3)
   window = (0.3 * rng.standard_normal((2, hook.emotion_reader.window))).astype(np.float32)
-  got = np.asarray(hook.emotion_reader.logits(params["emotion"], jnp.asarray(window)))
+  got = np.asarray(jax.jit(hook.emotion_reader.logits)(params["emotion"], jnp.asarray(window)))
   sd = {k: torch.from_numpy(v) for k, v in
         release[1]["misc/audio_emotion_classifier"].items()}
   with torch.no_grad():
@@ -545,7 +545,7 @@ def test_the_converted_release_reads_emotion_from_the_audio_as_the_release_does(
   padded = np.zeros((1, hook.emotion_reader.window), np.float32)
   start = (hook.emotion_reader.window - speech.size) // 2
   padded[0, start:start + speech.size] = speech
-  label = int(hook.emotion_reader(params["emotion"], jnp.asarray(padded))[0])
+  label = int(jax.jit(hook.emotion_reader)(params["emotion"], jnp.asarray(padded))[0])
   from talkjax.audio.emotion import EMOTIONS
   given = Pipeline(sampler)(str(image), speech, emotion=EMOTIONS[label], seed=0, steps=2)
   other = Pipeline(sampler)(str(image), speech, emotion=EMOTIONS[(label + 1) % 9], seed=0,

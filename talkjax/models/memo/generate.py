@@ -332,12 +332,12 @@ def lively(params, scale: float = 0.05, seed: int = 0):
   """Random weights with every zero-initialised layer (memory proj_out, emotion
   modulations) made non-zero, for tests and benchmarks of untrained models."""
   key = jax.random.PRNGKey(seed)
-  flat = jax.tree_util.tree_flatten_with_path(params)[0]
-  def bump(i, x):
-    x = np.asarray(x)
-    if np.all(x == 0) and x.ndim > 1:
-      return x + scale * np.asarray(jax.random.normal(jax.random.fold_in(key, i), x.shape))
-    return x
-  return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params),
-                                      [bump(i, x) for i, (_, x) in enumerate(flat)])
+  leaves, tree = jax.tree_util.tree_flatten(params)
+  leaves = [np.asarray(x) for x in leaves]
+  zero = {i: x.shape for i, x in enumerate(leaves) if x.ndim > 1 and not np.any(x)}
+  # one program for every draw (drawn one by one, each shape compiled on its own)
+  draws = jax.jit(lambda key: {i: jax.random.normal(jax.random.fold_in(key, i), shape)
+                               for i, shape in zero.items()})(key)
+  return jax.tree_util.tree_unflatten(
+      tree, [x + scale * np.asarray(draws[i]) if i in zero else x for i, x in enumerate(leaves)])
 
