@@ -38,12 +38,13 @@ def test_features_match_funasr(tmp_path, variant):
   loaded_config, params = e2v.load_converted(folder)
   assert loaded_config == config
   audio = _audio(2, 8000)
-  normed = np.asarray(layer_norm_audio(jnp.asarray(audio)))
+  normed = np.asarray(jax.jit(layer_norm_audio)(jnp.asarray(audio)))
   with torch.no_grad():
     want = np.stack([reference.extract_features(
         torch.nn.functional.layer_norm(torch.from_numpy(a), a.shape)[None])["x"][0].numpy()
         for a in audio])
-  got, frames = Emotion2vec(config).apply({"params": params}, jnp.asarray(normed))
+  model = Emotion2vec(config)
+  got, frames = jax.jit(lambda p, x: model.apply({"params": p}, x))(params, jnp.asarray(normed))
   assert got.shape == want.shape == (2, frame_count(config, 8000), 32)
   assert bool(frames.all())
   assert _rel(np.asarray(got), want) < 1e-4
@@ -67,11 +68,13 @@ def test_padding_mask_matches_funasr(tmp_path):
   audio[:, heard:] = 0
   mask = np.zeros_like(audio, bool)
   mask[:, :heard] = True
-  normed = layer_norm_audio(jnp.asarray(audio), jnp.asarray(mask))
+  normed = jax.jit(layer_norm_audio)(jnp.asarray(audio), jnp.asarray(mask))
   with torch.no_grad():
     want = reference.extract_features(torch.from_numpy(np.asarray(normed)),
                                       padding_mask=torch.from_numpy(~mask))["x"][0].numpy()
-  got, frames = Emotion2vec(config).apply({"params": params}, normed, jnp.asarray(mask))
+  model = Emotion2vec(config)
+  got, frames = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m))(params, normed,
+                                                                         jnp.asarray(mask))
   valid = frame_count(config, heard)
   assert int(frames.sum()) == valid
   assert _rel(np.asarray(got[0, :valid]), want[:valid]) < 1e-4

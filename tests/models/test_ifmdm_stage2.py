@@ -139,9 +139,9 @@ def test_the_level_tells_the_dit_how_loud_a_frame_is(stage1):
              for k, v in task.example_batch(1).items()}
     params = nn.meta.unbox(jax.jit(task.init)(jax.random.PRNGKey(0), batch))
     params = lively(params["trainable"]["dit"])
-    run = lambda a: task.model.apply({"params": params}, batch["motion"], jnp.array([300]),
-                                     task.speech_features({}, a), batch["hint"], batch["mean"],
-                                     batch["std"], jnp.zeros((1, 4), bool))
+    run = jax.jit(lambda a: task.model.apply({"params": params}, batch["motion"], jnp.array([300]),
+                                             task.speech_features({}, a), batch["hint"],
+                                             batch["mean"], batch["std"], jnp.zeros((1, 4), bool)))
     change = float(jnp.abs(run(4 * audio) - run(audio)).mean())
     assert (change > 1e-2) if on else (change < 1e-4), (on, change)
   with pytest.raises(TalkjaxError, match="model.audio.level=False"):
@@ -153,10 +153,11 @@ def test_dit_starts_at_zero_output_and_keeps_shapes(stage1):
   batch = {k: jnp.asarray(np.random.default_rng(0).standard_normal(v.shape), jnp.float32)
            for k, v in task.example_batch(2).items()}
   params = nn.meta.unbox(jax.jit(task.init)(jax.random.PRNGKey(0), batch))["trainable"]["dit"]
-  feats = task.speech_features({}, batch["audio"])
+  feats = jax.jit(task.speech_features)({}, batch["audio"])
   assert feats.shape == (2, 16, 16)
-  out = task.model.apply({"params": params}, batch["motion"], jnp.array([5, 900]), feats,
-                         batch["hint"], batch["mean"], batch["std"], jnp.zeros((2, 4), bool))
+  out = jax.jit(lambda p, *a: task.model.apply({"params": p}, *a))(
+      params, batch["motion"], jnp.array([5, 900]), feats, batch["hint"], batch["mean"],
+      batch["std"], jnp.zeros((2, 4), bool))
   assert out.shape == (2, 16, 20)
   np.testing.assert_array_equal(out, 0.0)  # adaLN-Zero: zero-initialised modulation and output
 
@@ -195,12 +196,14 @@ def test_classifier_free_guidance_extrapolates_from_the_audio_free_prediction(ge
   std = jnp.broadcast_to(stats["window_std"], (2, 20))
   noise = jnp.asarray(rng.standard_normal((2, 16, 20)), jnp.float32)
   # One DDIM step from t = T-1 lands on the predicted x0 (x0-prediction).
-  one = lambda scale: g.sample_motion(params, feats, hint, hint, std, noise,
-                                      IFMDMKnobs(steps=1, guidance=scale))
+  sample = jax.jit(g.sample_motion, static_argnums=6)
+  one = lambda scale: sample(params, feats, hint, hint, std, noise,
+                             IFMDMKnobs(steps=1, guidance=scale))
   z = lambda x: (x - stats["mean"]) / stats["std"]
   t = jnp.full((2,), g.config.diffusion.steps - 1)
-  pred = lambda drop_audio: g.dit.apply({"params": params["dit"]}, noise, t, feats, z(hint), z(hint),
-                                        std / stats["std"], jnp.zeros((2, 4), bool).at[:, 0].set(drop_audio))
+  pred = jax.jit(lambda drop_audio: g.dit.apply(
+      {"params": params["dit"]}, noise, t, feats, z(hint), z(hint), std / stats["std"],
+      jnp.zeros((2, 4), bool).at[:, 0].set(drop_audio)))
   cond, uncond = pred(False), pred(True)
   assert float(jnp.abs(cond - uncond).max()) > 1e-3  # audio matters to the model
   for scale in (1.0, 3.0):
@@ -331,8 +334,9 @@ def test_mean_and_std_controls_drop_or_set_their_tokens(generator):
   other = jnp.asarray(rng.uniform(-0.5, 0.5, (1, 20)), jnp.float32)
   std = jnp.full((1, 20), 0.3)
   noise = jnp.asarray(rng.standard_normal((1, 16, 20)), jnp.float32)
-  run = lambda m, s, **kw: np.asarray(g.sample_motion(params, feats, hint, m, s, noise,
-                                                      IFMDMKnobs(steps=2, **kw)))
+  sample = jax.jit(g.sample_motion, static_argnums=6)
+  run = lambda m, s, **kw: np.asarray(sample(params, feats, hint, m, s, noise,
+                                             IFMDMKnobs(steps=2, **kw)))
   # Dropped tokens: their values no longer matter.
   np.testing.assert_array_equal(run(hint, std, mean="none"), run(other, std, mean="none"))
   np.testing.assert_array_equal(run(hint, std, std="none"), run(hint, 2 * std, std="none"))
@@ -341,14 +345,14 @@ def test_mean_and_std_controls_drop_or_set_their_tokens(generator):
   assert not np.array_equal(run(hint, std), run(hint, 10 * std))
   # "absolute" gives every dimension std_value; "scale" std_scale x the window std.
   knobs = g.knobs(std="absolute", std_value=0.3)
-  chunk = lambda knobs, runtime: g.chunk(
-      params, g.start(params, {"image": np.zeros((1, 64, 64, 3), np.uint8)}, knobs)[0],
+  chunk = jax.jit(lambda params, runtime: g.chunk(
+      params, g.start(params, {"image": jnp.zeros((1, 64, 64, 3), jnp.uint8)}, knobs)[0],
       (hint, hint), {"audio": jnp.zeros((1, g.audio_context + 16 * 640))},
-      jax.random.PRNGKey(0)[None], knobs, runtime)[1]["motion"]
-  a = chunk(knobs, {"std_scale": jnp.ones(1), "std_value": jnp.full(1, 0.3)})
-  b = g.sample_motion(params, g.speech.chunk(jnp.zeros((1, 16 * 640)),
-                                             jnp.zeros((1, g.audio_context)), None),
-                      hint, hint, std, jax.random.normal(jax.random.PRNGKey(0), (1, 16, 20)), knobs)
+      jax.random.PRNGKey(0)[None], knobs, runtime)[1]["motion"])
+  a = chunk(params, {"std_scale": jnp.ones(1), "std_value": jnp.full(1, 0.3)})
+  b = jax.jit(lambda params: g.sample_motion(
+      params, g.speech.chunk(jnp.zeros((1, 16 * 640)), jnp.zeros((1, g.audio_context)), None),
+      hint, hint, std, jax.random.normal(jax.random.PRNGKey(0), (1, 16, 20)), knobs))(params)
   np.testing.assert_allclose(a, b, atol=1e-5)
   with pytest.raises(TalkjaxError, match="std mode"):
     g.knobs(std="loud")
@@ -368,16 +372,16 @@ def test_the_papers_recipe_learns_a_variance_that_sampling_ignores(stage1):
   params = nn.meta.unbox(jax.jit(task.init)(jax.random.PRNGKey(0), batch))
   params["frozen"] = task.initial_values()["frozen"]
   params["trainable"] = lively(params["trainable"])
-  loss, metrics = task.loss(params, batch, jax.random.PRNGKey(0))
+  loss, metrics = jax.jit(task.loss)(params, batch, jax.random.PRNGKey(0))
   assert loss.shape == (4,) and np.isfinite(np.asarray(loss)).all()
   assert float(metrics["vlb"]) > 0 and float(metrics["mse"]) > 0
   hook = IFMDMGeneration(config, load_stage1(config).config)
   assert hook.dit.learn_sigma
-  motion = hook.sample_motion({"dit": params["trainable"]["dit"],
-                               "motion_stats": params["frozen"]["motion_stats"]},
-                              task.speech_features({}, batch["audio"]), batch["hint"],
-                              batch["mean"], batch["std"], jnp.zeros((4, 16, 20)),
-                              hook.knobs(steps=2))
+  knobs = hook.knobs(steps=2)
+  motion = jax.jit(lambda params, batch: hook.sample_motion(
+      {"dit": params["trainable"]["dit"], "motion_stats": params["frozen"]["motion_stats"]},
+      task.speech_features({}, batch["audio"]), batch["hint"], batch["mean"], batch["std"],
+      jnp.zeros((4, 16, 20)), knobs))(params, batch)
   assert motion.shape == (4, 16, 20)
 
 
@@ -409,11 +413,13 @@ def test_chunked_wav2vec2_features_run_in_the_step_with_frozen_converted_weights
   params = nn.meta.unbox(jax.eval_shape(task.init, jax.random.PRNGKey(0), batch))
   frozen = task.initial_values()["frozen"]
   assert jax.tree.map(jnp.shape, frozen["speech"]) == jax.tree.map(jnp.shape, params["frozen"]["speech"])
-  feats = task.speech_features(frozen, batch["audio"])
+  feats = jax.jit(task.speech_features)(frozen, batch["audio"])
   ctx = task.speech.context
-  expected = task.speech.chunk(batch["audio"][:, ctx:], batch["audio"][:, :ctx], task.speech.load())
+  expected = jax.jit(task.speech.chunk)(batch["audio"][:, ctx:], batch["audio"][:, :ctx],
+                                        task.speech.load())
   assert feats.shape == (2, 16, 32)
   np.testing.assert_array_equal(feats, expected)
   trainable = nn.meta.unbox(jax.jit(task.init)(jax.random.PRNGKey(0), batch))["trainable"]
-  loss, _ = task.loss({"trainable": trainable, "frozen": frozen}, batch, jax.random.PRNGKey(1))
+  loss, _ = jax.jit(task.loss)({"trainable": trainable, "frozen": frozen}, batch,
+                                jax.random.PRNGKey(1))
   assert np.isfinite(np.asarray(loss)).all()

@@ -96,9 +96,10 @@ def test_guider_banks_and_each_track_reaches_only_its_own_bank():
   guider = InteractiveMotionGuider(hidden=16, verbal_slots=6, nonverbal_slots=5, heads=2)
   rng = np.random.default_rng(1)
   agent, partner = (jnp.asarray(rng.standard_normal((2, 8, 10)), jnp.float32) for _ in range(2))
-  params = nn.meta.unbox(guider.init(jax.random.PRNGKey(0), agent, partner))["params"]
+  params = nn.meta.unbox(jax.jit(guider.init)(jax.random.PRNGKey(0), agent, partner))["params"]
   assert params["verbal_bank"].shape == (6, 16) and params["nonverbal_bank"].shape == (5, 16)
-  guidance, parts = guider.apply({"params": params}, agent, partner)
+  apply = jax.jit(lambda p, a, b: guider.apply({"params": p}, a, b))
+  guidance, parts = apply(params, agent, partner)
   assert guidance.shape == (2, 8, 16)
   assert parts["verbal_weights"].shape == (2, 2, 8, 6)
   assert parts["nonverbal_weights"].shape == (2, 2, 8, 5)
@@ -106,9 +107,9 @@ def test_guider_banks_and_each_track_reaches_only_its_own_bank():
   def read(name, wrt):
     def f(p, a, b):
       return jnp.sum(guider.apply({"params": p}, a, b)[1][name] ** 2)
-    return jax.grad(f, argnums=wrt)(params, agent, partner)
+    return jax.jit(jax.grad(f, argnums=wrt))(params, agent, partner)
 
-  norm = lambda t: float(sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(t)))
+  norm = lambda t: float(sum(np.abs(np.asarray(x)).sum() for x in jax.tree.leaves(t)))
   # The agent's voice reads the verbal bank, the partner's the non-verbal one, never crosswise.
   assert norm(read("verbal", 1)) > 0 and norm(read("verbal", 2)) == 0
   assert norm(read("nonverbal", 2)) > 0 and norm(read("nonverbal", 1)) == 0
@@ -117,7 +118,7 @@ def test_guider_banks_and_each_track_reaches_only_its_own_bank():
   by_bank = read("nonverbal", 0)
   assert norm(by_bank["nonverbal_bank"]) > 0 and norm(by_bank["verbal_bank"]) == 0
   # Swapping the tracks changes the guidance (the banks are not interchangeable).
-  swapped, _ = guider.apply({"params": params}, partner, agent)
+  swapped, _ = apply(params, partner, agent)
   assert float(jnp.abs(swapped - guidance).mean()) > 1e-3
 
 
@@ -131,22 +132,24 @@ def test_a_tracks_loudness_reaches_the_guider_only_with_level():
   speech = SpeechFeatures(ml_collections.ConfigDict(dict(kind="logmel", n_mels=8,
                                                          context_s=0.0)))
   noise = np.random.default_rng(2).standard_normal((1, 16000)).astype(np.float32)
-  quiet, loud = (speech.whole({})(jnp.asarray(a * noise)) for a in (0.05, 0.2))
-  lq, ll = np.asarray(level(quiet)), np.asarray(level(loud))
+  features = jax.jit(speech.whole({}))
+  quiet, loud = (features(jnp.asarray(a * noise)) for a in (0.05, 0.2))
+  level_of = jax.jit(level)
+  lq, ll = np.asarray(level_of(quiet)), np.asarray(level_of(loud))
   assert lq.shape == (1, 25, 2) and lq.min() > 0.5       # above the floor (silence: 0)
   # Four times the amplitude is 16 times the power: every frame's level up by ln(16) / 4.
   np.testing.assert_allclose(ll - lq, np.log(16.0) / 4.0, atol=1e-3)
-  silent = speech.whole({})(jnp.zeros_like(noise))
-  np.testing.assert_allclose(np.asarray(level(silent)), 0.0, atol=1e-6)
+  silent = features(jnp.zeros_like(noise))
+  np.testing.assert_allclose(np.asarray(level_of(silent)), 0.0, atol=1e-6)
   config = cfg.load_config("infp/synthtalk_tiny_stage2", TINY_STAGE2)
   assert config.model.audio.level
   for on in (False, True):
     with config.unlocked():
       config.model.audio.level = on
     guider = build_guider(config)
-    params = guider.init(jax.random.PRNGKey(0), quiet, silent)
-    change = float(jnp.abs(guider.apply(params, loud, silent)[0] -
-                           guider.apply(params, quiet, silent)[0]).mean())
+    params = jax.jit(guider.init)(jax.random.PRNGKey(0), quiet, silent)
+    apply = jax.jit(lambda p, a, b: guider.apply(p, a, b)[0])
+    change = float(jnp.abs(apply(params, loud, silent) - apply(params, quiet, silent)).mean())
     assert (change > 1e-2) if on else (change < 1e-4), (on, change)
   with config.unlocked():
     config.model.audio.kind = "wav2vec2"
@@ -239,15 +242,18 @@ def test_rollout_gives_a_window_the_chunk_before_as_chained_sampling_would(root)
   stats = params["frozen"]["motion_stats"]
   norm = lambda x: (np.asarray(x) - stats["mean"]) / stats["std"]
   rng = jax.random.PRNGKey(5)
-  got = task.rolled_out(params, batch, norm(batch["previous"]), norm(batch["anchor"]), rng)
+  got = jax.jit(task.rolled_out)(params, batch, norm(batch["previous"]), norm(batch["anchor"]),
+                                 rng)
   # what the generation hook makes of the chunk before, from the same noise
   hook = INFPGeneration(config, load_stage1(config).config)
   gen = {"guider": params["trainable"]["guider"], "denoiser": params["trainable"]["denoiser"],
          "motion_stats": stats}
   tracks = {"audio": batch["lead_audio"], "partner_audio": batch["lead_partner_audio"]}
   noise = jax.random.normal(rng, (2, 16, 20))
-  chunk = hook.sample_motion(gen, hook.guidance_of(gen, tracks), batch["lead_previous"], noise,
-                             hook.knobs(steps=2), portrait=batch["anchor"])
+  knobs = hook.knobs(steps=2)
+  chunk = jax.jit(lambda gen, tracks, previous, noise, portrait: hook.sample_motion(
+      gen, hook.guidance_of(gen, tracks), previous, noise, knobs, portrait=portrait))(
+          gen, tracks, batch["lead_previous"], noise, batch["anchor"])
   np.testing.assert_allclose(got[0], norm(chunk[0, keep - 4:keep]), rtol=1e-4, atol=1e-4)
   assert np.abs(np.asarray(got[0]) - norm(late["previous"])).mean() > 1e-2   # not recorded
   np.testing.assert_array_equal(got[1], norm(near["previous"]))            # no chunk before

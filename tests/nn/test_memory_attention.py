@@ -78,8 +78,8 @@ def test_memory_equals_attention_over_every_past_frame_clip_by_clip():
 def test_an_empty_memory_is_plain_bidirectional_linear_attention():
   rng = np.random.default_rng(1)
   q, k, v = (rng.standard_normal((2, 5, 2, 4)) for _ in range(3))
-  got = memory_attention(query_map(jnp.float32(q)), key_map(jnp.float32(k)), jnp.float32(v),
-                         empty_state(2, 2, 4))
+  got = jax.jit(lambda q, k, v: memory_attention(query_map(q), key_map(k), v,
+                                                 empty_state(2, 2, 4)))(*np.float32([q, k, v]))
   assert _rel(got, _naive(q, k, v, [])) < 1e-5
 
 
@@ -148,10 +148,10 @@ def test_temporal_module_over_many_clips_equals_the_naive_module():
   module = TemporalMemoryTransformer(c, heads=heads, groups=groups)
   x0 = jnp.zeros((b, f, hh, ww, c))
   memory = module.empty_memory(b, hh, ww)
-  params = nn.meta.unbox(module.init(jax.random.PRNGKey(0), x0, memory)["params"])
-  identity = module.apply({"params": params}, np.float32(rng.standard_normal(x0.shape)), memory)
-  params = _random_params(params, rng)            # proj_out is zero at init: perturb it all
+  params = nn.meta.unbox(jax.jit(module.init)(jax.random.PRNGKey(0), x0, memory)["params"])
   forward = jax.jit(lambda p, x, m: module.apply({"params": p}, x, m))
+  identity = forward(params, np.float32(rng.standard_normal(x0.shape)), memory)
+  params = _random_params(params, rng)            # proj_out is zero at init: perturb it all
   remember = jax.jit(lambda p, m, past: module.apply({"params": p}, m, past,
                                                      method=TemporalMemoryTransformer.remember))
   clips = [rng.standard_normal((b, f, hh, ww, c)) for _ in range(8)]
@@ -172,12 +172,13 @@ def test_new_module_is_the_identity_and_no_gradient_reaches_the_past():
   module = TemporalMemoryTransformer(16, heads=2, groups=4)
   x = np.float32(rng.standard_normal((1, 3, 2, 2, 16)))
   memory = module.empty_memory(1, 2, 2)
-  params = nn.meta.unbox(module.init(jax.random.PRNGKey(0), x, memory)["params"])
-  np.testing.assert_array_equal(module.apply({"params": params}, x, memory), x)
+  params = nn.meta.unbox(jax.jit(module.init)(jax.random.PRNGKey(0), x, memory)["params"])
+  forward = jax.jit(lambda p, x, m: module.apply({"params": p}, x, m))
+  np.testing.assert_array_equal(forward(params, x, memory), x)
   params = _random_params(params, rng)
 
   def loss(past):
     m = module.apply({"params": params}, memory, past, method=TemporalMemoryTransformer.remember)
     return module.apply({"params": params}, x, m).sum()
-  grad = jax.grad(loss)(np.float32(rng.standard_normal((1, 4, 2, 2, 16))))
+  grad = jax.jit(jax.grad(loss))(np.float32(rng.standard_normal((1, 4, 2, 2, 16))))
   assert np.all(grad == 0)

@@ -253,8 +253,8 @@ def test_layer_hooks_carry_a_stream_through_the_blocks_in_forward_order(unets):
   t, context = np.array([10.0, 900.0], np.float32), rng.standard_normal((B, L, 16))
   model = UNet2DConditionModel(config, hooks={"audio_modules": Hook("layer", Stream)})
   stream = {"stream": np.zeros((B, 3), np.float32)}
-  out, state = model.apply({"params": params}, video, t, np.float32(context), stream,
-                           mutable=["intermediates"])
+  out, state = jax.jit(lambda p, *a: model.apply({"params": p}, *a, mutable=["intermediates"]))(
+      params, video, t, np.float32(context), stream)
   seen = {"/".join(k.key for k in path[:-2]): v
           for path, v in jax.tree_util.tree_flatten_with_path(state["intermediates"])[0]}
   order = ["down_blocks_0/audio_modules_0", "down_blocks_1/audio_modules_0",

@@ -71,7 +71,7 @@ def _one_step(config, task=None):
 def test_robust_training_masks_and_counts_large_losses():
   config = tiny_config("train.robust_loss_threshold=3.0")
   task, params, batch, state, metrics = _one_step(config)
-  per_example, _ = task.loss(params, batch, None)
+  per_example, _ = jax.jit(lambda p, b: task.loss(p, b, None))(params, batch)
   per_example = np.asarray(per_example)
   expected_masked = int(np.sum(per_example > 3.0))
   assert 0 < expected_masked < len(per_example)  # the threshold splits this batch
@@ -135,7 +135,7 @@ def test_clipping_ignores_frozen_gradients():
                        "optimizer.eps=1.0", "optimizer.lr=0.1")
   task = make_task(config)
   _, params, batch, state, metrics = _one_step(config, task)
-  grads = jax.grad(lambda p: task.loss(p, batch, None)[0].mean())(params)["trainable"]
+  grads = jax.jit(jax.grad(lambda p: task.loss(p, batch, None)[0].mean()))(params)["trainable"]
   is_frozen = lambda k: k.startswith(("embed_in/", "block_0/mlp"))
   trainable = trees.split(params["trainable"], is_frozen)[1]
   trainable_grads = trees.split(grads, is_frozen)[1]
@@ -146,11 +146,16 @@ def test_clipping_ignores_frozen_gradients():
   np.testing.assert_allclose(metrics["grad_norm"], norm_trainable, rtol=1e-5)
   o = config.optimizer
 
-  def first_step(norm):  # AdamW's first step on the trainable gradients clipped to norm 1
-    g = jax.tree.map(lambda x: x / max(1.0, norm), trainable_grads)
-    tx = optax.adamw(o.lr, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay)
+  tx = optax.adamw(o.lr, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay)
+
+  @jax.jit
+  def adamw(g, trainable, divisor):
+    g = jax.tree.map(lambda x: x / divisor, g)
     updates, _ = tx.update(g, tx.init(trainable), trainable)
-    return trees.flatten(optax.apply_updates(trainable, updates))
+    return optax.apply_updates(trainable, updates)
+
+  def first_step(norm):  # AdamW's first step on the trainable gradients clipped to norm 1
+    return trees.flatten(adamw(trainable_grads, trainable, max(1.0, norm)))
 
   got = trees.flatten(jax.tree.map(np.asarray, full_params(state))["trainable"])
   expected, counted = first_step(norm_trainable), first_step(norm_all)
