@@ -81,7 +81,7 @@ def train_emotion_classifier(features, labels, *, hidden: int = 64, steps: int =
   features = jnp.asarray(features, jnp.float32)
   labels = jnp.asarray(labels, jnp.int32)
   model = EmotionClassifier(hidden=hidden, num_classes=num_classes)
-  params = model.init(jax.random.PRNGKey(seed), features[:1])["params"]
+  params = jax.jit(model.init)(jax.random.PRNGKey(seed), features[:1])["params"]
   opt = optax.adamw(learning_rate, weight_decay=weight_decay)
   state = opt.init(params)
 
@@ -220,7 +220,9 @@ class EmotionReader:
   def init(self, rng):
     """Random classifier parameters of this config's shapes."""
     from talkjax.audio.mel import log_mel_jax
-    return self.module.init(rng, log_mel_jax(jnp.zeros((1, self.window)), self.mel))["params"]
+    init = jax.jit(lambda rng: self.module.init(rng, log_mel_jax(jnp.zeros((1, self.window)),
+                                                                  self.mel)))
+    return init(rng)["params"]
 
   def logits(self, params, audio):
     return classifier_logits(self.module, self.mel, params, audio)

@@ -293,7 +293,8 @@ def load_pretrained(folder: os.PathLike | str) -> tuple[Wav2Vec2Config, dict]:
 
 def random_weights(model: "Wav2Vec2Model", rng) -> dict:
   """Boxed random weights of `model` (benchmarks, random generators)."""
-  return model.init(rng, jnp.zeros((1, 16000), jnp.float32))["params"]
+  # one program (op by op, every layer's ops would compile alone)
+  return jax.jit(model.init)(rng, jnp.zeros((1, 16000), jnp.float32))["params"]
 
 
 def weights_of(folder) -> dict:

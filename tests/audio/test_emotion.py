@@ -36,7 +36,7 @@ def test_classifier_learns_synthetic_emotions():
   featurize = jax.jit(log_mel_jax)
   model, params, losses = emotion.train_emotion_classifier(
       featurize(train_audio), train_labels, steps=200, seed=0)
-  logits = model.apply({"params": params}, featurize(test_audio))
+  logits = jax.jit(lambda p, x: model.apply({"params": p}, x))(params, featurize(test_audio))
   accuracy = float(np.mean(np.argmax(np.asarray(logits), -1) == test_labels))
   assert logits.shape == (80, emotion.NUM_EMOTIONS)
   assert accuracy > 0.9  # chance is 0.25

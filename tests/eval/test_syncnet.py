@@ -311,5 +311,5 @@ def test_random_params_shapes_match_load(params):
   fresh = syncnet.random_params(3)
   shapes = jax.tree_util.tree_map(np.shape, fresh)
   assert shapes == jax.tree_util.tree_map(np.shape, params)
-  out = syncnet.audio_embed(fresh, np.zeros((2, 13, 20), np.float32))
+  out = jax.jit(syncnet.audio_embed)(fresh, np.zeros((2, 13, 20), np.float32))
   assert out.shape == (2, 1024) and np.all(np.isfinite(out))

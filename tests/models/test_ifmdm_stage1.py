@@ -13,10 +13,12 @@ from talkjax.nn.motion_renderer import DirectionBank, gan_losses
 
 def test_direction_bank_is_orthonormal_even_after_updates():
   bank = DirectionBank(latent=32, directions=20)
-  params = bank.init(jax.random.PRNGKey(0))
-  noisy = jax.tree.map(lambda m: m + 0.3 * jax.random.normal(jax.random.PRNGKey(1), m.shape), params)
+  params = jax.jit(bank.init)(jax.random.PRNGKey(0))
+  noisy = jax.jit(lambda t: jax.tree.map(
+      lambda m: m + 0.3 * jax.random.normal(jax.random.PRNGKey(1), m.shape), t))(params)
+  apply = jax.jit(bank.apply)
   for p in (params, noisy):
-    q = np.asarray(bank.apply(p), np.float64)
+    q = np.asarray(apply(p), np.float64)
     assert q.shape == (32, 20)
     np.testing.assert_allclose(q.T @ q, np.eye(20), atol=1e-5)
 
@@ -31,7 +33,7 @@ def test_gan_objective_updates_each_network_by_its_own_loss_only():
     g, d = gan_losses(disc, dp, real, fk, r1_weight=2.0)
     return jnp.sum(g + d)
 
-  grad_d, grad_fake = jax.grad(total, argnums=(0, 1))(d_params, fake)
+  grad_d, grad_fake = jax.jit(jax.grad(total, argnums=(0, 1)))(d_params, fake)
   w = d_params["w"]
   flat_r, flat_f = real.reshape(3, -1), fake.reshape(3, -1)
   # float64 references: the critic's gradient comes from its own loss plus R1 = |w|^2 (linear D)
@@ -65,7 +67,7 @@ def test_stage1_shapes_and_a_few_steps_reduce_the_loss():
   assert per_example.shape == (4,)
   assert set(metrics) == {"l1", "g_loss", "d_loss"}
   tx = optax.adam(3e-3)
-  opt = tx.init(params)
+  opt = jax.jit(tx.init)(params)
 
   @jax.jit
   def step(params, opt):
@@ -85,5 +87,6 @@ def test_lpips_is_zero_for_equal_images_and_grows_with_distortion():
   from talkjax.nn.perceptual import lpips
   x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (1, 64, 64, 3)), jnp.float32)
   noise = jnp.asarray(np.random.default_rng(1).standard_normal((1, 64, 64, 3)), jnp.float32)
-  d = [float(lpips(x, jnp.clip(x + s * noise, -1, 1))[0]) for s in (0.0, 0.1, 0.5)]
+  distance = jax.jit(lambda x, noise, s: lpips(x, jnp.clip(x + s * noise, -1, 1)))
+  d = [float(distance(x, noise, s)[0]) for s in (0.0, 0.1, 0.5)]
   assert d[0] < 1e-6 < d[1] < d[2]

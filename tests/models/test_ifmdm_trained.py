@@ -36,7 +36,7 @@ def test_std_scale_raises_and_lowers_the_motion_spread(gen, people):
 
 def test_mean_knob_keeps_the_posture_of_the_image(gen, people):
   images, audio = people
-  _, _, alpha, _ = gen.hook.appearance(gen.params, images)
+  _, _, alpha, _ = jax.jit(gen.hook.appearance)(gen.params, images)
   offset = {}
   for mode in ("image", "previous"):
     motion = gen.generate(images, audio, seed=2, knobs=gen.knobs(mean=mode, std="scale"))["motion"]

@@ -57,7 +57,7 @@ def lively(params, seed=0):
     if "modulation" in name or "final" in name or "_style" in name:
       return x + 0.05 * jax.random.normal(jax.random.fold_in(key, hash(name) % 2**31), x.shape)
     return x
-  return jax.tree_util.tree_map_with_path(bump, params)
+  return jax.jit(lambda p: jax.tree_util.tree_map_with_path(bump, p))(params)
 
 
 @pytest.fixture(scope="module")

@@ -80,7 +80,8 @@ def test_the_shipped_file_is_a_stage1_a_new_stage2_can_train_on(gen, talks, tmp_
   assert stage.cache_dir.parent == tmp_path / ".cache" / "talkjax" / "stages"
   model = build_imitation(stage.config.model)
   face = talks[0][:1].astype(np.float32) / 127.5 - 1.0
-  encode = lambda p: np.asarray(model.apply({"params": p}, face, method=model.encode_motion))
+  apply = jax.jit(lambda p, x: model.apply({"params": p}, x, method=model.encode_motion))
+  encode = lambda p: np.asarray(apply(p, face))
   code = encode(stage.params["trainable"]["generator"])
   assert code.shape == (1, 20) and np.isfinite(code).all() and np.abs(code).max() > 0
   np.testing.assert_array_equal(code, encode(jax.device_get(gen.params["renderer"])))

@@ -42,7 +42,12 @@ def _normal(rng, *shape):
 
 
 def _init(model, *args):
-  return nn.meta.unbox(model.init(jax.random.PRNGKey(0), *args)["params"])
+  return nn.meta.unbox(jax.jit(model.init)(jax.random.PRNGKey(0), *args)["params"])
+
+
+def _apply(model):
+  """model.apply({"params": p}, *args) as one jitted program."""
+  return jax.jit(lambda p, *args: model.apply({"params": p}, *args))
 
 
 def _random_params(model, seed, *args):
@@ -185,7 +190,7 @@ def test_joint_attention_matches_diffusers(final):
   assert "bias" not in params["to_q"] and "bias" in params["add_q_proj"]
   with torch.no_grad():
     ref_x, ref_c = torch_model(torch.from_numpy(x), encoder_hidden_states=torch.from_numpy(c))
-  out_x, out_c = model.apply({"params": params}, x, c)
+  out_x, out_c = _apply(model)(params, x, c)
   assert out_x.shape == x.shape
   assert _rel(out_x, ref_x.numpy()) < 1e-5
   if final:
@@ -199,10 +204,10 @@ def test_joint_attention_matches_numpy_and_implementations_agree():
   model = JointAttention(HEADS, HEAD_DIM, CONTEXT_DIM)
   params = _perturb(_init(model, x, c), 1)
   ref_x, ref_c = joint_attention(np.float64(x), np.float64(c), _np(params), final=False)
-  out = model.apply({"params": params}, x, c)
+  out = _apply(model)(params, x, c)
   assert _rel(out[0], ref_x) < 1e-5 and _rel(out[1], ref_c) < 1e-5
-  einsum = JointAttention(HEADS, HEAD_DIM, CONTEXT_DIM, implementation="reference").apply(
-      {"params": params}, x, c)
+  einsum = _apply(JointAttention(HEADS, HEAD_DIM, CONTEXT_DIM, implementation="reference"))(
+      params, x, c)
   for a, b in zip(einsum, out):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -218,7 +223,7 @@ def test_emo_norm_starts_as_layer_norm_for_every_label():
   assert params["class_embedder"]["embedding_table"]["embedding"].shape == (10, DIM)
   assert not np.any(params["adaLN_modulation_1"]["kernel"])
   assert not np.any(params["adaLN_modulation_1"]["bias"])
-  out = norm.apply({"params": params}, x, labels)
+  out = _apply(norm)(params, x, labels)
   assert float(np.abs(out - ln(np.float64(x))).max()) < 1e-5
 
 
@@ -228,17 +233,18 @@ def test_emo_norm_modulates_the_rows_of_each_sample_by_its_label():
   x = _normal(rng, 2 * r, 7, DIM)
   norm = EmoAdaLayerNorm()
   params = _perturb(_init(norm, x, labels), 3, scale=0.3)
-  out = np.asarray(norm.apply({"params": params}, x, labels))
+  apply = _apply(norm)
+  out = np.asarray(apply(params, x, labels))
   assert _rel(out, emo_norm(np.float64(x), labels, _np(params))) < 1e-5
   for b in range(2):                                # sample b's r rows use labels[b]
     rows = slice(b * r, (b + 1) * r)
-    np.testing.assert_allclose(out[rows], norm.apply({"params": params}, x[rows],
-                                                     labels[b:b + 1]), rtol=1e-5, atol=1e-5)
-  same = np.asarray(norm.apply({"params": params}, x, labels[:1].repeat(2)))
+    np.testing.assert_allclose(out[rows], apply(params, x[rows], labels[b:b + 1]),
+                               rtol=1e-5, atol=1e-5)
+  same = np.asarray(apply(params, x, labels[:1].repeat(2)))
   np.testing.assert_allclose(same[:r], out[:r], rtol=1e-5, atol=1e-5)
   assert _rel(same[r:], out[r:]) > 1e-2             # another label, another output
   with pytest.raises(TalkjaxError, match="cannot be split"):
-    norm.apply({"params": params}, x[:5], labels)
+    apply(params, x[:5], labels)
 
 
 def _dropout_setup(batch, r=2, seed=4):
@@ -246,8 +252,9 @@ def _dropout_setup(batch, r=2, seed=4):
   labels = rng.integers(0, 9, batch).astype(np.int32)
   x = _normal(rng, batch * r, 1, 8)
   params = _perturb(_init(EmoAdaLayerNorm(), x, labels), seed, scale=1.0)
-  apply = lambda norm, lab, key=0: np.asarray(norm.apply(
-      {"params": params}, x, lab, rngs={"dropout": jax.random.PRNGKey(key)}))
+  run = jax.jit(lambda norm, p, x, lab, key: norm.apply(
+      {"params": p}, x, lab, rngs={"dropout": jax.random.PRNGKey(key)}), static_argnums=0)
+  apply = lambda norm, lab, key=0: np.asarray(run(norm, params, x, lab, key))
   det = apply(EmoAdaLayerNorm(), labels)
   null = apply(EmoAdaLayerNorm(), np.full_like(labels, 9))
   return labels, x, params, apply, det, null
@@ -282,8 +289,9 @@ class _TwoNorms(nn.Module):
 
 def test_every_emo_norm_draws_its_own_dropout():
   labels, x, params, _, det, null = _dropout_setup(400, r=1)
-  a, b = _TwoNorms().apply({"params": {"a": params, "b": params}}, x, labels,
-                           rngs={"dropout": jax.random.PRNGKey(0)})
+  a, b = jax.jit(lambda p, x, labels, key: _TwoNorms().apply(
+      {"params": p}, x, labels, rngs={"dropout": key}))(
+          {"a": params, "b": params}, x, labels, jax.random.PRNGKey(0))
   da, db = (_dropped(np.asarray(o), det, null, 1) for o in (a, b))
   assert 0.3 < da.mean() < 0.7 and 0.3 < db.mean() < 0.7
   assert np.any(da != db)
@@ -302,7 +310,7 @@ def test_transformer_block_matches_numpy(final):
   model = AudioTransformerBlock(INNER, HEADS, INNER // HEADS, AUDIO_DIM, final=final)
   params = _random_params(model, 6, x, audio, LABELS)
   ref_x, ref_a = block(np.float64(x), np.float64(audio), LABELS, _np(params), final)
-  out_x, out_a = model.apply({"params": params}, x, audio, LABELS)
+  out_x, out_a = _apply(model)(params, x, audio, LABELS)
   assert out_x.shape == x.shape and _rel(out_x, ref_x) < 1e-4
   if final:
     assert out_a is None
@@ -321,7 +329,7 @@ def test_audio_module_matches_numpy(final):
   model = AudioModule(HEADS, GROUPS, INNER, AUDIO_DIM, final=final)
   params = _random_params(model, 7, x, audio, LABELS)
   ref_x, ref_a = audio_module(np.float64(x), np.float64(audio), LABELS, _np(params), final)
-  out_x, out_a = model.apply({"params": params}, x, audio, LABELS)
+  out_x, out_a = _apply(model)(params, x, audio, LABELS)
   assert out_x.shape == x.shape and _rel(out_x, ref_x) < 1e-4
   if final:
     assert out_a is None

@@ -87,7 +87,7 @@ def test_fir_kernel_and_blur_of_a_delta():
   np.testing.assert_allclose(fir_kernel(), FIR, rtol=0, atol=0)
   x = np.zeros((1, 9, 9, 1), np.float32)
   x[0, 4, 4] = 1.0
-  out = np.asarray(blur(jnp.asarray(x), (2, 1)))
+  out = np.asarray(jax.jit(lambda x: blur(x, (2, 1)))(jnp.asarray(x)))
   assert out.shape == (1, 9, 9, 1)
   np.testing.assert_allclose(out[0, 3:7, 3:7, 0], FIR, atol=1e-7)   # the filter, centred
 
@@ -98,7 +98,7 @@ def test_upfirdn_matches_reference(up, down, pad):
   rng = np.random.default_rng(0)
   x = rng.standard_normal((2, 8, 8, 3))
   k = rng.uniform(0.1, 1.0, (4, 4))   # asymmetric: a missing flip shows
-  out = upfirdn(jnp.asarray(x, jnp.float32), k, up, down, pad)
+  out = jax.jit(lambda x: upfirdn(x, k, up, down, pad))(jnp.asarray(x, jnp.float32))
   ref = ref_upfirdn(x, k, up, down, pad)
   assert out.shape == ref.shape
   assert rel_err(out, ref) < 1e-5
@@ -112,7 +112,7 @@ def test_separable_upfirdn_matches_reference(up, down, pad):
   rng = np.random.default_rng(3)
   x = rng.standard_normal((2, 9, 8, 3))
   k = np.outer(rng.uniform(0.1, 1.0, 4), rng.uniform(0.1, 1.0, 4))
-  out = upfirdn(jnp.asarray(x, jnp.float32), k, up, down, pad)
+  out = jax.jit(lambda x: upfirdn(x, k, up, down, pad))(jnp.asarray(x, jnp.float32))
   ref = ref_upfirdn(x, k, up, down, pad)
   assert out.shape == ref.shape
   assert rel_err(out, ref) < 1e-5
@@ -120,16 +120,17 @@ def test_separable_upfirdn_matches_reference(up, down, pad):
 
 def test_upsample2x_matches_reference_and_keeps_constants():
   x = np.random.default_rng(1).standard_normal((1, 6, 6, 2))
-  out = upsample2x(jnp.asarray(x, jnp.float32))
+  up2 = jax.jit(upsample2x)
+  out = up2(jnp.asarray(x, jnp.float32))
   assert out.shape == (1, 12, 12, 2)
   assert rel_err(out, ref_upfirdn(x, FIR * 4, up=2, pad=(2, 1))) < 1e-5
-  ones = np.asarray(upsample2x(jnp.ones((1, 6, 6, 1))))
+  ones = np.asarray(up2(jnp.ones((1, 6, 6, 1))))
   np.testing.assert_allclose(ones[0, 2:-2, 2:-2], 1.0, atol=1e-6)   # unit DC gain inside
 
 
 def test_fused_leaky_relu():
   x = jnp.asarray([[-1.0, 2.0]])
-  np.testing.assert_allclose(fused_leaky_relu(x, jnp.asarray([0.0, 1.0])),
+  np.testing.assert_allclose(jax.jit(fused_leaky_relu)(x, jnp.asarray([0.0, 1.0])),
                              [[-0.2 * math.sqrt(2), 3 * math.sqrt(2)]], rtol=1e-6)
 
 
@@ -138,7 +139,8 @@ def test_transposed_conv_by_parities_matches_reference(k):
   from talkjax.nn.stylegan import _transposed_conv2x
   rng = np.random.default_rng(5)
   x, w = rng.standard_normal((7, 5, 3)), rng.standard_normal((k, k, 3, 2))
-  out = _transposed_conv2x(jnp.asarray(x[None], jnp.float32), jnp.asarray(w, jnp.float32))[0]
+  out = jax.jit(_transposed_conv2x)(jnp.asarray(x[None], jnp.float32),
+                                    jnp.asarray(w, jnp.float32))[0]
   ref = ref_transposed_conv2x(x, w)
   assert out.shape == ref.shape == (2 * 7 + k - 2, 2 * 5 + k - 2, 2)
   assert rel_err(out, ref) < 1e-5
@@ -151,9 +153,10 @@ def test_modulated_conv_matches_reference(upsample, demodulate, kernel_size):
   x = rng.standard_normal((2, 8, 8, 5))
   style = rng.standard_normal((2, 7))
   mod = ModulatedConv(4, kernel_size, demodulate=demodulate, upsample=upsample)
-  params = _randomised(nn.meta.unbox(mod.init(jax.random.PRNGKey(0), jnp.asarray(x, jnp.float32),
-                                              jnp.asarray(style, jnp.float32)))["params"], 3)
-  out = mod.apply({"params": params}, jnp.asarray(x, jnp.float32), jnp.asarray(style, jnp.float32))
+  x32, style32 = jnp.asarray(x, jnp.float32), jnp.asarray(style, jnp.float32)
+  params = _randomised(nn.meta.unbox(jax.jit(mod.init)(jax.random.PRNGKey(0), x32,
+                                                       style32))["params"], 3)
+  out = jax.jit(lambda p, x, s: mod.apply({"params": p}, x, s))(params, x32, style32)
   w = ref_modulated_weights(params, style, demodulate)
   if upsample:
     ref = np.stack([ref_transposed_conv2x(x[b], w[b]) for b in range(2)])
@@ -173,13 +176,13 @@ def test_demodulation_gives_unit_norm_kernels_and_unit_variance_outputs():
   outs = {}
   for demodulate in (True, False):
     mod = ModulatedConv(cout, 3, demodulate=demodulate)
-    params = nn.meta.unbox(mod.init(jax.random.PRNGKey(5), jnp.zeros((1, 4, 4, cin)),
-                                    jnp.zeros((1, 8))))["params"]
+    params = nn.meta.unbox(jax.jit(mod.init)(jax.random.PRNGKey(5), jnp.zeros((1, 4, 4, cin)),
+                                             jnp.zeros((1, 8))))["params"]
     w = ref_modulated_weights(params, style, demodulate)
     if demodulate:   # every (example, output channel) kernel has unit L2 norm
       np.testing.assert_allclose((w ** 2).sum(axis=(1, 2, 3)), 1.0, rtol=1e-6)
-    y = np.asarray(mod.apply({"params": params}, jnp.asarray(x, jnp.float32),
-                             jnp.asarray(style, jnp.float32)))
+    y = np.asarray(jax.jit(lambda p, x, s: mod.apply({"params": p}, x, s))(
+        params, jnp.asarray(x, jnp.float32), jnp.asarray(style, jnp.float32)))
     outs[demodulate] = y[:, 1:-1, 1:-1].reshape(-1, cout).var(axis=0)   # away from padding
   assert abs(outs[True].mean() - 1.0) < 0.05 and np.all(np.abs(outs[True] - 1.0) < 0.2)
   assert abs(outs[False].mean() - 1.0) > 1.0   # without demodulation the styles' scale shows
@@ -190,9 +193,9 @@ def test_equal_conv_downsample_matches_reference():
   x = rng.standard_normal((2, 8, 8, 3))
   for k in (3, 1):
     layer = EqualConv2d(4, k, down=True, activate=True)
-    params = _randomised(nn.meta.unbox(layer.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3))))
-                         ["params"], 7)
-    out = layer.apply({"params": params}, jnp.asarray(x, jnp.float32))
+    params = _randomised(nn.meta.unbox(jax.jit(layer.init)(jax.random.PRNGKey(0),
+                                                           jnp.zeros((1, 8, 8, 3))))["params"], 7)
+    out = jax.jit(lambda p, x: layer.apply({"params": p}, x))(params, jnp.asarray(x, jnp.float32))
     p = 2 + k - 1
     blurred = ref_upfirdn(x, FIR, pad=((p + 1) // 2, p // 2))
     w = np.asarray(params["kernel"], np.float64) / math.sqrt(3 * k * k)
@@ -209,7 +212,7 @@ def test_minibatch_stddev_matches_reference():
   rng = np.random.default_rng(8)
   for b in (8, 6):
     x = rng.standard_normal((b, 4, 4, 5))
-    out = np.asarray(minibatch_stddev(jnp.asarray(x, jnp.float32), group=4))
+    out = np.asarray(jax.jit(lambda x: minibatch_stddev(x, group=4))(jnp.asarray(x, jnp.float32)))
     g = math.gcd(b, 4)
     m = b // g
     for n in range(b):
@@ -230,9 +233,10 @@ def test_noise_injection_is_off_by_default_and_seeded_when_on():
   apply = jax.jit(lambda p, key: noisy.apply({"params": p}, x, style, rngs={"noise": key}))
   run = lambda seed: apply(p, jax.random.PRNGKey(seed))
   np.testing.assert_array_equal(run(3), run(3))
-  assert float(jnp.abs(run(3) - run(4)).max()) > 1e-3
-  np.testing.assert_allclose(NoiseInjection().apply({"params": {"weight": jnp.zeros(())}}, x,
-                                                    rngs={"noise": jax.random.PRNGKey(0)}), x)
+  assert float(np.abs(np.asarray(run(3)) - np.asarray(run(4))).max()) > 1e-3
+  inject = jax.jit(lambda w, x, key: NoiseInjection().apply({"params": {"weight": w}}, x,
+                                                             rngs={"noise": key}))
+  np.testing.assert_allclose(inject(jnp.zeros(()), x, jax.random.PRNGKey(0)), x)
 
 
 def test_blocks_shapes_skip_and_logical_axes():
@@ -249,5 +253,6 @@ def test_blocks_shapes_skip_and_logical_axes():
   rgb = ToRGB(modulated=False)
   variables = jax.jit(rgb.init)(KEY, x)
   skip = jnp.asarray(np.random.default_rng(9).standard_normal((2, 4, 4, 3)), jnp.float32)
-  np.testing.assert_allclose(rgb.apply(variables, x, skip=skip),
-                             rgb.apply(variables, x) + upsample2x(skip), atol=1e-5)
+  with_skip = jax.jit(lambda v, x, s: rgb.apply(v, x, skip=s))(variables, x, skip)
+  without = jax.jit(lambda v, x, s: rgb.apply(v, x) + upsample2x(s))(variables, x, skip)
+  np.testing.assert_allclose(with_skip, without, atol=1e-5)

@@ -147,7 +147,7 @@ def test_dit_training_step_is_6nd_plus_attention():
   batch, length, features, hidden, layers, heads = 2, 16, 32, 128, 4, 4
   model = DiT(hidden, layers, heads)
   x = jnp.ones((batch, length, features))
-  params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), x, x)["params"])
+  params = nn.meta.unbox(jax.jit(model.init)(jax.random.PRNGKey(0), x, x)["params"])
   weights = sum(math.prod(p.shape) for p in jax.tree.leaves(params) if p.ndim >= 2)
   tokens = batch * length
 
