@@ -220,9 +220,9 @@ class EmotionReader:
   def init(self, rng):
     """Random classifier parameters of this config's shapes."""
     from talkjax.audio.mel import log_mel_jax
-    init = jax.jit(lambda rng: self.module.init(rng, log_mel_jax(jnp.zeros((1, self.window)),
-                                                                  self.mel)))
-    return init(rng)["params"]
+    example = jnp.zeros((1, self.window))
+    # one program (op by op, each parameter's ops would compile alone)
+    return jax.jit(lambda r: self.module.init(r, log_mel_jax(example, self.mel)))(rng)["params"]
 
   def logits(self, params, audio):
     return classifier_logits(self.module, self.mel, params, audio)
