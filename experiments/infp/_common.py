@@ -53,6 +53,11 @@ def stage2_config(*, window: int, previous: int, hidden: int, layers: int, heads
                                             heads=heads))
   # frames of a reference stretch of the same clip the style encoder reads (0: no style)
   m.style = ml_collections.ConfigDict(dict(frames=style_frames))
+  # The portrait encoder (portrait.py): the mood the portrait's pixels show, beside the
+  # anchor (not in the paper). resolution: its input size (0: off); frames: how many of each
+  # training clip's frames it is shown (the first and random others).
+  m.portrait = ml_collections.ConfigDict(dict(resolution=0, channels=(16, 32, 64, 64),
+                                              frames=8))
   # level: each log-mel frame's loudness beside its LayerNormed features (guider.py; the
   # norm removes it and the mouth follows it); log-mel only.
   m.audio = ml_collections.ConfigDict(dict(kind="logmel", n_mels=40, wav2vec2="", layer=-1,
@@ -67,7 +72,9 @@ def stage2_config(*, window: int, previous: int, hidden: int, layers: int, heads
   c.loss = ml_collections.ConfigDict(dict(velocity=1.0))
   # lookahead (frames): a chunk keeps window - lookahead frames, so each kept frame has the
   # speech after it in view (lips lead the sound); it adds to a stream's latency.
-  c.sample = ml_collections.ConfigDict(dict(steps=25, guidance=1.5, lookahead=4))
+  # crossfade (frames, <= lookahead): a chunk's first frames blend into the lookahead frames
+  # the chunk before made for the same moments (generate.py), so chunks join without a jump.
+  c.sample = ml_collections.ConfigDict(dict(steps=25, guidance=1.5, lookahead=4, crossfade=4))
   c.train.ema_decay = 0.999
   c.optimizer.lr = 1e-3
   c.optimizer.weight_decay = 0.01

@@ -53,6 +53,27 @@ def extract_clip_codes(encode, clips, *, tracks=("audio",), features=None, batch
   return out
 
 
+def extract_clip_frames(clips, *, frames: int, prepare, seed: int = 0) -> dict:
+  """{"portraits": (n, frames, ...) uint8}: each clip's first frame and `frames - 1` others
+  drawn at random (fixed by `seed`), each through `prepare` (a batch of float frames in
+  [-1, 1] -> the same in the size the model reads)."""
+  from tqdm import tqdm
+  from talkjax.data.frames import decode_frame
+
+  out = []
+  for i in tqdm(range(len(clips)), desc=f"portrait frames ({clips.split})", unit="clip",
+                file=sys.stderr):
+    n = clips.num_frames(i)
+    rng = np.random.default_rng([seed, i])
+    picks = [0] + sorted(rng.choice(np.arange(1, n), min(frames, n) - 1, replace=False).tolist())
+    picks = np.resize(picks, frames)   # a clip shorter than `frames` repeats its frames
+    images = np.stack([decode_frame(clips.read(i, int(k), int(k) + 1)["frames"][0], clips.path)
+                       for k in picks])
+    images = np.asarray(prepare(images.astype(np.float32) / 127.5 - 1.0))
+    out.append(np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8))
+  return {"portraits": np.stack(out)}
+
+
 def _pad(x, n):
   return np.concatenate([x, np.repeat(x[-1:], n - len(x), 0)]) if len(x) < n else x
 

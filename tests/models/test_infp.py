@@ -30,8 +30,9 @@ TINY_STAGE1 = ["model.channels=(8, 8, 16, 16)", "model.disc_channels=(8, 8, 8, 8
 TINY_STAGE2 = ["model.window=16", "model.previous=4", "model.hidden=32", "model.layers=2",
                "model.heads=2", "model.guider.heads=2", "model.guider.verbal_slots=6",
                "model.guider.nonverbal_slots=5", "model.audio.n_mels=8", "sample.steps=2",
-               "sample.lookahead=4", "train.steps=2", "checkpoint.every=2",
-               "checkpoint.async_save=False"]
+               "sample.lookahead=4", "model.portrait.resolution=32",
+               "model.portrait.channels=(4, 8)", "model.portrait.frames=3", "train.steps=2",
+               "checkpoint.every=2", "checkpoint.async_save=False"]
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,7 @@ def generator(root):
   hook = INFPGeneration(config, stage1.config)
   return Sampler(hook, {"renderer": stage1.params["trainable"]["generator"],
                         "guider": params["trainable"]["guider"],
+                        "portrait": params["trainable"]["portrait"],
                         "denoiser": lively(params["trainable"]["denoiser"]),
                         "motion_stats": task.initial_values()["frozen"]["motion_stats"]})
 
@@ -178,7 +180,8 @@ def test_training_windows_hold_the_two_tracks_and_no_role_label(root):
   assert task.anchor_frame == "first"      # the tiny config's
   source = task.data_source("train")
   codes = task.codes("train")
-  assert set(source[0]) == {"motion", "previous", "audio", "partner_audio", "anchor"}
+  assert set(source[0]) == {"motion", "previous", "audio", "partner_audio", "anchor",
+                            "portrait"}
   assert set(task.batch_axes()) == set(source[0])
   ctx, n = task.speech.context, 640
   first = int(codes["offsets"][0])
@@ -218,6 +221,58 @@ def test_an_any_frame_anchor_is_a_frame_of_the_same_clip_drawn_per_window(root):
     make_task(stage2_config(root, "diffusion.anchor_frame=last"))
 
 
+def test_the_portrait_encoder_sees_a_frame_of_the_clip_and_reaches_the_motion(root):
+  from talkjax.data.synthtalk import SynthTalkClips
+  from talkjax.models.infp.portrait import portrait_image
+  config = stage2_config(root)        # 32 px, 3 frames a clip (TINY_STAGE2)
+  task = make_task(config)
+  source = task.data_source("train")
+  codes = task.codes("train")
+  assert codes["portraits"].shape == (len(codes["offsets"]) - 1, 3, 32, 32, 3)
+  clips = SynthTalkClips(root / "dyadic", "train")
+  # Every cached frame is a frame of its own clip brought to 32 px (the first is frame 0).
+  for c in (0, len(clips) - 1):
+    frames = clips.clip(c)["frames"].astype(np.float32) / 127.5 - 1.0
+    small = np.round((np.asarray(jax.jit(lambda x: portrait_image(x, 32))(frames)) + 1) * 127.5)
+    np.testing.assert_array_equal(codes["portraits"][c, 0], small[0])
+    for k in range(3):
+      assert (np.abs(small - codes["portraits"][c, k]).max(axis=(1, 2, 3)) == 0).any()
+  # A window's portrait: one of its clip's cached frames, the same for the same index.
+  for i in (0, len(source) - 1):
+    clip = int(np.searchsorted(codes["offsets"], source.starts[i], side="right")) - 1
+    got = np.round((source[i]["portrait"] + 1) * 127.5)
+    assert any(np.array_equal(got, f) for f in codes["portraits"][clip])
+    np.testing.assert_array_equal(source[i]["portrait"], source[i]["portrait"])
+  assert set(task.batch_axes()) == set(source[0])
+  # The feature reaches the loss: its encoder gets a gradient (adaLN modulation made live).
+  batch = {k: np.stack([source[i][k] for i in range(4)]) for k in source[0]}
+  params = nn.meta.unbox(jax.jit(task.init)(jax.random.PRNGKey(0), batch))
+  params["frozen"] = task.initial_values()["frozen"]
+  params["trainable"]["denoiser"] = lively(params["trainable"]["denoiser"])
+  grads = jax.jit(jax.grad(lambda t: task.loss({**params, "trainable": t}, batch,
+                                                jax.random.PRNGKey(1))[0].mean()))(
+      params["trainable"])
+  norm = sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads["portrait"]))
+  assert np.isfinite(norm) and norm > 1e-6
+  # Sampling reads the portrait once per video (`start`); the feature steers every chunk.
+  hook = INFPGeneration(config, load_stage1(config).config)
+  gen = {"renderer": load_stage1(config).params["trainable"]["generator"],
+         "portrait": params["trainable"]["portrait"], "guider": params["trainable"]["guider"],
+         "denoiser": params["trainable"]["denoiser"],
+         "motion_stats": params["frozen"]["motion_stats"]}
+  (appearance, feature), carry = jax.jit(lambda p, x: hook.start(p, {"image": x}, hook.knobs()))(
+      gen, clips.clip(0)["frames"][:1])
+  assert feature.shape == (1, 32)
+  silence = jnp.zeros((1, hook.audio_context + 16 * 640))
+  chunk = jax.jit(lambda feature: hook.chunk(
+      gen, (appearance, feature), carry, {"audio": silence, "partner_audio": silence},
+      jax.random.PRNGKey(3)[None], hook.knobs(), {})[1]["motion"])
+  assert float(jnp.abs(chunk(feature) - chunk(feature + 1.0)).mean()) > 1e-3
+  with pytest.raises(TalkjaxError, match="model.portrait.resolution=30"):
+    make_task(stage2_config(root, "model.portrait.resolution=30",
+                            "model.portrait.channels=(4, 8)"))
+
+
 def test_rollout_gives_a_window_the_chunk_before_as_chained_sampling_would(root):
   """diffusion.rollout: a window's previous motion is the last kept frames of the chunk
   before it, sampled by the model from that chunk's recorded previous motion and tracks,
@@ -242,8 +297,9 @@ def test_rollout_gives_a_window_the_chunk_before_as_chained_sampling_would(root)
   stats = params["frozen"]["motion_stats"]
   norm = lambda x: (np.asarray(x) - stats["mean"]) / stats["std"]
   rng = jax.random.PRNGKey(5)
+  feature = jax.jit(task.portrait_feature)(params, batch)
   got = jax.jit(task.rolled_out)(params, batch, norm(batch["previous"]), norm(batch["anchor"]),
-                                 rng)
+                                 feature, rng)
   # what the generation hook makes of the chunk before, from the same noise
   hook = INFPGeneration(config, load_stage1(config).config)
   gen = {"guider": params["trainable"]["guider"], "denoiser": params["trainable"]["denoiser"],
@@ -251,9 +307,9 @@ def test_rollout_gives_a_window_the_chunk_before_as_chained_sampling_would(root)
   tracks = {"audio": batch["lead_audio"], "partner_audio": batch["lead_partner_audio"]}
   noise = jax.random.normal(rng, (2, 16, 20))
   knobs = hook.knobs(steps=2)
-  chunk = jax.jit(lambda gen, tracks, previous, noise, portrait: hook.sample_motion(
-      gen, hook.guidance_of(gen, tracks), previous, noise, knobs, portrait=portrait))(
-          gen, tracks, batch["lead_previous"], noise, batch["anchor"])
+  chunk = jax.jit(lambda gen, tracks, previous, noise, portrait, feature: hook.sample_motion(
+      gen, hook.guidance_of(gen, tracks), previous, noise, knobs, portrait=portrait,
+      feature=feature))(gen, tracks, batch["lead_previous"], noise, batch["anchor"], feature)
   np.testing.assert_allclose(got[0], norm(chunk[0, keep - 4:keep]), rtol=1e-4, atol=1e-4)
   assert np.abs(np.asarray(got[0]) - norm(late["previous"])).mean() > 1e-2   # not recorded
   np.testing.assert_array_equal(got[1], norm(near["previous"]))            # no chunk before
@@ -303,24 +359,38 @@ def test_two_tracks_stream_as_offline_and_chunks_chain(generator):
   pieces = [first] + [stream.push(me[9000:], partner_audio=you), stream.finish()]
   streamed = np.concatenate(pieces)
   assert np.abs(streamed.astype(int) - frames[0].astype(int)).max() <= 1
-  # Chaining: the second chunk (12 kept frames) is made from the first chunk's last 4
-  # motion frames, nothing else carried over.
+  # Chaining: each chunk (12 kept frames) is made from the last 4 motion frames shown
+  # before it, and its first 4 frames blend into the 4 lookahead frames the chunk before made
+  # for the same moments (sample.crossfade, by default the lookahead).
   hook, params = generator.hook, generator.params
+  assert hook.crossfade == 4
   # jitted as sampling runs them (op by op, each new shape of each op compiles on its own)
-  appearance, _ = jax.jit(lambda p, image: hook.start(p, {"image": image}, hook.knobs()))(
+  (appearance, feature), carry = jax.jit(lambda p, image: hook.start(p, {"image": image},
+                                                                     hook.knobs()))(
       params, clip["frames"][:1])
   ctx, w = hook.audio_context, hook.window
   pad = lambda x: np.pad(x, (ctx, 64 * 640 - len(x)))[None]
-  cut = lambda x: jnp.asarray(pad(x)[:, w * 640:w * 640 + ctx + 16 * 640])
-  keys = jax.random.fold_in(jax.random.PRNGKey(7), 1)[None]
-  carry = jnp.asarray(motion[:, w - 4:w])
-  tracks = {"audio": cut(me), "partner_audio": cut(you)}
-  chunk = jax.jit(lambda p, context: hook.chunk(p, context, carry, tracks, keys, hook.knobs(),
-                                                {})[1])
-  second = chunk(params, appearance)
+  cut = lambda x, k: jnp.asarray(pad(x)[:, k * w * 640:k * w * 640 + ctx + 16 * 640])
+  keys = lambda k: jax.random.fold_in(jax.random.PRNGKey(7), k)[None]
+  tracks = lambda k: {"audio": cut(me, k), "partner_audio": cut(you, k)}
+  chunk = jax.jit(lambda p, context, carry, tracks, keys: hook.chunk(
+      p, context, carry, tracks, keys, hook.knobs(), {}))
+  carry, first = chunk(params, (appearance, feature), carry, tracks(0), keys(0))
+  np.testing.assert_allclose(first["motion"], motion[:, :w], atol=1e-4)
+  np.testing.assert_allclose(carry["previous"], motion[:, w - 4:w], atol=1e-4)
+  _, second = chunk(params, (appearance, feature), carry, tracks(1), keys(1))
   np.testing.assert_allclose(second["motion"], motion[:, w:2 * w], atol=1e-4)
+  # The blend, against the same chunk made without one (as the first chunk is):
+  _, raw = chunk(params, (appearance, feature), {**carry, "has_ahead": carry["has_ahead"] * 0},
+                 tracks(1), keys(1))
+  weight = np.arange(1, 5, dtype=np.float32)[None, :, None] / 5
+  np.testing.assert_allclose(
+      second["motion"][:, :4], weight * raw["motion"][:, :4] + (1 - weight) * carry["ahead"],
+      atol=1e-5)
+  np.testing.assert_array_equal(second["motion"][:, 4:], raw["motion"][:, 4:])
   # ... and from the portrait's motion (the anchor), which every chunk sees.
-  moved = chunk(params, (*appearance[:2], appearance[2] + 1.0, *appearance[3:]))
+  _, moved = chunk(params, ((*appearance[:2], appearance[2] + 1.0, *appearance[3:]), feature),
+                   carry, tracks(1), keys(1))
   assert float(np.abs(np.asarray(moved["motion"]) - np.asarray(second["motion"])).mean()) > 1e-3
   # Swapping the two tracks makes another video from the same seed.
   swapped = generator.generate(clip["frames"][:1], you[None], partner_audio=me[None], seed=7)

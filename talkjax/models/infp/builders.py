@@ -8,6 +8,7 @@ from talkjax.errors import ConfigError, TalkjaxError
 from talkjax.models.infp.denoiser import MotionDenoiser
 from talkjax.models.infp.guider import InteractiveMotionGuider, StyleEncoder
 from talkjax.models.infp.imitation import DEFAULT_REGIONS, HeadImitation
+from talkjax.models.infp.portrait import PortraitEncoder
 from talkjax.nn.motion_renderer import Discriminator
 
 
@@ -63,7 +64,26 @@ def build_denoiser(config, dtype=None) -> MotionDenoiser:
   return MotionDenoiser(window=int(m.window), previous=int(m.previous), hidden=int(m.hidden),
                         layers=int(m.layers), heads=int(m.heads), mlp_ratio=int(m.mlp_ratio),
                         dtype=dtype, remat=bool(config.train.remat),
-                        anchor=bool(m.get("anchor", False)))
+                        anchor=bool(m.get("anchor", False)),
+                        portrait=portrait_resolution(config) > 0)
+
+
+def portrait_resolution(config) -> int:
+  """The portrait encoder's input size (0: no portrait encoder)."""
+  p = config.model.get("portrait")
+  r = int(p.resolution) if p is not None else 0
+  if r and (r < 16 or r % 2 ** len(p.channels)):
+    raise ConfigError(f"model.portrait.resolution={r} must be 0 (off) or a multiple of "
+                      f"{2 ** len(p.channels)} (its {len(p.channels)} downsamplings), >= 16",
+                      fix="e.g. model.portrait.resolution=64")
+  return r
+
+
+def build_portrait_encoder(config, dtype=None) -> PortraitEncoder | None:
+  if not portrait_resolution(config):
+    return None
+  return PortraitEncoder(hidden=int(config.model.hidden),
+                         channels=tuple(config.model.portrait.channels), dtype=dtype)
 
 
 def load_stage1(config) -> stages.Trained:

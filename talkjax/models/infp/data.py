@@ -12,8 +12,10 @@ clip start: the portrait's motion, which is what the first sampling chunk is giv
 agent's and the partner's raw 16 kHz audio with the same left context a chunk gets; the
 clip's first frame's motion (`anchor`: what sampling gives as the portrait's motion), or
 with `anchor_frame="any"` the motion of a random frame of the same clip; and,
-for the style encoder, the motion of another window of the same clip. No role label: who
-speaks when is only in the two tracks.
+for the style encoder, the motion of another window of the same clip; for the portrait
+encoder (`model.portrait`), one of a few frames of the clip (`portrait`, cached beside the
+codes as `<split>_portraits_k<K>_r<r>.npz`). No role label: who speaks when is only in the
+two tracks.
 
 With `lead` (rollout training: the frames a sampling chunk keeps), a window also holds what
 the chunk before it saw: its `lead_previous` motion and both tracks (`lead_audio`,
@@ -44,25 +46,36 @@ def cached_codes(config, split: str) -> dict:
 def _dataset_codes(config, dataset, split: str) -> dict:
   import jax
   from talkjax.data.prepare import open_clips
-  from talkjax.models.infp.builders import build_imitation, load_stage1
+  from talkjax.models.infp.builders import build_imitation, load_stage1, portrait_resolution
+  from talkjax.models.infp.portrait import portrait_image
 
   stage1 = load_stage1(config)
   clips = open_clips(dataset, split)
-  path = (stage1.cache_dir / "motion_codes" / f"step{stage1.step}"
-          / motion_codes.dataset_name(dataset, clips) / f"{split}_dyadic.npz")
+  folder = (stage1.cache_dir / "motion_codes" / f"step{stage1.step}"
+            / motion_codes.dataset_name(dataset, clips))
 
   def compute():
     model = build_imitation(stage1.config.model)
     params = stage1.params["trainable"]["generator"]
     encode = jax.jit(lambda x: model.apply({"params": params}, x, method=model.encode_motion))
     return motion_codes.extract_clip_codes(encode, clips, tracks=TRACKS)
-  return motion_codes.cached(path, compute)
+  codes = motion_codes.cached(folder / f"{split}_dyadic.npz", compute)
+  resolution = portrait_resolution(config)
+  if resolution:
+    k = int(config.model.portrait.frames)
+    prepare = jax.jit(lambda x: portrait_image(x, resolution))
+    codes.update(motion_codes.cached(
+        folder / f"{split}_portraits_k{k}_r{resolution}.npz",
+        lambda: motion_codes.extract_clip_frames(clips, frames=k, prepare=prepare)))
+  return codes
 
 
 class DyadicWindows:
   """Keys: motion (W, D), previous (P, D), audio and partner_audio (context + W * 640,),
   anchor (D,) (absent unless `anchor`; the clip's first frame, or with anchor_frame="any" a
   frame of the clip drawn per index), style (S, D) (S = style_frames; absent when 0),
+  portrait (r, r, 3) in [-1, 1] (when the codes hold `portraits`: one of its clip's, drawn
+  per index),
   lead_previous (P, D), lead_audio, lead_partner_audio and lead_valid () (absent unless
   `lead`)."""
 
@@ -81,6 +94,7 @@ class DyadicWindows:
     self.starts = motion_codes.window_starts(offsets, self.window, stride)
     self.clip_start = np.repeat(offsets[:-1], np.diff(offsets))
     self.clip_end = np.repeat(offsets[1:], np.diff(offsets))
+    self.clip_index = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
 
   def __len__(self):
     return len(self.starts)
@@ -106,6 +120,12 @@ class DyadicWindows:
         # the mouth (tried, not kept: experiments/infp/README.md).
         at = int(np.random.default_rng([self.seed, int(index), 1]).integers(first, end))
       out["anchor"] = motion[at]
+    if "portraits" in self.codes:
+      # Any of the clip's cached frames (deterministic in the index): what holds for the
+      # whole clip (who, which mood), not one frame's mouth (portrait.py).
+      frames = self.codes["portraits"][self.clip_index[s]]
+      pick = int(np.random.default_rng([self.seed, int(index), 2]).integers(len(frames)))
+      out["portrait"] = frames[pick].astype(np.float32) / 127.5 - 1.0
     n = SAMPLES_PER_FRAME
     clips = {key: self.codes[key][first * n:end * n] for key in TRACKS}
     track = lambda key, at: with_context(clips[key], (at - first) * n, self.window * n,

@@ -18,6 +18,9 @@ resting mouth some emotion keeps open closed chunk by chunk); the portrait's mot
 this person's rest in view throughout. Training windows give their clip's first frame, as
 sampling gives the portrait. Not in the paper's description (a deviation).
 
+A portrait feature (`model.portrait`, portrait.py): the mood the portrait's pixels show, which
+the motion code barely carries, added to the same conditioning vector (a deviation too).
+
 Condition dropout: `drop` (B, 2) booleans for (guidance, previous motion) swap each for
 learned null tokens; dropping the guidance is classifier-free guidance's unconditional
 branch.
@@ -66,7 +69,7 @@ class DenoiserBlock(nn.Module):
 
 class MotionDenoiser(nn.Module):
   """(x_t (B, W, D), t (B,), guidance (B, W, H), previous (B, P, D), drop (B, 2)
-  [, anchor (B, D) when `anchor`]) -> (B, W, D)."""
+  [, anchor (B, D) when `anchor`][, portrait (B, H) when `portrait`]) -> (B, W, D)."""
   window: int
   previous: int
   hidden: int = 256
@@ -76,9 +79,10 @@ class MotionDenoiser(nn.Module):
   dtype: jnp.dtype | None = None
   remat: bool = False
   anchor: bool = False
+  portrait: bool = False
 
   @nn.compact
-  def __call__(self, x_t, t, guidance, previous, drop, anchor=None):
+  def __call__(self, x_t, t, guidance, previous, drop, anchor=None, portrait=None):
     b, w, d = x_t.shape
     h = self.hidden
     drop = drop.astype(bool)
@@ -101,6 +105,10 @@ class MotionDenoiser(nn.Module):
         raise ValueError("this denoiser is conditioned on the portrait's motion: pass anchor")
       cond = cond + Dense(h, axes=(None, "embed"), dtype=self.dtype, name="anchor_in")(
           anchor.astype(cond.dtype))[:, None, :]
+    if self.portrait:
+      if portrait is None:
+        raise ValueError("this denoiser is conditioned on the portrait's features: pass portrait")
+      cond = cond + portrait.astype(cond.dtype)[:, None, :]
     block = nn.remat(DenoiserBlock) if self.remat else DenoiserBlock
     for i in range(self.layers):
       x = block(self.heads, self.mlp_ratio, dtype=self.dtype, name=f"blocks_{i}")(x, cond, g, p)
@@ -108,18 +116,18 @@ class MotionDenoiser(nn.Module):
 
 
 def sample_chunk(denoiser: MotionDenoiser, params, guide, previous, anchor, noise, alphas, *,
-                 steps: int, scale: float, prediction: str):
+                 steps: int, scale: float, prediction: str, portrait=None):
   """One chunk's motion by deterministic DDIM with classifier-free guidance on the tracks'
   guidance, in normalised motion units: what sampling runs for every chunk and what
   rollout training (tasks.py) runs for the chunk before a window."""
   b = guide.shape[0]
   cond = {"guidance": guide, "drop": jnp.zeros((b, 2), bool)}
+  repeat = lambda x, n: None if x is None else jnp.concatenate([x] * n)
 
   def model(x_t, t, c):
     n = x_t.shape[0] // b
-    return denoiser.apply({"params": params}, x_t, t, c["guidance"],
-                          jnp.concatenate([previous] * n), c["drop"],
-                          None if anchor is None else jnp.concatenate([anchor] * n))
+    return denoiser.apply({"params": params}, x_t, t, c["guidance"], repeat(previous, n),
+                          c["drop"], repeat(anchor, n), repeat(portrait, n))
 
   unconditional = lambda c: {"guidance": c["guidance"], "drop": c["drop"].at[:, 0].set(True)}
   fn = guidance.guided(model, scale, unconditional)

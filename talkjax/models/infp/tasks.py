@@ -31,7 +31,8 @@ from talkjax.data.motion_codes import SAMPLES_PER_FRAME, identity_stats, motion_
 from talkjax.diffusion import objectives, schedules
 from talkjax.errors import ConfigError
 from talkjax.models.infp.builders import (build_denoiser, build_discriminator, build_guider,
-                                          build_imitation, build_style_encoder)
+                                          build_imitation, build_portrait_encoder,
+                                          build_style_encoder, portrait_resolution)
 from talkjax.models.infp.data import ANCHOR_FRAMES, DyadicWindows, cached_codes
 from talkjax.models.infp.denoiser import sample_chunk
 from talkjax.models.renderer_task import RendererTask
@@ -55,6 +56,7 @@ class Stage2Task:
     self.guider = build_guider(config, dtype)
     self.denoiser = build_denoiser(config, dtype)
     self.style = build_style_encoder(config, dtype)
+    self.portrait = build_portrait_encoder(config, dtype)
     self.anchored = self.denoiser.anchor
     self.anchor_frame = str(config.diffusion.get("anchor_frame", "first"))
     if self.anchor_frame not in ANCHOR_FRAMES:
@@ -87,6 +89,9 @@ class Stage2Task:
       batch["anchor"] = np.zeros((batch_size, d), np.float32)
     if self.style is not None:
       batch["style"] = np.zeros((batch_size, int(m.style.frames), d), np.float32)
+    if self.portrait is not None:
+      r = portrait_resolution(self.config)
+      batch["portrait"] = np.zeros((batch_size, r, r, 3), np.float32)
     if self.rollout:
       batch.update(lead_previous=batch["previous"], lead_audio=track, lead_partner_audio=track,
                    lead_valid=np.zeros((batch_size,), np.float32))
@@ -99,6 +104,8 @@ class Stage2Task:
       axes["anchor"] = track
     if self.style is not None:
       axes["style"] = seq
+    if self.portrait is not None:
+      axes["portrait"] = ("batch", None, None, None)
     if self.rollout:
       axes.update(lead_previous=seq, lead_audio=track, lead_partner_audio=track,
                   lead_valid=("batch",))
@@ -109,11 +116,15 @@ class Stage2Task:
     feats = jnp.zeros((b, w, self.speech.dim), jnp.float32)
     g_rng, d_rng, s_rng, a_rng = jax.random.split(rng, 4)
     (guidance, _), guider = self.guider.init_with_output(g_rng, feats, feats)
-    trainable = {
-        "guider": guider["params"],
-        "denoiser": self.denoiser.init(d_rng, batch["motion"], jnp.zeros((b,), jnp.int32),
-                                       guidance, batch["previous"], jnp.zeros((b, 2), bool),
-                                       batch.get("anchor"))["params"]}
+    trainable = {"guider": guider["params"]}
+    portrait = None
+    if self.portrait is not None:
+      portrait, variables = self.portrait.init_with_output(jax.random.fold_in(rng, 5),
+                                                           batch["portrait"])
+      trainable["portrait"] = variables["params"]
+    trainable["denoiser"] = self.denoiser.init(
+        d_rng, batch["motion"], jnp.zeros((b,), jnp.int32), guidance, batch["previous"],
+        jnp.zeros((b, 2), bool), batch.get("anchor"), portrait)["params"]
     if self.style is not None:
       trainable["style"] = self.style.init(s_rng, batch["style"])["params"]
     frozen = {"motion_stats": identity_stats(int(self.config.model.motion_dim))}
@@ -143,6 +154,11 @@ class Stage2Task:
     return self.guider.apply({"params": trainable["guider"]}, self.features(frozen, agent),
                              self.features(frozen, partner), style)[0]
 
+  def portrait_feature(self, params, batch):
+    if self.portrait is None:
+      return None
+    return self.portrait.apply({"params": params["trainable"]["portrait"]}, batch["portrait"])
+
   @staticmethod
   def normalise(stats, x):
     return (x - stats["mean"]) / stats["std"]
@@ -152,8 +168,10 @@ class Stage2Task:
     stats = params["frozen"]["motion_stats"]
     x0, previous = self.normalise(stats, batch["motion"]), self.normalise(stats, batch["previous"])
     anchor = self.normalise(stats, batch["anchor"]) if self.anchored else None
+    portrait = self.portrait_feature(params, batch)
     if self.rollout:
-      previous = self.rolled_out(params, batch, previous, anchor, jax.random.fold_in(rng, 2))
+      previous = self.rolled_out(params, batch, previous, anchor, portrait,
+                                 jax.random.fold_in(rng, 2))
     if float(dc.get("previous_noise", 0.0)) > 0:
       # Sampling chains chunks on generated motion, not ground truth: a previous motion
       # noised by a random amount per window (std up to previous_noise, normalised units)
@@ -174,7 +192,7 @@ class Stage2Task:
     guidance = self.guidance(params, batch["audio"], batch["partner_audio"],
                              batch.get("style"), drop[:, 2])
     out = self.denoiser.apply({"params": params["trainable"]["denoiser"]}, x_t, t, guidance,
-                              previous, drop[:, :2], anchor)
+                              previous, drop[:, :2], anchor, portrait)
     per_example = jnp.mean((out - objectives.target(dc.prediction, x0, eps, a_t)) ** 2, axis=(1, 2))
     metrics = {"mse": jnp.mean(per_example)}
     if self.config.loss.velocity > 0:   # smoothness: frame-to-frame motion (x0 space)
@@ -183,7 +201,7 @@ class Stage2Task:
       metrics["velocity"] = jnp.mean(vel)
     return per_example, metrics
 
-  def rolled_out(self, params, batch, previous, anchor, rng):
+  def rolled_out(self, params, batch, previous, anchor, portrait, rng):
     """`previous` (normalised) with the first round(rollout * B) windows' replaced by the
     last frames the model itself keeps of the chunk before (where the clip has one)."""
     b, p = previous.shape[:2]
@@ -197,7 +215,8 @@ class Stage2Task:
                         None if anchor is None else take(anchor), noise, self.alphas,
                         steps=int(self.config.diffusion.rollout_steps),
                         scale=float(self.config.sample.guidance),
-                        prediction=self.config.diffusion.prediction)
+                        prediction=self.config.diffusion.prediction,
+                        portrait=None if portrait is None else jax.lax.stop_gradient(take(portrait)))
     lead = jax.lax.stop_gradient(lead[:, self.keep - p:self.keep])
     valid = take(batch["lead_valid"])[:, None, None] > 0
     return jnp.concatenate([jnp.where(valid, lead, previous[:k]), previous[k:]])
