@@ -17,6 +17,7 @@ model: its chunks joined worse for no clear gain (experiments/infp/README.md).
 
   talkjax train --config experiments/infp/synthtalk_tiny_stage2.py:rollout \
       --workdir runs/infp_tiny_rollout
+
 """
 
 from talkjax.errors import ConfigError
@@ -31,6 +32,9 @@ def get_config(arg=None):
                     style_frames=0)
   c.stage1.config = "infp/synthtalk_tiny_stage1"
   c.stage1.workdir = "runs/infp_tiny_stage1"
+  # The portrait encoder reads the mood of a portrait caught mid-word (portrait.py; not in
+  # the paper): without it a held-out person's open resting mouth was drawn shut.
+  c.model.portrait.resolution = 64
   c.data = tiny_dyadic_synthtalk()
   c.data.batch_size = 32
   c.data.stride = 2

@@ -284,6 +284,8 @@ INFP = {
     "trainable/denoiser/blocks_0/mlp_in/kernel": P("fsdp", "tensor"),
     "trainable/denoiser/blocks_0/modulation/kernel": P("fsdp", "tensor"),
     "trainable/denoiser/positions": P(None, "fsdp"),
+    "trainable/portrait/encoder/stem/kernel": P(None, None, None, "fsdp"),
+    "trainable/portrait/encoder/to_latent/kernel": P(None, "fsdp"),
     "frozen/motion_stats/mean": P(),
 }
 
@@ -297,7 +299,8 @@ def test_golden_infp_shardings_and_sampling_uses_the_training_layout():
   expected = {"renderer/" + k[len("trainable/generator/"):]: v for k, v in stage1.items()
               if k.startswith("trainable/generator/")}
   expected.update({k[len("trainable/"):]: v for k, v in layout.items()
-                   if k.startswith(("trainable/guider/", "trainable/denoiser/"))})
+                   if k.startswith(("trainable/guider/", "trainable/denoiser/",
+                                    "trainable/portrait/"))})
   expected.update({k[len("frozen/"):]: v for k, v in layout.items() if k.startswith("frozen/")})
   got = {k: x.sharding.spec for k, x in trees.flatten(sampler.params).items()}
   assert got == expected

@@ -38,8 +38,8 @@ def test_swapping_the_two_tracks_swaps_speaking_and_listening(gen, talks):
   mine = gen.generate(images, me, partner_audio=you, seed=1)["frames"]
   theirs = gen.generate(images, you, partner_audio=me, seed=1)["frames"]
   # The same portrait follows its own track's turns, then, swapped, the partner's (the
-  # shipped model measured 0.985 / 0.97 / 0.995 and 0.985 / 0.96 / 0.985 per clip; 0.325 /
-  # 0.19 / 0.28 against the track it no longer speaks).
+  # shipped model measured 0.98 / 0.97 / 0.975 and 0.99 / 0.965 / 0.99 per clip; 0.33 /
+  # 0.195 / 0.285 against the track it no longer speaks).
   follows = [_speaking_accuracy(mine[i], me[i]) for i in range(len(images))]
   swapped = [_speaking_accuracy(theirs[i], you[i]) for i in range(len(images))]
   unswapped = [_speaking_accuracy(theirs[i], me[i]) for i in range(len(images))]
@@ -55,12 +55,14 @@ def test_chunks_join_without_a_seam(gen, talks):
   at_seams = steps[:, w - 1::w]                                    # last of chunk k -> first of k+1
   inside = np.delete(steps, np.arange(w - 1, steps.shape[1], w), axis=1)
   assert at_seams.size >= 9
-  # Measured on the shipped model: the median step across a chunk boundary is 2.37x the
-  # median step inside a chunk (0.19 vs 0.08), well inside the inside steps' spread
-  # (99.5th percentile 0.85); the largest boundary step 0.43. (The model before it, trained
-  # on clean previous motion, measured 1.8x: noising the previous motion in training
-  # loosens the join a little.)
-  assert np.median(at_seams) < 2.5 * np.median(inside), (np.median(at_seams), np.median(inside))
+  # Measured on the shipped model: the median step across a chunk boundary is 0.91x the
+  # median step inside a chunk (0.073 vs 0.080; ground truth's own median frame step on
+  # these clips: 0.078), the largest boundary step 0.47 against the inside steps' 99.5th
+  # percentile 0.81. Its chunks' first frames blend into the lookahead frames the chunk
+  # before made (sample.crossfade); without the blend the same model measured 2.78x here
+  # (1.9-3.8x over sampling seeds 0-5, 0.73-1.07x with it), so the mark (1.5x) fails a
+  # sampler that lands the whole join on one frame.
+  assert np.median(at_seams) < 1.5 * np.median(inside), (np.median(at_seams), np.median(inside))
   assert at_seams.max() < np.percentile(inside, 99.5) * 1.5
 
 
