@@ -291,9 +291,10 @@ INFP = {
 
 
 def test_golden_infp_shardings_and_sampling_uses_the_training_layout():
-  layout = training_layout("infp/synthtalk_tiny_stage2", ("model.layers=1",))
+  small = ("model.layers=1", "model.portrait.channels=(8, 8)")
+  layout = training_layout("infp/synthtalk_tiny_stage2", small)
   assert {k: layout[k] for k in INFP} == INFP
-  config = cfg.load_config("infp/synthtalk_tiny_stage2", ["model.layers=1"])
+  config = cfg.load_config("infp/synthtalk_tiny_stage2", list(small))
   sampler = Sampler(*random_generator(config), mesh=MESH)
   stage1 = training_layout("infp/synthtalk_tiny_stage1")
   expected = {"renderer/" + k[len("trainable/generator/"):]: v for k, v in stage1.items()

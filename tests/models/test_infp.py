@@ -254,20 +254,6 @@ def test_the_portrait_encoder_sees_a_frame_of_the_clip_and_reaches_the_motion(ro
       params["trainable"])
   norm = sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads["portrait"]))
   assert np.isfinite(norm) and norm > 1e-6
-  # Sampling reads the portrait once per video (`start`); the feature steers every chunk.
-  hook = INFPGeneration(config, load_stage1(config).config)
-  gen = {"renderer": load_stage1(config).params["trainable"]["generator"],
-         "portrait": params["trainable"]["portrait"], "guider": params["trainable"]["guider"],
-         "denoiser": params["trainable"]["denoiser"],
-         "motion_stats": params["frozen"]["motion_stats"]}
-  (appearance, feature), carry = jax.jit(lambda p, x: hook.start(p, {"image": x}, hook.knobs()))(
-      gen, clips.clip(0)["frames"][:1])
-  assert feature.shape == (1, 32)
-  silence = jnp.zeros((1, hook.audio_context + 16 * 640))
-  chunk = jax.jit(lambda feature: hook.chunk(
-      gen, (appearance, feature), carry, {"audio": silence, "partner_audio": silence},
-      jax.random.PRNGKey(3)[None], hook.knobs(), {})[1]["motion"])
-  assert float(jnp.abs(chunk(feature) - chunk(feature + 1.0)).mean()) > 1e-3
   with pytest.raises(TalkjaxError, match="model.portrait.resolution=30"):
     make_task(stage2_config(root, "model.portrait.resolution=30",
                             "model.portrait.channels=(4, 8)"))
@@ -388,10 +374,13 @@ def test_two_tracks_stream_as_offline_and_chunks_chain(generator):
       second["motion"][:, :4], weight * raw["motion"][:, :4] + (1 - weight) * carry["ahead"],
       atol=1e-5)
   np.testing.assert_array_equal(second["motion"][:, 4:], raw["motion"][:, 4:])
-  # ... and from the portrait's motion (the anchor), which every chunk sees.
-  _, moved = chunk(params, ((*appearance[:2], appearance[2] + 1.0, *appearance[3:]), feature),
-                   carry, tracks(1), keys(1))
-  assert float(np.abs(np.asarray(moved["motion"]) - np.asarray(second["motion"])).mean()) > 1e-3
+  # ... and from the portrait's motion (the anchor) and the portrait encoder's feature (read
+  # once per video, in `start`), which every chunk sees.
+  assert feature.shape == (1, 32)
+  for context in (((*appearance[:2], appearance[2] + 1.0, *appearance[3:]), feature),
+                  (appearance, feature + 5.0)):
+    _, moved = chunk(params, context, carry, tracks(1), keys(1))
+    assert float(np.abs(np.asarray(moved["motion"]) - np.asarray(second["motion"])).mean()) > 1e-3
   # Swapping the two tracks makes another video from the same seed.
   swapped = generator.generate(clip["frames"][:1], you[None], partner_audio=me[None], seed=7)
   assert np.abs(swapped["motion"] - motion).mean() > 1e-3
