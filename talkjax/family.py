@@ -43,7 +43,7 @@ import numpy as np
 from talkjax.errors import TalkjaxError
 
 PyTree = Any
-OPTIONAL_INPUTS = ("partner_audio", "emotion")
+OPTIONAL_INPUTS = ("partner_audio", "emotion", "style_video")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,13 +121,19 @@ class GenerationHook(Protocol):
   audio_context: int                   # samples of preceding audio each chunk sees
   audio_lookahead: int                 # samples of following audio each chunk sees
   accepts: frozenset                   # optional request inputs it takes (OPTIONAL_INPUTS)
+  # with "style_video" in `accepts`: how many frames (at `fps`) of the reference clip it reads
+  style_frames: int
   requires: frozenset                  # ... of which it cannot do without
   emotions: tuple                      # the emotion names it takes (optional; for menus)
 
   def knobs(self, **overrides) -> Knobs: ...
 
-  def request_inputs(self, *, emotion: str | None = None) -> dict[str, np.ndarray]:
-    """Per-example arrays for `inputs` from a request's optional fields (validated)."""
+  def request_inputs(self, *, emotion: str | None = None,
+                     style_video: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-example arrays for `inputs` from a request's optional fields (validated), their
+    defaults when called with none. `style_video` (passed only to a hook that accepts it):
+    the reference clip's `style_frames` frames, uint8 (S, R, R, 3), cropped like the
+    portrait (talkjax.pipelines.inputs.load_reference_clip)."""
 
   def init(self, rng: jax.Array) -> PyTree:
     """Every weight generation uses, randomly initialised and boxed with logical axis

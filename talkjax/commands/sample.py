@@ -24,6 +24,8 @@ examples:
   talkjax sample --checkpoint model.msgpack --image face.jpg --audio talk.m4a --out out.mp4 \\
       --set std_scale=1.5 guidance=3 --gif --png
   talkjax sample ... --set mean=none std=absolute std_value=0.3     (the paper's std knob)
+  talkjax sample --checkpoint runs/infp_stage2 --image face.png --audio me.wav \\
+      --partner-audio you.wav --style-video how_they_nod.mp4 --out talk.mp4
   talkjax sample --checkpoint runs/ifmdm_tiny_stage2 --manifest requests.jsonl --out results/
   (a manifest line: {"image": "a.png", "audio": "a.wav", "seed": 1, "options": {"mean": "previous"}})
   talkjax sample --checkpoint runs/big --manifest requests.jsonl --out results/ --mesh data=1 fsdp=-1
@@ -39,6 +41,10 @@ def add_arguments(parser):
   parser.add_argument("--audio", help="driving speech (wav, flac, mp3, m4a, ogg)")
   parser.add_argument("--partner-audio", help="the partner's track (dyadic families)")
   parser.add_argument("--emotion", help="emotion name, e.g. happy (families that take one)")
+  parser.add_argument("--style-video", metavar="VIDEO",
+                      help="a reference clip whose motion style (how the head moves) the "
+                           "video takes: its first frames, cropped like the portrait (INFP "
+                           "trained with a style encoder: model.style.frames > 0)")
   parser.add_argument("--seed", type=int, default=0, help="noise seed, 0..2**32-1 (default 0)")
   parser.add_argument("--manifest", help="JSONL file of requests instead of --image/--audio")
   parser.add_argument("--out", required=True, help="output .mp4 (a folder with --manifest)")
@@ -140,8 +146,10 @@ def run(args):
                        fix=f"give 1..{MAX_BATCH} requests per call")
   out = pathlib.Path(args.out)
   if args.manifest:
-    if args.image or args.audio:
-      raise TalkjaxError("give either --manifest or --image/--audio, not both")
+    if args.image or args.audio or args.style_video:
+      raise TalkjaxError("give either --manifest or --image/--audio, not both",
+                         fix='a manifest line names its own inputs: {"image": ..., "audio": ..., '
+                             '"style_video": ...}')
     if out.exists() and not out.is_dir():
       raise TalkjaxError("--out must be a folder with --manifest", path=out,
                          fix="e.g. --out results/")
@@ -153,7 +161,7 @@ def run(args):
     if out.suffix.lower() != ".mp4":
       raise TalkjaxError(f"--out must end in .mp4, got {out}", fix="e.g. --out result.mp4")
     requests = [Request(args.image, args.audio, args.partner_audio, args.emotion, args.seed,
-                        name=out.stem, out=str(out))]
+                        name=out.stem, out=str(out), style_video=args.style_video)]
   for r in requests:
     if isinstance(r, Request):
       r.knobs = {**options, **r.knobs}

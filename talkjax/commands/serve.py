@@ -9,7 +9,8 @@ A full queue answers 503 with a Retry-After hint. Files live in a private tempor
 and are deleted --retention seconds after a job finished (and when the server stops).
 
 The API (details in talkjax/serve/README.md):
-  POST /jobs              multipart: image, audio [, partner_audio] files; emotion, seed,
+  POST /jobs              multipart: image, audio [, partner_audio, style_video] files;
+                          emotion, seed,
                           options (a JSON object of sampling options), name  -> 202 + job
   GET  /jobs/ID[?wait=S]  status, progress (frames done of frames), warnings, error
                           (?wait: answer when it has finished, or after S s)

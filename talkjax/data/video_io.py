@@ -2,7 +2,9 @@
 
 `write_mp4(path, frames, fps, audio=None)` takes uint8 frames (T, H, W, 3) and float audio
 at 16 kHz; `read_mp4(path)` returns (frames uint8 (T, H, W, 3), fps, audio float32 at
-16 kHz or None). Used by the data preview, the sampling pipeline and `talkjax eval`.
+16 kHz or None); `read_frames(path, fps=25, count=50)` decodes only the first `count`
+frames a `fps` video would show (a reference clip's, however long the file). Used by the
+data preview, the sampling pipeline and `talkjax eval`.
 """
 
 from __future__ import annotations
@@ -158,17 +160,27 @@ def write_mp4(path, frames: np.ndarray, fps: int, audio: np.ndarray | None = Non
     writer.write(frames)
 
 
+def _check_video_path(path) -> None:
+  if not os.path.exists(path):
+    raise TalkjaxError("video file not found", path=path, fix="check the path")
+  if os.path.isdir(path):
+    raise TalkjaxError("is a folder, not a video", path=path, fix="pass a video file")
+
+
+def _video_stream(container, path):
+  if not container.streams.video:
+    raise TalkjaxError("the file has no video stream", path=path,
+                       fix="pass a video (mp4, mov, webm, ...)")
+  return container.streams.video[0]
+
+
 def read_mp4(path, *, sample_rate: int = SAMPLE_RATE):
   """(frames uint8 (T, H, W, 3), fps, mono float32 audio at sample_rate or None)."""
   import av
-  if not os.path.exists(path):
-    raise TalkjaxError("video file not found", path=path, fix="check the path")
+  _check_video_path(path)
   try:
     with av.open(str(path)) as container:
-      if not container.streams.video:
-        raise TalkjaxError("the file has no video stream", path=path,
-                           fix="pass an mp4 with video")
-      vstream = container.streams.video[0]
+      vstream = _video_stream(container, path)
       fps = vstream.average_rate or vstream.guessed_rate
       frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     audio = None
@@ -190,4 +202,41 @@ def read_mp4(path, *, sample_rate: int = SAMPLE_RATE):
   if audio is not None:  # AAC pads its last frame; keep the video's duration
     audio = audio[:int(round(len(frames) / float(fps) * sample_rate))]
   return np.stack(frames), float(fps), audio
+
+
+def read_frames(path, *, fps: int, count: int) -> tuple[np.ndarray, float]:
+  """The first `count` frames of a video as a `fps` video would show them (frame i: the
+  source frame on screen at i / fps; a 50 fps file gives every other frame, a 12.5 fps file
+  each frame twice), decoding no further: (uint8 (n <= count, H, W, 3), the file's fps)."""
+  import av
+  _check_video_path(path)
+  out: list[np.ndarray] = []
+  try:
+    with av.open(str(path)) as container:
+      stream = _video_stream(container, path)
+      rate = float(stream.average_rate or stream.guessed_rate or fps)
+      shown, index, start, end = None, 0, 0.0, 0.0
+      for frame in container.decode(video=0):
+        # where this frame sits (its timestamp, or its index at the file's rate)
+        at = (float(frame.pts * frame.time_base) if frame.pts is not None
+              and frame.time_base is not None else index / rate)
+        if shown is None:
+          start = at
+        index += 1
+        end = at - start + 1.0 / rate
+        # every output frame whose moment comes before this frame's shows the frame before
+        while shown is not None and len(out) < count and (len(out) / fps) < at - start - 1e-6:
+          out.append(shown)
+        shown = frame.to_ndarray(format="rgb24")
+        if len(out) >= count:
+          break
+      # the last frame stays on screen for one source frame
+      while shown is not None and len(out) < count and len(out) / fps < end - 1e-6:
+        out.append(shown)
+  except av.error.FFmpegError as e:
+    raise TalkjaxError(f"the video cannot be decoded ({e})", path=path,
+                       fix="pass a readable video (e.g. H.264 mp4)") from e
+  if not out:
+    raise TalkjaxError("the video has no frames", path=path, fix="pass a non-empty video")
+  return np.stack(out), rate
 

@@ -106,55 +106,103 @@ def _from_array(source) -> np.ndarray:
   return to_rgb(Image.fromarray(arr if arr.shape[-1] != 1 else arr[..., 0]))
 
 
-def _pad_square(rgb) -> np.ndarray:
+def _cut(rgb, box) -> np.ndarray:
+  """The square `box` = (left, top, side) of an image (None: the whole image), padded with
+  the border pixels where it leaves the image."""
+  if box is None:
+    return rgb
+  left, top, side = box
   h, w = rgb.shape[:2]
-  s = max(h, w)
-  top, left = (s - h) // 2, (s - w) // 2
-  return np.pad(rgb, ((top, s - h - top), (left, s - w - left), (0, 0)), mode="edge")
+  pad = max(0, -left, -top, left + side - w, top + side - h)
+  padded = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="edge") if pad else rgb
+  return padded[top + pad:top + pad + side, left + pad:left + pad + side]
+
+
+def _crop_box(rgb, crop: str, framing: Framing, where, notes: list, name: str):
+  """(the square of `rgb` the crop takes — (left, top, side), None for the whole image —,
+  a line saying how it was chosen)."""
+  if crop not in CROPS:
+    raise TalkjaxError(f"unknown crop {crop!r}", fix=f"use one of {', '.join(CROPS)}")
+  h, w = rgb.shape[:2]
+  if min(h, w) < MIN_SIDE:
+    raise TalkjaxError(f"the {name} is {w}x{h} pixels, too small to show a face (the short "
+                       f"side must be at least {MIN_SIDE} px)", path=where,
+                       fix=f"pass a larger {name}")
+  if crop in ("auto", "face"):
+    from talkjax.data.faces import detect_faces, face_square
+    faces = detect_faces(rgb)
+    if faces:
+      box = face_square(rgb, faces[0], framing)[1]
+      return box, (f"face {box[2]}x{box[2]} at ({box[0]}, {box[1]})"
+                   + (f", largest of {len(faces)} faces" if len(faces) > 1 else ""))
+    if crop == "face":
+      raise TalkjaxError(f"no face found in the {name}", path=where,
+                         fix="pass one with a visible, roughly frontal face, or use --crop center")
+    notes.append(f"no face found in {os.path.basename(where) if where else 'the ' + name}: "
+                 "the whole image is used, padded to a square")
+    s = max(h, w)
+    return (-((s - w) // 2), -((s - h) // 2), s), "whole image (no face found)"
+  if crop == "center":
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return (left, top, s), (f"center square {s}x{s} at ({left}, {top})" if h != w
+                            else "center (already square)")
+  return None, "none (whole image resized)"
+
+
+def _resized(rgb, resolution: int) -> np.ndarray:
+  from PIL import Image
+  if rgb.shape[0] != resolution or rgb.shape[1] != resolution:
+    rgb = np.asarray(Image.fromarray(rgb).resize((resolution, resolution), Image.LANCZOS))
+  return rgb
 
 
 def load_image(source, resolution: int, crop: str = "auto",
                framing: Framing = SYNTHTALK_FRAMING) -> Portrait:
   """The portrait of a path or an array (H, W[, C]), cropped and resized to `resolution`."""
-  from PIL import Image
   if crop not in CROPS:
     raise TalkjaxError(f"unknown crop {crop!r}", fix=f"use one of {', '.join(CROPS)}")
   notes: list[str] = []
   where = source if isinstance(source, (str, os.PathLike)) else None
   rgb = _open(where, notes) if where is not None else _from_array(source)
   name = os.path.basename(where) if where is not None else "the image"
-  h, w = rgb.shape[:2]
-  if min(h, w) < MIN_SIDE:
-    raise TalkjaxError(f"the image is {w}x{h} pixels, too small to show a face (the short side "
-                       f"must be at least {MIN_SIDE} px)", path=where,
-                       fix=f"pass a portrait of at least {resolution}x{resolution}")
-  if crop in ("auto", "face"):
-    from talkjax.data.faces import detect_faces, face_square
-    faces = detect_faces(rgb)
-    if faces:
-      rgb, (left, top, side) = face_square(rgb, faces[0], framing)
-      method = (f"face {side}x{side} at ({left}, {top})"
-                + (f", largest of {len(faces)} faces" if len(faces) > 1 else ""))
-    elif crop == "face":
-      raise TalkjaxError("no face found in the image", path=where,
-                         fix="pass a portrait with a visible, roughly frontal face, or use "
-                             "--crop center")
-    else:
-      notes.append(f"no face found in {name}: the whole image is used, padded to a square")
-      rgb, method = _pad_square(rgb), "whole image (no face found)"
-  elif crop == "center":
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    rgb = rgb[top:top + s, left:left + s]
-    method = f"center square {s}x{s} at ({left}, {top})" if h != w else "center (already square)"
-  else:
-    method = "none (whole image resized)"
+  box, method = _crop_box(rgb, crop, framing, where, notes, "image")
+  rgb = _cut(rgb, box)
   if min(rgb.shape[:2]) < resolution:
     notes.append(f"{name}: the portrait is {rgb.shape[1]}x{rgb.shape[0]} px, upscaled to the "
                  f"model's {resolution}x{resolution}: expect a soft video")
-  if rgb.shape[0] != resolution or rgb.shape[1] != resolution:
-    rgb = np.asarray(Image.fromarray(rgb).resize((resolution, resolution), Image.LANCZOS))
-  return Portrait(rgb, method, notes)
+  return Portrait(_resized(rgb, resolution), method, notes)
+
+
+def load_reference_clip(source, resolution: int, crop: str = "auto",
+                        framing: Framing = SYNTHTALK_FRAMING, *, fps: int = 25,
+                        frames: int) -> Portrait:
+  """`frames` frames of a reference video (a path PyAV reads, or uint8 frames (T, H, W, 3)
+  taken to be at `fps`) from its start, at `fps`, each cropped like a portrait and resized
+  to `resolution`: (uint8 (frames, R, R, 3), how they were cropped, warnings). The crop is
+  chosen on the first frame and kept for all (a crop that followed the face would hide the
+  head motion the clip is there to show). A clip shorter than `frames` is repeated from its
+  start, as training does with a short reference stretch (with a warning)."""
+  from talkjax.data.video_io import read_frames
+  if crop not in CROPS:
+    raise TalkjaxError(f"unknown crop {crop!r}", fix=f"use one of {', '.join(CROPS)}")
+  notes: list[str] = []
+  where = source if isinstance(source, (str, os.PathLike)) else None
+  if where is not None:
+    clip = read_frames(where, fps=fps, count=frames)[0]
+  else:
+    clip = np.asarray(source)
+    if clip.ndim != 4 or clip.shape[-1] != 3 or clip.dtype != np.uint8 or not len(clip):
+      raise TalkjaxError(f"a reference clip array must be uint8 frames (T, H, W, 3), got "
+                         f"{clip.dtype} {clip.shape}", fix="pass a video file's path or its frames")
+    clip = clip[:frames]
+  name = os.path.basename(where) if where is not None else "the reference clip"
+  box, method = _crop_box(clip[0], crop, framing, where, notes, "reference clip")
+  if len(clip) < frames:
+    notes.append(f"{name} holds {len(clip)} frames at {fps} fps; the style is read from "
+                 f"{frames} ({frames / fps:.1f} s): its frames are repeated")
+  cut = np.stack([_resized(np.ascontiguousarray(_cut(f, box)), resolution) for f in clip])
+  return Portrait(cut[np.resize(np.arange(len(cut)), frames)], method, notes)
 
 
 def load_request_audio(source, *, what: str = "audio", notes: list | None = None,

@@ -3,8 +3,8 @@
     {"image": "faces/a.png", "audio": "speech/a.wav", "seed": 3, "out": "a.mp4"}
     {"image": "faces/b.png", "audio": "speech/b.m4a", "options": {"std_scale": 1.5}, "name": "b"}
 
-Keys: image, audio (required); partner_audio, emotion, seed, name, out, options (the
-generator's sampling options). Relative paths are relative to the manifest's folder. A line
+Keys: image, audio (required); partner_audio, emotion, style_video (a reference clip of
+the motion style), seed, name, out, options (the generator's sampling options). Relative paths are relative to the manifest's folder. A line
 that is not valid JSON or has unknown keys is reported (with its line number) and skipped.
 """
 
@@ -16,7 +16,8 @@ import pathlib
 from talkjax.errors import TalkjaxError
 from talkjax.pipelines.pipeline import Failure, Request
 
-KEYS = {"image", "audio", "partner_audio", "emotion", "seed", "name", "out", "options"}
+KEYS = {"image", "audio", "partner_audio", "emotion", "style_video", "seed", "name", "out",
+        "options"}
 
 
 def read_manifest(path) -> list[Request | Failure]:
@@ -50,7 +51,8 @@ def read_manifest(path) -> list[Request | Failure]:
           image=resolve(entry["image"]), audio=resolve(entry["audio"]),
           partner_audio=resolve(entry["partner_audio"]) if entry.get("partner_audio") else None,
           emotion=entry.get("emotion"), seed=int(entry.get("seed", 0)), knobs=options,
-          name=str(entry.get("name", name)), out=resolve(entry["out"]) if entry.get("out") else None))
+          name=str(entry.get("name", name)), out=resolve(entry["out"]) if entry.get("out") else None,
+          style_video=resolve(entry["style_video"]) if entry.get("style_video") else None))
     except (ValueError, TypeError) as e:
       out.append(Failure(name, f"{path}:{number}: {e}"))
   if not out:

@@ -6,6 +6,7 @@ result = pipe("face.png", "speech.wav", seed=0, std_scale=1.2)
 result.frames   # uint8 (T, R, R, 3) at result.fps;  result.audio: 16 kHz, exactly T frames long
 pipe = Pipeline.load("runs/dyadic", mesh={"fsdp": 8})   # parameters FSDP-sharded
 pipe("face.png", "me.wav", partner_audio="you.wav", emotion="happy")
+pipe("face.png", "me.wav", style_video="reference.mp4")   # motion style of another clip
 ```
 
 `run(requests)` samples many requests: they are bucketed by length (whole chunks of the
@@ -13,8 +14,8 @@ generator's window) and compiled sampling options, each bucket is cut into batch
 fixed size (the last one padded), and every batch is one sharded call (sampler.py), so each
 bucket compiles once. A request's noise depends only on its own seed, so it gets the same
 frames alone or in any batch. A request whose inputs are bad is reported and skipped; the
-others still run. Every request field (image, audio, partner audio, emotion, options)
-reaches the family; one it does not take is refused with a clear error. With a `sink`
+others still run. Every request field (image, audio, partner audio, emotion, style video,
+options) reaches the family; one it does not take is refused with a clear error. With a `sink`
 (e.g. writing.ResultWriter), frames go to it piece by piece as they are made instead of
 being held: memory then does not grow with the length of the audio.
 """
@@ -30,7 +31,9 @@ import numpy as np
 from talkjax.audio.align import pad_or_trim
 from talkjax.errors import TalkjaxError
 from talkjax.family import portrait_inputs
-from talkjax.pipelines.inputs import SYNTHTALK_FRAMING, load_image, load_request_audio
+from talkjax.family import OPTIONAL_INPUTS
+from talkjax.pipelines.inputs import (SYNTHTALK_FRAMING, load_image, load_reference_clip,
+                                      load_request_audio)
 
 SAMPLE_RATE = 16000
 
@@ -45,6 +48,8 @@ class Request:
   knobs: dict = dataclasses.field(default_factory=dict)
   name: str = ""                  # for reports and default output names
   out: str | None = None
+  style_video: Any = None         # a reference clip (path or uint8 frames) whose motion style
+                                  # the video takes (families that read one)
 
 
 @dataclasses.dataclass
@@ -105,9 +110,9 @@ class Pipeline:
     return int(self.sampler.fps)
 
   def __call__(self, image, audio, partner_audio=None, emotion=None, seed: int = 0,
-               **knobs) -> Result:
-    out = next(iter(self.run([Request(image, audio, partner_audio, emotion, seed, knobs)],
-                             progress=False)))
+               style_video=None, **knobs) -> Result:
+    out = next(iter(self.run([Request(image, audio, partner_audio, emotion, seed, knobs,
+                                      style_video=style_video)], progress=False)))
     if isinstance(out, Failure):
       raise out.exception
     return out
@@ -115,18 +120,23 @@ class Pipeline:
   def portrait(self, source):
     """A portrait (path or array) -> (the square RGB image the model sees, how it was
     cropped, warnings), framed as the family's training data frames faces."""
-    framing = getattr(self.sampler.hook, "face_framing", SYNTHTALK_FRAMING)
-    return load_image(source, self.sampler.resolution, self.crop, framing)
+    return load_image(source, self.sampler.resolution, self.crop, self.framing)
+
+  @property
+  def framing(self):
+    return getattr(self.sampler.hook, "face_framing", SYNTHTALK_FRAMING)
 
   def prepare(self, request: Request, index: int = 0) -> _Prepared:
     """Loads and checks one request's inputs (cheap, before any sampling work)."""
     g = self.sampler
     family = g.hook.config.family
-    for field, value in (("partner_audio", request.partner_audio), ("emotion", request.emotion)):
+    for field in OPTIONAL_INPUTS:
+      value = getattr(request, field)
       words = field.replace("_", " ")
       if value is not None and field not in g.accepts:
         raise TalkjaxError(f"this {family} model takes no {words}",
-                           fix="drop it, or use a family that takes it")
+                           fix=getattr(g.hook, "refusals", {}).get(
+                               field, "drop it, or use a family that takes it"))
       if value is None and field in g.requires:
         raise TalkjaxError(f"this {family} model needs the {words}", fix=f"give the {words}")
     if isinstance(request.seed, bool) or not isinstance(request.seed, (int, np.integer)) \
@@ -134,8 +144,14 @@ class Pipeline:
       raise TalkjaxError(f"seed {request.seed!r} must be a whole number in 0..{2 ** 32 - 1}",
                          fix="pick another seed")
     knobs = g.knobs(**request.knobs)
-    inputs = g.hook.request_inputs(emotion=request.emotion)
+    given, clip_notes = {}, []
+    if request.style_video is not None:   # cropped as the portrait is, from its first frame
+      clip = load_reference_clip(request.style_video, g.resolution, self.crop, self.framing,
+                                 fps=self.fps, frames=int(g.hook.style_frames))
+      given["style_video"], clip_notes = clip.image, clip.warnings
+    inputs = g.hook.request_inputs(emotion=request.emotion, **given)
     image, crop, notes = self.portrait(request.image)
+    notes += clip_notes
     inputs.update(portrait_inputs(g.hook, image, notes))
     audio = load_request_audio(request.audio, notes=notes, separator=self.separator)
     partner = None

@@ -234,11 +234,13 @@ class Sampler:
 
   # ---- streaming ---------------------------------------------------------------------------
 
-  def stream(self, image, *, seed: int = 0, knobs=None, inputs: Mapping | None = None):
-    """A live stream from one portrait; see talkjax/pipelines/streaming.py."""
+  def stream(self, image, *, seed: int = 0, knobs=None, inputs: Mapping | None = None,
+             style_video=None):
+    """A live stream from one portrait (and a reference clip's motion style, for a family
+    that takes one); see talkjax/pipelines/streaming.py."""
     from talkjax.pipelines.streaming import Stream
     return Stream(self, image, seed=seed, knobs=knobs if knobs is not None else self.knobs(),
-                  inputs=inputs)
+                  inputs=inputs, style_video=style_video)
 
 
 def free_bytes(device) -> int | None:

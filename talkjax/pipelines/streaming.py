@@ -7,7 +7,9 @@ for piece in microphone:                 # any number of samples at 16 kHz
 show(stream.finish())                    # the rest, the last chunk padded with silence
 ```
 
-Dyadic families take the partner's track too: `push(agent, partner_audio=partner)` (either
+A family with a style encoder takes a reference clip: `stream(portrait, style_video="ref.mp4")`
+(a path or uint8 frames, cropped like the portrait). Dyadic families take the partner's
+track too: `push(agent, partner_audio=partner)` (either
 may be pushed alone; a chunk is made once both tracks hold it). Latency is at most one chunk
 of audio, plus the family's lookahead (`audio_lookahead`: the audio after a chunk it waits
 for). The stream runs the very function the offline sampler scans (the family's
@@ -28,18 +30,29 @@ from talkjax.family import portrait_inputs
 
 
 class Stream:
-  def __init__(self, sampler, image, *, seed: int, knobs, inputs: Mapping | None = None):
-    from talkjax.pipelines.inputs import load_image
+  def __init__(self, sampler, image, *, seed: int, knobs, inputs: Mapping | None = None,
+               style_video=None):
+    from talkjax.pipelines.inputs import load_image, load_reference_clip
     self.sampler, self.hook, self.knobs = sampler, sampler.hook, knobs.compiled_part()
+    given = {}
+    if style_video is not None:
+      if "style_video" not in sampler.accepts:
+        raise TalkjaxError(f"this {self.hook.config.family} model takes no style video",
+                           fix=getattr(self.hook, "refusals", {}).get("style_video", "drop it"))
+      clip = load_reference_clip(style_video, sampler.resolution, "center", fps=sampler.fps,
+                                 frames=int(self.hook.style_frames))
+      given["style_video"] = clip.image
     loaded = load_image(image, sampler.resolution, "center")
     image, self.warnings = loaded.image, list(loaded.warnings)   # + the family's, below
+    if style_video is not None:
+      self.warnings += clip.warnings
     self.empty = np.zeros((0,) + image.shape, np.uint8)
     self.size = sampler.chunk_samples
     self.need = self.size + sampler.audio_lookahead   # a chunk's samples and those after it
     self.context_samples = int(self.hook.audio_context)
     self.runtime = {k: np.asarray([v], np.float32) for k, v in knobs.runtime_values().items()}
     self.seed = jax.random.PRNGKey(np.uint32(seed))
-    extras = {**self.hook.request_inputs(), **portrait_inputs(self.hook, image, self.warnings),
+    extras = {**self.hook.request_inputs(**given), **portrait_inputs(self.hook, image, self.warnings),
               **(inputs or {})}
     batch = {"image": image[None], **{k: np.asarray(v)[None] for k, v in extras.items()}}
     start, self._chunk = programs(sampler)

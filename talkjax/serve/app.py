@@ -29,7 +29,7 @@ from talkjax.errors import TalkjaxError
 from talkjax.pipelines.pipeline import Request
 from talkjax.serve.jobs import QueueFull, Service, TooLong
 
-FILES = ("image", "audio", "partner_audio")
+FILES = ("image", "audio", "partner_audio", "style_video")
 FIELDS = {"emotion", "seed", "options", "name"}
 MAX_FIELD_BYTES = 64 * 1024
 MAX_WAIT_S = 60.0       # longest long-poll of GET /jobs/ID?wait=S
@@ -124,7 +124,7 @@ def make_app(service: Service, *, max_upload_bytes: int = 32 * 2**20,
     name = str(form.get("name") or "")[:64]
     return Request(paths["image"], paths["audio"], paths.get("partner_audio"),
                    form.get("emotion") or None, int(seed), knobs=options,
-                   name=re.sub(r"[^\w.-]", "_", name))
+                   name=re.sub(r"[^\w.-]", "_", name), style_video=paths.get("style_video"))
 
   async def submit(request: HttpRequest):
     try:

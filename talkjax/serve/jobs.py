@@ -78,6 +78,7 @@ class Job:
            "seconds": round(self.frames / self.fps, 3), "fps": self.fps, "crop": self.crop,
            "seed": int(self.request.seed), "emotion": self.request.emotion,
            "partner_audio": self.request.partner_audio is not None,
+           "style_video": self.request.style_video is not None,
            "options": dict(self.request.knobs),
            "warnings": [scrub(w) for w in self.warnings]}
     if queue_position is not None:

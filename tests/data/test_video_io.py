@@ -40,3 +40,18 @@ def test_unreadable_files_raise_talkjax_error(tmp_path):
     read_mp4(tmp_path / "missing.mp4")
   with pytest.raises(TalkjaxError, match="uint8"):
     write_mp4(tmp_path / "x.mp4", np.zeros((2, 8, 8, 3), np.float32), 25)
+
+
+def test_read_frames_shows_the_frames_a_25_fps_video_would_and_stops_early(tmp_path):
+  from talkjax.data.video_io import read_frames
+  frames = np.zeros((20, 32, 32, 3), np.uint8)
+  frames[:] = (np.arange(20) * 12)[:, None, None, None]
+  level = lambda x: np.round(x.mean((1, 2, 3)) / 12).astype(int)
+  write_mp4(tmp_path / "ten.mp4", frames, 10)     # each frame on screen for 2.5 frames at 25
+  got, rate = read_frames(tmp_path / "ten.mp4", fps=25, count=9)
+  assert rate == 10 and level(got).tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 3]
+  got, _ = read_frames(tmp_path / "ten.mp4", fps=25, count=1000)   # the whole video: 2 s
+  assert len(got) == 50 and level(got)[-1] == 19
+  write_mp4(tmp_path / "same.mp4", frames, 25)
+  got, rate = read_frames(tmp_path / "same.mp4", fps=25, count=1000)
+  assert rate == 25 and level(got).tolist() == list(range(20))

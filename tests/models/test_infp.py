@@ -63,14 +63,15 @@ def lively(params, seed=0):
 
 @pytest.fixture(scope="module")
 def generator(root):
-  config = stage2_config(root)
+  config = stage2_config(root, "model.style.frames=4")
   task = make_task(config)
   params = nn.meta.unbox(jax.jit(task.init)(jax.random.PRNGKey(0), task.example_batch(1)))
   stage1 = load_stage1(config)
   hook = INFPGeneration(config, stage1.config)
   return Sampler(hook, {"renderer": stage1.params["trainable"]["generator"],
-                        "guider": params["trainable"]["guider"],
+                        "guider": lively(params["trainable"]["guider"], 1),
                         "portrait": params["trainable"]["portrait"],
+                        "style": params["trainable"]["style"],
                         "denoiser": lively(params["trainable"]["denoiser"]),
                         "motion_stats": task.initial_values()["frozen"]["motion_stats"]})
 
@@ -336,10 +337,17 @@ def test_two_tracks_stream_as_offline_and_chunks_chain(generator):
   clip = make_clip(BuildSpec(identities=2, clips=2, seconds=1.6, resolution=64, seed=5,
                              dyadic=True), 0)
   me, you = clip["audio"][:-100], clip["partner_audio"][:-100]
-  out = generator.generate(clip["frames"][:1], me[None], partner_audio=you[None], seed=7)
+  hook, params = generator.hook, generator.params
+  # another person's clip gives the motion style (its first 4 frames: model.style.frames)
+  reference = make_clip(BuildSpec(identities=2, clips=2, seconds=1.6, resolution=64, seed=6,
+                                  dyadic=True), 1)["frames"]
+  styled = {k: np.asarray(v)[None] for k, v in hook.request_inputs(
+      style_video=reference[:4]).items()}
+  out = generator.generate(clip["frames"][:1], me[None], partner_audio=you[None], seed=7,
+                           inputs=styled)
   motion, frames = out["motion"], out["frames"]
   assert frames.shape == (1, 40, 64, 64, 3)        # 40 frames: the audio's, the last padded
-  stream = generator.stream(clip["frames"][0], seed=7)
+  stream = generator.stream(clip["frames"][0], seed=7, style_video=reference)
   first = stream.push(me[:9000])
   assert len(first) == 0                             # no chunk without the partner's track
   pieces = [first] + [stream.push(me[9000:], partner_audio=you), stream.finish()]
@@ -348,12 +356,10 @@ def test_two_tracks_stream_as_offline_and_chunks_chain(generator):
   # Chaining: each chunk (12 kept frames) is made from the last 4 motion frames shown
   # before it, and its first 4 frames blend into the 4 lookahead frames the chunk before made
   # for the same moments (sample.crossfade, by default the lookahead).
-  hook, params = generator.hook, generator.params
   assert hook.crossfade == 4
   # jitted as sampling runs them (op by op, each new shape of each op compiles on its own)
-  (appearance, feature), carry = jax.jit(lambda p, image: hook.start(p, {"image": image},
-                                                                     hook.knobs()))(
-      params, clip["frames"][:1])
+  (appearance, feature, style), carry = jax.jit(lambda p, image: hook.start(
+      p, {"image": image, **styled}, hook.knobs()))(params, clip["frames"][:1])
   ctx, w = hook.audio_context, hook.window
   pad = lambda x: np.pad(x, (ctx, 64 * 640 - len(x)))[None]
   cut = lambda x, k: jnp.asarray(pad(x)[:, k * w * 640:k * w * 640 + ctx + 16 * 640])
@@ -361,13 +367,13 @@ def test_two_tracks_stream_as_offline_and_chunks_chain(generator):
   tracks = lambda k: {"audio": cut(me, k), "partner_audio": cut(you, k)}
   chunk = jax.jit(lambda p, context, carry, tracks, keys: hook.chunk(
       p, context, carry, tracks, keys, hook.knobs(), {}))
-  carry, first = chunk(params, (appearance, feature), carry, tracks(0), keys(0))
+  carry, first = chunk(params, (appearance, feature, style), carry, tracks(0), keys(0))
   np.testing.assert_allclose(first["motion"], motion[:, :w], atol=1e-4)
   np.testing.assert_allclose(carry["previous"], motion[:, w - 4:w], atol=1e-4)
-  _, second = chunk(params, (appearance, feature), carry, tracks(1), keys(1))
+  _, second = chunk(params, (appearance, feature, style), carry, tracks(1), keys(1))
   np.testing.assert_allclose(second["motion"], motion[:, w:2 * w], atol=1e-4)
   # The blend, against the same chunk made without one (as the first chunk is):
-  _, raw = chunk(params, (appearance, feature), {**carry, "has_ahead": carry["has_ahead"] * 0},
+  _, raw = chunk(params, (appearance, feature, style), {**carry, "has_ahead": carry["has_ahead"] * 0},
                  tracks(1), keys(1))
   weight = np.arange(1, 5, dtype=np.float32)[None, :, None] / 5
   np.testing.assert_allclose(
@@ -376,35 +382,78 @@ def test_two_tracks_stream_as_offline_and_chunks_chain(generator):
   np.testing.assert_array_equal(second["motion"][:, 4:], raw["motion"][:, 4:])
   # ... and from the portrait's motion (the anchor) and the portrait encoder's feature (read
   # once per video, in `start`), which every chunk sees.
-  assert feature.shape == (1, 32)
-  for context in (((*appearance[:2], appearance[2] + 1.0, *appearance[3:]), feature),
-                  (appearance, feature + 5.0)):
+  # ... and the style vector: the reference clip's, not the null style.
+  null = params["guider"]["null_style"][None]
+  assert feature.shape == style.shape == (1, 32) and np.abs(style - null).mean() > 1e-2
+  # (Deterministic chunks from the same keys: any change is the input's; the random style
+  # layers move the motion less than the others.)
+  for context, mark in ((((*appearance[:2], appearance[2] + 1.0, *appearance[3:]), feature,
+                          style), 1e-3), ((appearance, feature + 5.0, style), 1e-3),
+                        ((appearance, feature, null), 1e-4)):
     _, moved = chunk(params, context, carry, tracks(1), keys(1))
-    assert float(np.abs(np.asarray(moved["motion"]) - np.asarray(second["motion"])).mean()) > 1e-3
+    change = float(np.abs(np.asarray(moved["motion"]) - np.asarray(second["motion"])).mean())
+    assert change > mark, (change, mark)
   # Swapping the two tracks makes another video from the same seed.
-  swapped = generator.generate(clip["frames"][:1], you[None], partner_audio=me[None], seed=7)
+  swapped = generator.generate(clip["frames"][:1], you[None], partner_audio=me[None], seed=7,
+                               inputs=styled)
   assert np.abs(swapped["motion"] - motion).mean() > 1e-3
 
 
-def test_stage2_trains_and_talkjax_sample_takes_the_partner_track(root, tmp_path):
+def test_a_reference_clip_gives_the_style_training_gives_its_frames(root, generator):
+  """Sampling reads a reference clip's style from its frames; training from the motion codes
+  cached for a clip's frames: on the frames of a training window's style stretch, the two
+  routes give one style vector."""
+  from talkjax.data.frames import decode_frame
+  from talkjax.data.prepare import open_clips
+  hook, params = generator.hook, generator.params
+  task = make_task(hook.config)
+  windows = task.data_source("train")
+  window, s = windows[3], int(windows.starts[3])
+  first, end = int(windows.clip_start[s]), int(windows.clip_end[s])
+  at = first + int(np.random.default_rng([windows.seed, 3]).integers(0, end - first - 4 + 1))
+  clips = open_clips(root / "dyadic", "train")
+  start = at - first
+  frames = np.stack([decode_frame(b, clips.path) for b in
+                     clips.read(int(windows.clip_index[s]), start, start + 4)["frames"]])
+  trained = task.style.apply({"params": params["style"]}, window["style"][None])
+  inputs = {k: np.asarray(v)[None] for k, v in hook.request_inputs(style_video=frames).items()}
+  sampled = jax.jit(hook.style_of)(params, inputs)
+  np.testing.assert_allclose(sampled, trained, rtol=1e-4, atol=1e-4)
+  # no reference clip: the learned null style, as training's style dropout shows it
+  inputs = {k: np.asarray(v)[None] for k, v in hook.request_inputs().items()}
+  np.testing.assert_array_equal(jax.jit(hook.style_of)(params, inputs),
+                                params["guider"]["null_style"][None])
+  with pytest.raises(TalkjaxError, match=r"uint8 frames \(4, 64, 64, 3\)"):
+    hook.request_inputs(style_video=frames[:2])
+
+
+def test_stage2_trains_and_talkjax_sample_takes_the_partner_track_and_a_style_clip(
+    root, tmp_path, capsys):
   import soundfile
   from PIL import Image
+  from talkjax.data.video_io import read_mp4, write_mp4
   from talkjax_datasets.synthtalk.clip import make_clip
   from talkjax_datasets.synthtalk.spec import BuildSpec
-  config = stage2_config(root)
+  config = stage2_config(root, "model.style.frames=4")
   train(config, make_task(config), root / "stage2", progress=False, devices=jax.devices()[:1])
   clip = make_clip(BuildSpec(identities=2, clips=2, seconds=1.2, resolution=64, seed=9,
                              dyadic=True), 1)
   Image.fromarray(clip["frames"][0]).save(tmp_path / "face.png")
   soundfile.write(tmp_path / "me.wav", clip["audio"], 16000)
   soundfile.write(tmp_path / "you.wav", clip["partner_audio"], 16000)
-  code = main(["sample", "--checkpoint", str(root / "stage2"), "--image", str(tmp_path / "face.png"),
-               "--audio", str(tmp_path / "me.wav"), "--partner-audio", str(tmp_path / "you.wav"),
-               "--crop", "center", "--out", str(tmp_path / "talk.mp4")])
-  assert code == 0
-  from talkjax.data.video_io import read_mp4
-  frames = read_mp4(tmp_path / "talk.mp4")[0]
-  assert frames.shape == (30, 64, 64, 3)
+  write_mp4(tmp_path / "short.mp4", clip["frames"][10:12], 25)     # 2 of the 4 frames it reads
+  lines = [{"image": "face.png", "audio": "me.wav", "partner_audio": "you.wav", "name": "plain"},
+           {"image": "face.png", "audio": "me.wav", "partner_audio": "you.wav",
+            "style_video": "short.mp4", "name": "styled"}]
+  (tmp_path / "talks.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+  capsys.readouterr()
+  code = main(["sample", "--checkpoint", str(root / "stage2"), "--manifest",
+               str(tmp_path / "talks.jsonl"), "--crop", "center", "--out", str(tmp_path / "out")])
+  err = capsys.readouterr().err
+  assert code == 0, err
+  for name in ("plain", "styled"):
+    assert read_mp4(tmp_path / "out" / f"{name}.mp4")[0].shape == (30, 64, 64, 3)
+  assert "warning styled: short.mp4 holds 2 frames at 25 fps; the style is read from 4" in err
   code = main(["sample", "--checkpoint", str(root / "stage2"), "--image", str(tmp_path / "face.png"),
                "--audio", str(tmp_path / "me.wav"), "--emotion", "happy", "--crop", "center",
                "--out", str(tmp_path / "no.mp4")])

@@ -87,3 +87,22 @@ def test_the_shipped_file_is_a_stage1_a_new_stage2_can_train_on(gen, talks, tmp_
   code = encode(stage.params["trainable"]["generator"])
   assert code.shape == (1, 20) and np.isfinite(code).all() and np.abs(code).max() > 0
   np.testing.assert_array_equal(code, encode(jax.device_get(gen.params["renderer"])))
+
+
+def test_a_model_without_a_style_encoder_refuses_a_style_clip(talks, tmp_path, capsys):
+  """The shipped model has no style encoder (model.style.frames=0): a reference clip is a
+  one-line error naming why, before any sampling."""
+  import soundfile
+  from PIL import Image
+  from talkjax.cli import main
+  from talkjax.data.video_io import write_mp4
+  Image.fromarray(talks[0][0]).save(tmp_path / "face.png")
+  soundfile.write(tmp_path / "me.wav", talks[1][0][:16000], 16000)
+  write_mp4(tmp_path / "ref.mp4", np.repeat(talks[0][:1], 5, 0), 25)
+  code = main(["sample", "--checkpoint", str(shipped_demo_model("infp")), "--image",
+               str(tmp_path / "face.png"), "--audio", str(tmp_path / "me.wav"), "--style-video",
+               str(tmp_path / "ref.mp4"), "--out", str(tmp_path / "talk.mp4")])
+  assert code == 2
+  err = capsys.readouterr().err
+  assert "takes no style video" in err and "trained without a style encoder" in err, err
+  assert not (tmp_path / "talk.mp4").exists()

@@ -195,3 +195,41 @@ def test_silence_is_valid_and_warned_about(tmp_path):
   notes = []
   audio = load_request_audio(str(tmp_path / "quiet.wav"), notes=notes)
   assert len(audio) == 16000 and notes == ["the audio is silent: the face will barely move"]
+
+
+def test_a_reference_clip_is_cropped_once_on_its_first_frame():
+  """The crop box is the first frame's, kept for every frame: the face moving in the clip
+  moves in the crop (a crop that followed it would hide the motion the clip shows)."""
+  from talkjax.pipelines.inputs import load_reference_clip
+  photo = photos.astronaut()
+  first, moved = photo[:, :490], photo[:, 20:510]          # the face 20 px further left
+  clip = load_reference_clip(np.stack([first, moved]), 64, "auto", frames=2)
+  assert clip.image.shape == (2, 64, 64, 3) and clip.crop.startswith("face ")
+  np.testing.assert_array_equal(clip.image[0], load_image(first, 64, "auto").image)
+  followed = load_image(moved, 64, "auto").image            # re-detected: the face back in place
+  step = lambda a, b: float(np.abs(a.astype(int) - b.astype(int)).mean())
+  assert step(followed, clip.image[0]) < 0.5 * step(clip.image[1], clip.image[0])
+
+
+def test_a_reference_clip_is_read_at_the_model_rate_and_repeated_when_short(tmp_path):
+  from talkjax.data.video_io import write_mp4
+  from talkjax.pipelines.inputs import load_reference_clip
+  frames = np.zeros((12, 40, 64, 3), np.uint8)
+  frames[:] = (np.arange(12) * 20)[:, None, None, None]
+  write_mp4(tmp_path / "fast.mp4", frames, 50)              # 50 fps: every other frame at 25
+  clip = load_reference_clip(tmp_path / "fast.mp4", 32, "center", frames=4)
+  assert clip.image.shape == (4, 32, 32, 3) and clip.crop == "center square 40x40 at (12, 0)"
+  np.testing.assert_allclose(clip.image.mean((1, 2, 3)), [0, 40, 80, 120], atol=3)
+  assert clip.warnings == []
+  short = load_reference_clip(tmp_path / "fast.mp4", 32, "center", frames=8)
+  np.testing.assert_allclose(short.image.mean((1, 2, 3)), [0, 40, 80, 120, 160, 200, 0, 40],
+                             atol=3)
+  assert short.warnings == ["fast.mp4 holds 6 frames at 25 fps; the style is read from 8 "
+                            "(0.3 s): its frames are repeated"]
+  with pytest.raises(TalkjaxError, match=r"uint8 frames \(T, H, W, 3\)"):
+    load_reference_clip(frames.astype(np.float32), 32, frames=4)
+  with pytest.raises(TalkjaxError, match="video file not found"):
+    load_reference_clip(tmp_path / "missing.mp4", 32, frames=4)
+  (tmp_path / "text.mp4").write_text("not a video")
+  with pytest.raises(TalkjaxError, match="text.mp4.*cannot be decoded"):
+    load_reference_clip(tmp_path / "text.mp4", 32, frames=4)

@@ -118,6 +118,8 @@ def test_concurrent_good_and_bad_requests(pipe, tmp_path):
                              data={"colour": "red"}), 400, "unknown field"),
       "emotion": (dict(files={"image": ("x.png", image), "audio": ("a.wav", audio)},
                        data={"emotion": "happy"}), 400, "takes no emotion"),
+      "style video": (dict(files={"image": ("x.png", image), "audio": ("a.wav", audio),
+                                  "style_video": ("ref.mp4", b"any")}), 400, "takes no style video"),
       "too long": (dict(files={"image": ("x.png", long_image), "audio": ("a.wav", long_audio)}),
                    413, "at most 3 s"),
       "not a form": (dict(content=b'{"image": 1}', headers={"content-type": "application/json"}),

@@ -16,13 +16,19 @@ the portrait's own motion, repeated, as training windows at a clip start are; an
 denoiser (`model.anchor`) sees the portrait's motion in every chunk, and with
 `model.portrait` the portrait encoder's feature (read once per video, in `start`).
 
-No partner track means a silent partner (the agent talks to a quiet listener). The style
-encoder is trained (when `model.style.frames` > 0) but sampling uses the null style: a
-reference clip is not yet a request input.
+No partner track means a silent partner (the agent talks to a quiet listener).
+
+Motion style (with `model.style.frames` = S > 0): a request may give a reference clip
+(`style_video`, `talkjax sample --style-video`); `start` reads its S frames' motion codes
+with stage 1's motion encoder — what training's style windows hold, read by the same
+encoder from every frame of a clip — and the style encoder turns them into the style
+vector both of the guider's banks are modulated by, once per video. A request without one
+gets the learned null style (what training's style dropout teaches). A model trained
+without a style encoder refuses a reference clip.
 
 Parameters: {"renderer": stage 1's generator, "guider", "denoiser", "motion_stats",
 "speech": wav2vec2 weights (absent for log-mel), "portrait": the portrait encoder (only with
-`model.portrait`)}.
+`model.portrait`), "style": the style encoder (only with `model.style.frames`)}.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from talkjax import stages
 from talkjax.audio.frame_features import SAMPLES_PER_FRAME, SpeechFeatures
@@ -38,8 +45,8 @@ from talkjax.diffusion import schedules
 from talkjax.errors import ConfigError, TalkjaxError
 from talkjax.family import Knobs
 from talkjax.models.infp.builders import (build_denoiser, build_guider, build_imitation,
-                                          build_portrait_encoder, load_stage1,
-                                          portrait_resolution)
+                                          build_portrait_encoder, build_style_encoder,
+                                          load_stage1, portrait_resolution)
 from talkjax.models.infp.denoiser import sample_chunk
 from talkjax.models.infp.portrait import portrait_image
 from talkjax.data.motion_codes import identity_stats
@@ -61,7 +68,6 @@ class INFPKnobs(Knobs):
 
 class INFPGeneration:
   fps = 25
-  accepts = frozenset({"partner_audio"})
   requires = frozenset()
   full_precision = (r"^motion_stats/",)
 
@@ -85,6 +91,12 @@ class INFPGeneration:
     self.guider, self.denoiser = build_guider(config), build_denoiser(config)
     self.portrait, self.portrait_resolution = (build_portrait_encoder(config),
                                                portrait_resolution(config))
+    self.style = build_style_encoder(config)
+    self.style_frames = int(m.style.frames) if self.style is not None else 0
+    self.accepts = frozenset({"partner_audio"} | ({"style_video"} if self.style is not None else set()))
+    self.refusals = {} if self.style is not None else {"style_video": (
+        "this model was trained without a style encoder (model.style.frames=0): drop the "
+        "reference clip, or sample a stage 2 trained with model.style.frames > 0")}
     self.speech = SpeechFeatures(m.audio)
     self.audio_context = self.speech.context
     self.alphas = schedules.alphas_cumprod(config.diffusion.steps, config.diffusion.schedule)
@@ -118,8 +130,9 @@ class INFPGeneration:
               "denoiser": t["denoiser"],
               "motion_stats": trained.params["frozen"]["motion_stats"],
               "speech": hook.speech.load()}
-    if hook.portrait is not None:
-      params["portrait"] = t["portrait"]
+    for part in ("portrait", "style"):
+      if getattr(hook, part) is not None:
+        params[part] = t[part]
     return hook, params
 
   def init(self, rng):
@@ -139,6 +152,9 @@ class INFPGeneration:
                                   jnp.zeros((1,), jnp.int32), g,
                                   jnp.zeros((1, self.previous, d)), jnp.zeros((1, 2), bool),
                                   jnp.zeros((1, d)) if self.denoiser.anchor else None, feature)
+    if self.style is not None:
+      params["style"] = self.style.init(jax.random.fold_in(rng, 6),
+                                        jnp.zeros((1, self.style_frames, d)))["params"]
     return {**params, "renderer": self.renderer.init(r_rng, image, image)["params"],
             "guider": guider["params"], "denoiser": denoiser["params"],
             "motion_stats": identity_stats(d), "speech": self.speech.init(s_rng)}
@@ -146,18 +162,46 @@ class INFPGeneration:
   def knobs(self, **overrides) -> INFPKnobs:
     return INFPKnobs.build(self.config.sample, **overrides)
 
-  def request_inputs(self, *, emotion=None) -> dict:
+  def request_inputs(self, *, emotion=None, style_video=None) -> dict:
+    """With a style encoder: {"style_video": uint8 (S, R, R, 3), "has_style": 0 or 1}
+    (zeros and 0 without a reference clip: the null style)."""
     if emotion is not None:
       raise TalkjaxError("INFP takes no emotion label (its behaviour comes from the two "
                          "tracks)", fix="drop it")
-    return {}
+    if self.style is None:
+      if style_video is not None:
+        raise TalkjaxError("this INFP model takes no style video", fix=self.refusals["style_video"])
+      return {}
+    shape = (self.style_frames, self.resolution, self.resolution, 3)
+    if style_video is None:
+      return {"style_video": np.zeros(shape, np.uint8), "has_style": np.float32(0.0)}
+    clip = np.asarray(style_video)
+    if clip.shape != shape or clip.dtype != np.uint8:
+      raise TalkjaxError(f"the reference clip must be uint8 frames {shape}, got {clip.dtype} "
+                         f"{clip.shape}", fix="load it with "
+                         "talkjax.pipelines.inputs.load_reference_clip")
+    return {"style_video": clip, "has_style": np.float32(1.0)}
 
-  def guidance_of(self, params, tracks):
-    """Per-frame guidance (B, W, H) of a chunk's two tracks."""
+  def style_of(self, params, inputs):
+    """The style vector (B, H) of each example's reference clip (the null style where it
+    has none), or None without a style encoder."""
+    if self.style is None:
+      return None
+    clip = inputs["style_video"]
+    b, s = clip.shape[:2]
+    codes = self.renderer.apply({"params": params["renderer"]},
+                                to_model_image(clip.reshape((b * s,) + clip.shape[2:])),
+                                method=self.renderer.encode_motion)
+    style = self.style.apply({"params": params["style"]}, codes.reshape(b, s, -1))
+    null = params["guider"]["null_style"]
+    return jnp.where(inputs["has_style"][:, None] > 0, style, null[None].astype(style.dtype))
+
+  def guidance_of(self, params, tracks, style=None):
+    """Per-frame guidance (B, W, H) of a chunk's two tracks (and the video's style)."""
     ctx = self.audio_context
     feats = lambda x: self.speech.chunk(x[:, ctx:], x[:, :ctx], params.get("speech"))
     return self.guider.apply({"params": params["guider"]}, feats(tracks["audio"]),
-                             feats(tracks["partner_audio"]))[0]
+                             feats(tracks["partner_audio"]), style)[0]
 
   def sample_motion(self, params, guide, previous, noise, knobs: INFPKnobs, portrait=None,
                     feature=None):
@@ -173,7 +217,8 @@ class INFPGeneration:
     return x * stats["std"] + stats["mean"]
 
   def start(self, params, inputs, knobs):
-    """Context: (the renderer's appearance of the portrait, the portrait feature or None)."""
+    """Context: (the renderer's appearance of the portrait, the portrait feature or None,
+    the style vector or None)."""
     image = to_model_image(inputs["image"])
     appearance = self.renderer.apply({"params": params["renderer"]}, image,
                                      method=self.renderer.encode_appearance)
@@ -186,13 +231,13 @@ class INFPGeneration:
     carry = {"previous": jnp.repeat(portrait[:, None], self.previous, axis=1),
              "ahead": jnp.zeros((b, self.crossfade, d), portrait.dtype),
              "has_ahead": jnp.zeros((b,), portrait.dtype)}   # the first chunk has none
-    return (appearance, feature), carry
+    return (appearance, feature, self.style_of(params, inputs)), carry
 
   def chunk(self, params, context, carry, tracks, keys, knobs, runtime):
-    appearance, feature = context
+    appearance, feature, style = context
     shape = (self.dit_window, int(self.config.model.motion_dim))
     noise = jax.vmap(lambda k: jax.random.normal(k, shape))(keys)
-    made = self.sample_motion(params, self.guidance_of(params, tracks), carry["previous"],
+    made = self.sample_motion(params, self.guidance_of(params, tracks, style), carry["previous"],
                               noise, knobs, portrait=appearance[2], feature=feature)
     motion, n = made[:, :self.window], self.crossfade
     if n:
