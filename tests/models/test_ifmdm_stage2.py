@@ -1,5 +1,7 @@
 """IF-MDM stage 2 and generation, on a real (tiny) stage-1 checkpoint written by the trainer."""
 
+import zlib
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -42,12 +44,14 @@ def stage2_config(root, *extra):
 
 
 def lively(params, seed=0):
-  """Random non-zero output layers (adaLN-Zero starts at exactly zero output)."""
+  """Random non-zero output layers (adaLN-Zero starts at exactly zero output), the same in
+  every process (a layer's bump is keyed by a checksum of its name, not the salted hash())."""
   key = jax.random.PRNGKey(seed)
   def bump(path, x):
     name = "/".join(str(getattr(p, "key", p)) for p in path)
     if "modulation" in name or "final" in name:
-      return x + 0.05 * jax.random.normal(jax.random.fold_in(key, hash(name) % 2**31), x.shape)
+      bump_key = jax.random.fold_in(key, zlib.crc32(name.encode()))
+      return x + 0.05 * jax.random.normal(bump_key, x.shape)
     return x
   return jax.jit(lambda p: jax.tree_util.tree_map_with_path(bump, p))(params)
 
