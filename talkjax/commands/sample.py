@@ -24,7 +24,7 @@ examples:
   talkjax sample --checkpoint model.msgpack --image face.jpg --audio talk.m4a --out out.mp4 \\
       --set std_scale=1.5 guidance=3 --gif --png
   talkjax sample ... --set mean=none std=absolute std_value=0.3     (the paper's std knob)
-  talkjax sample --checkpoint runs/infp_stage2 --image face.png --audio me.wav \\
+  talkjax sample --checkpoint runs/dyadic_stage2 --image face.png --audio me.wav \\
       --partner-audio you.wav --style-video how_they_nod.mp4 --out talk.mp4
   talkjax sample --checkpoint runs/ifmdm_tiny_stage2 --manifest requests.jsonl --out results/
   (a manifest line: {"image": "a.png", "audio": "a.wav", "seed": 1, "options": {"mean": "previous"}})
@@ -43,8 +43,8 @@ def add_arguments(parser):
   parser.add_argument("--emotion", help="emotion name, e.g. happy (families that take one)")
   parser.add_argument("--style-video", metavar="VIDEO",
                       help="a reference clip whose motion style (how the head moves) the "
-                           "video takes: its first frames, cropped like the portrait (INFP "
-                           "trained with a style encoder: model.style.frames > 0)")
+                           "video takes: its first frames, cropped like the portrait "
+                           "(models trained with a style encoder)")
   parser.add_argument("--seed", type=int, default=0, help="noise seed, 0..2**32-1 (default 0)")
   parser.add_argument("--manifest", help="JSONL file of requests instead of --image/--audio")
   parser.add_argument("--out", required=True, help="output .mp4 (a folder with --manifest)")

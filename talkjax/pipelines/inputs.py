@@ -205,6 +205,21 @@ def load_reference_clip(source, resolution: int, crop: str = "auto",
   return Portrait(cut[np.resize(np.arange(len(cut)), frames)], method, notes)
 
 
+def style_request(hook, source, resolution: int, crop: str, framing: Framing = SYNTHTALK_FRAMING,
+                  *, fps: int) -> tuple[dict, list]:
+  """({"style_video": the reference clip's frames} for `hook.request_inputs` — {} without a
+  clip —, its warnings); a clip for a hook that takes none is a one-line error."""
+  if source is None:
+    return {}, []
+  if "style_video" not in hook.accepts:
+    raise TalkjaxError(f"this {hook.config.family} model takes no style video",
+                       fix=getattr(hook, "refusals", {}).get(
+                           "style_video", "drop it, or use a family that takes it"))
+  clip = load_reference_clip(source, resolution, crop, framing, fps=fps,
+                             frames=int(hook.style_frames))
+  return {"style_video": clip.image}, list(clip.warnings)
+
+
 def load_request_audio(source, *, what: str = "audio", notes: list | None = None,
                        separator=None) -> np.ndarray:
   """16 kHz mono float32 from a path (any format the audio front-end reads) or an array.

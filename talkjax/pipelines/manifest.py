@@ -4,8 +4,9 @@
     {"image": "faces/b.png", "audio": "speech/b.m4a", "options": {"std_scale": 1.5}, "name": "b"}
 
 Keys: image, audio (required); partner_audio, emotion, style_video (a reference clip of
-the motion style), seed, name, out, options (the generator's sampling options). Relative paths are relative to the manifest's folder. A line
-that is not valid JSON or has unknown keys is reported (with its line number) and skipped.
+the motion style), seed, name, out, options (the generator's sampling options). Relative
+paths are relative to the manifest's folder. A line that is not valid JSON or has unknown
+keys is reported (with its line number) and skipped.
 """
 
 from __future__ import annotations

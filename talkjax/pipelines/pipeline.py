@@ -32,8 +32,8 @@ from talkjax.audio.align import pad_or_trim
 from talkjax.errors import TalkjaxError
 from talkjax.family import portrait_inputs
 from talkjax.family import OPTIONAL_INPUTS
-from talkjax.pipelines.inputs import (SYNTHTALK_FRAMING, load_image, load_reference_clip,
-                                      load_request_audio)
+from talkjax.pipelines.inputs import (SYNTHTALK_FRAMING, load_image, load_request_audio,
+                                      style_request)
 
 SAMPLE_RATE = 16000
 
@@ -144,11 +144,9 @@ class Pipeline:
       raise TalkjaxError(f"seed {request.seed!r} must be a whole number in 0..{2 ** 32 - 1}",
                          fix="pick another seed")
     knobs = g.knobs(**request.knobs)
-    given, clip_notes = {}, []
-    if request.style_video is not None:   # cropped as the portrait is, from its first frame
-      clip = load_reference_clip(request.style_video, g.resolution, self.crop, self.framing,
-                                 fps=self.fps, frames=int(g.hook.style_frames))
-      given["style_video"], clip_notes = clip.image, clip.warnings
+    # a reference clip, cropped as the portrait is (the box found on its first frame)
+    given, clip_notes = style_request(g.hook, request.style_video, g.resolution, self.crop,
+                                      self.framing, fps=self.fps)
     inputs = g.hook.request_inputs(emotion=request.emotion, **given)
     image, crop, notes = self.portrait(request.image)
     notes += clip_notes

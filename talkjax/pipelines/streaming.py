@@ -32,27 +32,20 @@ from talkjax.family import portrait_inputs
 class Stream:
   def __init__(self, sampler, image, *, seed: int, knobs, inputs: Mapping | None = None,
                style_video=None):
-    from talkjax.pipelines.inputs import load_image, load_reference_clip
+    from talkjax.pipelines.inputs import load_image, style_request
     self.sampler, self.hook, self.knobs = sampler, sampler.hook, knobs.compiled_part()
-    given = {}
-    if style_video is not None:
-      if "style_video" not in sampler.accepts:
-        raise TalkjaxError(f"this {self.hook.config.family} model takes no style video",
-                           fix=getattr(self.hook, "refusals", {}).get("style_video", "drop it"))
-      clip = load_reference_clip(style_video, sampler.resolution, "center", fps=sampler.fps,
-                                 frames=int(self.hook.style_frames))
-      given["style_video"] = clip.image
+    given, clip_notes = style_request(self.hook, style_video, sampler.resolution, "center",
+                                      fps=sampler.fps)
     loaded = load_image(image, sampler.resolution, "center")
-    image, self.warnings = loaded.image, list(loaded.warnings)   # + the family's, below
-    if style_video is not None:
-      self.warnings += clip.warnings
+    image, self.warnings = loaded.image, list(loaded.warnings) + clip_notes   # + the family's
     self.empty = np.zeros((0,) + image.shape, np.uint8)
     self.size = sampler.chunk_samples
     self.need = self.size + sampler.audio_lookahead   # a chunk's samples and those after it
     self.context_samples = int(self.hook.audio_context)
     self.runtime = {k: np.asarray([v], np.float32) for k, v in knobs.runtime_values().items()}
     self.seed = jax.random.PRNGKey(np.uint32(seed))
-    extras = {**self.hook.request_inputs(**given), **portrait_inputs(self.hook, image, self.warnings),
+    extras = {**self.hook.request_inputs(**given),
+              **portrait_inputs(self.hook, image, self.warnings),
               **(inputs or {})}
     batch = {"image": image[None], **{k: np.asarray(v)[None] for k, v in extras.items()}}
     start, self._chunk = programs(sampler)

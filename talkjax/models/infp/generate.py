@@ -93,7 +93,8 @@ class INFPGeneration:
                                                portrait_resolution(config))
     self.style = build_style_encoder(config)
     self.style_frames = int(m.style.frames) if self.style is not None else 0
-    self.accepts = frozenset({"partner_audio"} | ({"style_video"} if self.style is not None else set()))
+    self.accepts = frozenset({"partner_audio"}
+                             | ({"style_video"} if self.style is not None else set()))
     self.refusals = {} if self.style is not None else {"style_video": (
         "this model was trained without a style encoder (model.style.frames=0): drop the "
         "reference clip, or sample a stage 2 trained with model.style.frames > 0")}
