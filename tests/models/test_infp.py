@@ -422,10 +422,15 @@ def test_a_reference_clip_gives_the_style_training_gives_its_frames(root, genera
   inputs = {k: np.asarray(v)[None] for k, v in hook.request_inputs(style_video=frames).items()}
   sampled = jax.jit(hook.style_of)(params, inputs)
   np.testing.assert_allclose(sampled, trained, rtol=1e-4, atol=1e-4)
-  # no reference clip: the learned null style, as training's style dropout shows it
-  inputs = {k: np.asarray(v)[None] for k, v in hook.request_inputs().items()}
-  np.testing.assert_array_equal(jax.jit(hook.style_of)(params, inputs),
+  # no reference clip: the learned null style, as training's style dropout shows it (alone,
+  # where the clip is not read at all, and beside a request that has one)
+  none = hook.request_inputs()
+  np.testing.assert_array_equal(jax.jit(hook.style_of)(params, {k: np.asarray(v)[None]
+                                                               for k, v in none.items()}),
                                 params["guider"]["null_style"][None])
+  both = jax.jit(hook.style_of)(params, {k: np.stack([inputs[k][0], none[k]]) for k in none})
+  np.testing.assert_allclose(both[0], sampled[0], rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(both[1], params["guider"]["null_style"])
   with pytest.raises(TalkjaxError, match=r"uint8 frames \(4, 64, 64, 3\)"):
     hook.request_inputs(style_video=frames[:2])
 

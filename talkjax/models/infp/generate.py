@@ -188,14 +188,19 @@ class INFPGeneration:
     has none), or None without a style encoder."""
     if self.style is None:
       return None
-    clip = inputs["style_video"]
+    clip, given = inputs["style_video"], inputs["has_style"][:, None] > 0
     b, s = clip.shape[:2]
-    codes = self.renderer.apply({"params": params["renderer"]},
-                                to_model_image(clip.reshape((b * s,) + clip.shape[2:])),
-                                method=self.renderer.encode_motion)
-    style = self.style.apply({"params": params["style"]}, codes.reshape(b, s, -1))
-    null = params["guider"]["null_style"]
-    return jnp.where(inputs["has_style"][:, None] > 0, style, null[None].astype(style.dtype))
+    null_style = params["guider"]["null_style"].astype(jnp.float32)
+    null = jnp.broadcast_to(null_style, (b,) + null_style.shape)
+
+    def read():
+      codes = self.renderer.apply({"params": params["renderer"]},
+                                  to_model_image(clip.reshape((b * s,) + clip.shape[2:])),
+                                  method=self.renderer.encode_motion)
+      style = self.style.apply({"params": params["style"]}, codes.reshape(b, s, -1))
+      return jnp.where(given, style.astype(jnp.float32), null)
+    # a batch without a reference clip skips reading S frames of zeros
+    return jax.lax.cond(jnp.any(given), read, lambda: null)
 
   def guidance_of(self, params, tracks, style=None):
     """Per-frame guidance (B, W, H) of a chunk's two tracks (and the video's style)."""
