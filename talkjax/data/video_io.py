@@ -3,7 +3,9 @@
 `write_mp4(path, frames, fps, audio=None)` takes uint8 frames (T, H, W, 3) and float audio
 at 16 kHz; `read_mp4(path)` returns (frames uint8 (T, H, W, 3), fps, audio float32 at
 16 kHz or None); `read_frames(path, fps=25, count=50)` decodes only the first `count`
-frames a `fps` video would show (a reference clip's, however long the file). Used by the
+frames a `fps` video would show (a reference clip's, however long the file). Both give
+frames upright, as players show them (a phone's sideways video with a rotation in its
+display matrix is turned). Used by the
 data preview, the sampling pipeline and `talkjax eval`.
 """
 
@@ -160,6 +162,15 @@ def write_mp4(path, frames: np.ndarray, fps: int, audio: np.ndarray | None = Non
     writer.write(frames)
 
 
+def upright(frame) -> np.ndarray:
+  """A decoded PyAV frame as RGB the way players show it: turned by the rotation its file's
+  display matrix asks for (phones store portrait video sideways with such a matrix; the
+  angle is counterclockwise, as FFmpeg's autorotate applies it)."""
+  rgb = frame.to_ndarray(format="rgb24")
+  turns = int(round(float(getattr(frame, "rotation", 0) or 0) / 90.0)) % 4
+  return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
 def _check_video_path(path) -> None:
   if not os.path.exists(path):
     raise TalkjaxError("video file not found", path=path, fix="check the path")
@@ -182,7 +193,7 @@ def read_mp4(path, *, sample_rate: int = SAMPLE_RATE):
     with av.open(str(path)) as container:
       vstream = _video_stream(container, path)
       fps = vstream.average_rate or vstream.guessed_rate
-      frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+      frames = [upright(f) for f in container.decode(video=0)]
     audio = None
     with av.open(str(path)) as container:
       if container.streams.audio:
@@ -227,7 +238,7 @@ def read_frames(path, *, fps: int, count: int) -> tuple[np.ndarray, float]:
         # every output frame whose moment comes before this frame's shows the frame before
         while shown is not None and len(out) < count and (len(out) / fps) < at - start - 1e-6:
           out.append(shown)
-        shown = frame.to_ndarray(format="rgb24")
+        shown = upright(frame)
         if len(out) >= count:
           break
       # the last frame stays on screen for one source frame

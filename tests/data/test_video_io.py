@@ -55,3 +55,31 @@ def test_read_frames_shows_the_frames_a_25_fps_video_would_and_stops_early(tmp_p
   write_mp4(tmp_path / "same.mp4", frames, 25)
   got, rate = read_frames(tmp_path / "same.mp4", fps=25, count=1000)
   assert rate == 25 and level(got).tolist() == list(range(20))
+
+
+def _rotated_copy(src, dst):
+  """`src` with a 90-degree rotation in its track header's display matrix, as phones write
+  portrait video: the ISO BMFF tkhd matrix {0, -1, 0; 1, 0, 0; 0, 0, 1} (16.16 fixed point),
+  byte for byte what FFmpeg 5.1 writes for `-metadata:s:v rotate=90`. Its own autorotate
+  shows that file turned counterclockwise (measured with the ffmpeg binary once)."""
+  import struct
+  data = bytearray(src.read_bytes())
+  box = data.find(b"tkhd") - 4
+  assert data[box + 8] == 0                    # version 0: the matrix is at byte 48
+  data[box + 48:box + 84] = struct.pack(">9I", 0, 0xFFFF0000, 0, 0x10000, 0, 0, 0, 0,
+                                        0x40000000)
+  dst.write_bytes(bytes(data))
+
+
+def test_a_sideways_phone_video_is_read_upright(tmp_path):
+  from talkjax.data.video_io import read_frames
+  frames = np.zeros((4, 32, 64, 3), np.uint8)
+  frames[:, :, :16] = 255                        # a white band along the left edge
+  write_mp4(tmp_path / "stored.mp4", frames, 25)
+  _rotated_copy(tmp_path / "stored.mp4", tmp_path / "phone.mp4")
+  want = np.rot90(frames, 1, axes=(1, 2))        # counterclockwise: the band at the bottom
+  for got in (read_mp4(tmp_path / "phone.mp4")[0],
+              read_frames(tmp_path / "phone.mp4", fps=25, count=4)[0]):
+    assert got.shape == (4, 64, 32, 3)
+    assert np.abs(got.astype(int) - want.astype(int)).mean() < 3
+  assert read_mp4(tmp_path / "stored.mp4")[0].shape == (4, 32, 64, 3)   # no matrix: as stored
