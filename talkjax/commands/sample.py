@@ -192,8 +192,10 @@ def run(args):
       print(f"warning {result.name}: {note}", file=sys.stderr)
     written += 1
     sound = "your audio" if result.track else "the model's audio"
+    clip = result.request.style_video if result.request is not None else None
+    style = f", style of {pathlib.Path(clip).name}" if isinstance(clip, (str, pathlib.Path)) else ""
     print(f"ok {result.name}: {result.length} frames ({result.length / result.fps:.2f} s), "
-          f"crop {result.crop}, sound: {sound} -> {', '.join(result.files)}")
+          f"crop {result.crop}{style}, sound: {sound} -> {', '.join(result.files)}")
   if args.manifest or failures:
     print(f"{written} written, {len(failures)} failed", file=sys.stderr)
   if failures and not written:

@@ -457,8 +457,10 @@ def test_stage2_trains_and_talkjax_sample_takes_the_partner_track_and_a_style_cl
   capsys.readouterr()
   code = main(["sample", "--checkpoint", str(root / "stage2"), "--manifest",
                str(tmp_path / "talks.jsonl"), "--crop", "center", "--out", str(tmp_path / "out")])
-  err = capsys.readouterr().err
+  printed = capsys.readouterr()
+  err = printed.err
   assert code == 0, err
+  assert "ok styled: 30 frames" in printed.out and ", style of short.mp4, sound" in printed.out
   for name in ("plain", "styled"):
     assert read_mp4(tmp_path / "out" / f"{name}.mp4")[0].shape == (30, 64, 64, 3)
   assert "warning styled: short.mp4 holds 2 frames at 25 fps; the style is read from 4" in err
