@@ -9,8 +9,8 @@ talking-head datasets, it gives the eyes and mouth (framing by them is stable ac
 poses), and of the detectors whose weights ship in a registry package it is the one that
 runs without TensorFlow, OpenCV or a tflite runtime on every Python talkjax supports.
 
-`detect_faces(rgb)` -> faces, largest first; `face_square(rgb, face, framing)` -> the
-square that puts the face where the training data has it.
+`detect_faces(rgb)` -> faces, largest first; `face_box(face, framing)` -> the
+square that puts the face where the training data has it, `cut_square(rgb, box)` cuts it out.
 """
 
 from __future__ import annotations
@@ -262,16 +262,21 @@ def detect_faces(rgb, *, min_face_size: int = 20, scale_factor: float = 0.709,
   return sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
 
 
-def face_square(rgb, face: Face, framing: Framing) -> tuple[np.ndarray, tuple[int, int, int]]:
-  """The square (uint8, any size) around `face` with the training data's framing, padded
-  with the border pixels where it leaves the image; and its (left, top, side)."""
+def face_box(face: Face, framing: Framing) -> tuple[int, int, int]:
+  """(left, top, side) of the square around `face` with the training data's framing (it may
+  reach outside the image)."""
   eyes = face.landmarks[0:2].mean(0)
   mouth = face.landmarks[3:5].mean(0)
   middle = (eyes + mouth) / 2
   side = max(8, int(round(framing.scale * float(np.linalg.norm(mouth - eyes)))))
-  left = int(round(middle[0] - side / 2))
-  top = int(round(middle[1] - framing.center_y * side))
+  return int(round(middle[0] - side / 2)), int(round(middle[1] - framing.center_y * side)), side
+
+
+def cut_square(rgb, box) -> np.ndarray:
+  """The square `box` = (left, top, side) of an image (uint8, any size), padded with the
+  border pixels where it leaves the image."""
+  left, top, side = box
   h, w = rgb.shape[:2]
   pad = max(0, -left, -top, left + side - w, top + side - h)
   padded = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="edge") if pad else rgb
-  return padded[top + pad:top + pad + side, left + pad:left + pad + side], (left, top, side)
+  return padded[top + pad:top + pad + side, left + pad:left + pad + side]

@@ -5,8 +5,8 @@ at 16 kHz; `read_mp4(path)` returns (frames uint8 (T, H, W, 3), fps, audio float
 16 kHz or None); `read_frames(path, fps=25, count=50)` decodes only the first `count`
 frames a `fps` video would show (a reference clip's, however long the file). Both give
 frames upright, as players show them (a phone's sideways video with a rotation in its
-display matrix is turned). Used by the
-data preview, the sampling pipeline and `talkjax eval`.
+display matrix is turned). Used by the data preview, the sampling pipeline and `talkjax
+eval`.
 """
 
 from __future__ import annotations

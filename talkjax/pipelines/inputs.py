@@ -107,32 +107,24 @@ def _from_array(source) -> np.ndarray:
 
 
 def _cut(rgb, box) -> np.ndarray:
-  """The square `box` = (left, top, side) of an image (None: the whole image), padded with
-  the border pixels where it leaves the image."""
-  if box is None:
-    return rgb
-  left, top, side = box
-  h, w = rgb.shape[:2]
-  pad = max(0, -left, -top, left + side - w, top + side - h)
-  padded = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="edge") if pad else rgb
-  return padded[top + pad:top + pad + side, left + pad:left + pad + side]
+  """`cut_square` of the box, or the whole image for None (crop "none")."""
+  from talkjax.data.faces import cut_square
+  return rgb if box is None else cut_square(rgb, box)
 
 
 def _crop_box(rgb, crop: str, framing: Framing, where, notes: list, name: str):
   """(the square of `rgb` the crop takes — (left, top, side), None for the whole image —,
-  a line saying how it was chosen)."""
-  if crop not in CROPS:
-    raise TalkjaxError(f"unknown crop {crop!r}", fix=f"use one of {', '.join(CROPS)}")
+  a line saying how it was chosen); `crop` is one of CROPS (checked by the callers)."""
   h, w = rgb.shape[:2]
   if min(h, w) < MIN_SIDE:
     raise TalkjaxError(f"the {name} is {w}x{h} pixels, too small to show a face (the short "
                        f"side must be at least {MIN_SIDE} px)", path=where,
                        fix=f"pass a larger {name}")
   if crop in ("auto", "face"):
-    from talkjax.data.faces import detect_faces, face_square
+    from talkjax.data.faces import detect_faces, face_box
     faces = detect_faces(rgb)
     if faces:
-      box = face_square(rgb, faces[0], framing)[1]
+      box = face_box(faces[0], framing)
       return box, (f"face {box[2]}x{box[2]} at ({box[0]}, {box[1]})"
                    + (f", largest of {len(faces)} faces" if len(faces) > 1 else ""))
     if crop == "face":

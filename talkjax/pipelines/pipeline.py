@@ -30,8 +30,7 @@ import numpy as np
 
 from talkjax.audio.align import pad_or_trim
 from talkjax.errors import TalkjaxError
-from talkjax.family import portrait_inputs
-from talkjax.family import OPTIONAL_INPUTS
+from talkjax.family import OPTIONAL_INPUTS, portrait_inputs
 from talkjax.pipelines.inputs import (SYNTHTALK_FRAMING, load_image, load_request_audio,
                                       style_request)
 
