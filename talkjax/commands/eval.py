@@ -7,7 +7,9 @@ mark rejects (a still portrait, 2 frames late, half mouth, another person); the 
 suite (FVD, FID, Sync-C/D, CSIM, LPIPS/PSNR/SSIM) is added by its flags; `--report DIR`
 writes JSON, a Markdown table and plots. Given a renderer stage's folder (stage 1 of IF-MDM
 or INFP) instead, `model` redraws each clip from its first frame by the motion codes of its
-own frames and judges that video by the same marks: the ceiling of any stage 2 on it.
+own frames and judges that video by the same marks: the ceiling of any stage 2 on it; given
+a VAE's folder (MEMO's), each frame encoded and decoded again: the ceiling of any latent
+generator on it.
 `video` (default) scores one video with the SynthTalk probe; `train-probe` retrains the
 probe and `check-probe` measures it on a held-out set. Protocols and pass marks:
 talkjax/eval/README.md.
@@ -29,6 +31,8 @@ examples:
       --controls --report reports/ifmdm_tiny      # metrics vs ground truth: JSON, table, plots
   talkjax eval model --checkpoint runs/infp_tiny_stage1 --data data/heldout_dyadic \\
       --split train --clips 20                    # stage 1: ground truth's motion redrawn
+  talkjax eval model --checkpoint runs/memo_tiny_vae --data data/heldout_memo \
+      --split train --clips 12                    # a VAE: ground truth encoded and decoded
   talkjax eval train-probe --data data/probe_train --steps 5000 --weights probe.msgpack
 """
 
@@ -51,7 +55,7 @@ def add_arguments(parser):
   parser.add_argument("--steps", type=int, default=5000, help="train-probe steps (default 5000)")
   parser.add_argument("--checkpoint", help="model: a trained generator's workdir (IF-MDM: "
                                            "the stage-2 folder) or model file, or a renderer "
-                                           "stage's workdir (ground truth redrawn)")
+                                           "stage's or a VAE's workdir (ground truth redrawn)")
   parser.add_argument("--split", default="test", help="model: which split of --data (default test)")
   parser.add_argument("--clips", type=int, default=0, help="model: score the first N clips (0: all)")
   parser.add_argument("--seed", type=int, default=0, help="model: sampling seed")
@@ -166,16 +170,17 @@ def _score_model(args):
   source = SynthTalkClips(args.data, args.split)   # validated before the model loads
   if args.clips < 0:
     raise TalkjaxError(f"--clips must be >= 0 (0: all), got {args.clips}")
-  from talkjax.eval.redrawn import redrawer, renderer_stage
-  renderer = renderer_stage(args.checkpoint)
-  if renderer is not None:
-    # A renderer stage: each clip redrawn by its own frames' motion codes (the ceiling of
-    # any stage 2 built on it).
+  from talkjax.eval.redrawn import ceiling
+  first_stage = ceiling(args.checkpoint)
+  if first_stage is not None:
+    # A renderer stage or a VAE: each clip's own frames redrawn through it (the ceiling of
+    # any generator built on it).
+    generate, trained, redrawn = first_stage
     if args.give_emotion:
-      raise TalkjaxError("--give-emotion: a renderer stage takes no emotion",
-                         path=args.checkpoint, fix="drop --give-emotion")
-    generate, configs = redrawer(renderer), [renderer.config]
-    resolution, takes_partner = int(renderer.config.model.resolution), False
+      raise TalkjaxError(f"--give-emotion: a {trained.config.family} first stage takes no "
+                         "emotion", path=args.checkpoint, fix="drop --give-emotion")
+    configs = [trained.config]
+    resolution, takes_partner = int(trained.config.model.resolution), False
   else:
     generate, sampler = generator_from_checkpoint(args.checkpoint, seed=args.seed)
     configs, resolution = stage_configs(sampler.hook), sampler.resolution
@@ -192,12 +197,11 @@ def _score_model(args):
   # A dyadic family hears the partner's track of each dyadic clip, as a user would give it.
   result = evaluate_generator(generate, source, args.clips or None, controls=args.controls,
                               suite=suite, give_emotion=args.give_emotion,
-                              give_partner=takes_partner, give_truth=renderer is not None)
+                              give_partner=takes_partner, give_truth=first_stage is not None)
   result.update(checkpoint=str(args.checkpoint), data=str(source.path), split=args.split,
                 sampling_seed=args.seed, data_seed=int(source.meta["seed"]))
-  if renderer is not None:
-    result["redrawn"] = ("each clip redrawn from its first frame by the motion codes of its "
-                         "own ground-truth frames (a renderer stage's ceiling)")
+  if first_stage is not None:
+    result["redrawn"] = redrawn
   if args.report:
     from talkjax.eval import report
     files = report.write(result, args.report)
