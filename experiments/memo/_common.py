@@ -59,6 +59,9 @@ def memo_config(*, unet: dict, vae: dict, resolution: int):
   # the SD 1.5 UNet that fills both nets' spatial layers.
   m.weights = ml_collections.ConfigDict(dict(vae="", unet=""))
   c.train.robust_loss_threshold = 0.1
+  # motion_weight > 0 (a deviation where set: the release's loss is a plain mean): latent
+  # pixels whose frame differs from the portrait weigh 1 + motion_weight x that difference
+  c.loss = ml_collections.ConfigDict(dict(motion_weight=0.0))
   # The release samples at 30 fps; talkjax's generation layer runs at 25 (deviation,
   # labelled: the speech features follow the frame rate, so the model sees 25 fps speech).
   c.sample = ml_collections.ConfigDict(dict(steps=20, guidance=3.5, fps=25))

@@ -59,6 +59,12 @@ def get_config(arg=None):
   # sampling reads the emotion from the audio with this classifier when none is given
   # (experiments/memo/synthtalk_tiny_emotion.py); "" = the null label
   c.model.emotion.classifier = "runs/memo_tiny_emotion"
+  # Deviation, labelled (stage 2 only; stage 1 has no audio to move a mouth by): latent
+  # pixels that differ from the portrait weigh more in the loss (1 + 20 x their mean
+  # absolute pixel difference, as in the tiny renderers' L1). Trained with a plain mean,
+  # the joint stage's mouths barely moved (amplitude 0.33 x ground truth's after 800
+  # steps): at 64 px the mouth is a few of the 256 latent pixels.
+  c.loss.motion_weight = 20.0
   if arg != "warmup":
     # Deviation, labelled: 10 % of the joint stage's examples are the sampler's unguided
     # branch (the classifier-free rate of SD's text dropout). Trained from scratch with the
