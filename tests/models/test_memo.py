@@ -130,7 +130,7 @@ def test_a_few_training_steps_reduce_the_loss(task, batch, params):
     return optax.apply_updates(p, updates), opt, loss
 
   losses = []
-  for _ in range(14):   # measured: 0.315 -> 0.184 (0.58x) at 14 steps, 0.126 at 25
+  for _ in range(14):   # measured: 0.656 -> 0.311 (0.47x; motion-weighted, the config's 20)
     trainable, opt, loss = step(trainable, opt)
     losses.append(float(loss))
   assert np.isfinite(losses).all() and losses[-1] < 0.7 * losses[0], losses
