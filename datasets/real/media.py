@@ -1,5 +1,6 @@
 """Decoding one item's media with PyAV: frames resampled to the target frame rate by their
-timestamps, and speech as 16 kHz mono through talkjax's audio front-end.
+timestamps and turned upright as players show them (a rotation in the file's display
+matrix), and speech as 16 kHz mono through talkjax's audio front-end.
 
 Frame-rate rule: output frame k shows time start + (k + 0.5) / fps and takes the source
 frame on screen at that moment (the last one whose timestamp is <= that time), so 30 fps
@@ -19,6 +20,7 @@ import tempfile
 
 import numpy as np
 
+from talkjax.data.video_io import upright
 from talkjax_datasets.real.items import Media
 
 SAMPLE_RATE = 16000
@@ -90,6 +92,11 @@ def probe(path: str) -> VideoInfo:
         a = container.streams.audio[0]
         audio_start = float(a.start_time * a.time_base) if a.start_time is not None else start
       width, height = v.codec_context.width, v.codec_context.height
+      # the size as shown: a phone's portrait video is stored sideways with a rotation that
+      # every decoded frame carries (frames() turns them)
+      first = next(container.decode(v), None)
+      if first is not None and round(float(first.rotation or 0) / 90.0) % 2:
+        width, height = height, width
   except MediaError:
     raise
   except (av.error.FFmpegError, OSError, ValueError) as e:
@@ -128,7 +135,7 @@ def frames(path: str, fps: int, span: tuple[float, float] | None = None, *,
         if t >= end:
           current = None
           break
-        current, last_time = frame.to_ndarray(format="rgb24"), t
+        current, last_time = upright(frame), t
   except (av.error.FFmpegError, OSError, ValueError) as e:
     raise MediaError("unreadable video", f"{path}: decoding stopped after {k} frames ({e})") from e
   if current is not None:   # the last frame stays on screen for one source frame period

@@ -83,3 +83,20 @@ def test_a_sideways_phone_video_is_read_upright(tmp_path):
     assert got.shape == (4, 64, 32, 3)
     assert np.abs(got.astype(int) - want.astype(int)).mean() < 3
   assert read_mp4(tmp_path / "stored.mp4")[0].shape == (4, 32, 64, 3)   # no matrix: as stored
+
+
+def test_the_real_data_builders_read_a_sideways_phone_video_upright(tmp_path):
+  """Building HDTF, MEAD, DyConv or your own clips decodes with datasets/real/media.py: its
+  probe reports the size as shown and its frames come turned, as read_mp4's do."""
+  from talkjax_datasets.real import media
+  frames = np.zeros((5, 48, 80, 3), np.uint8)
+  frames[:, :, :20] = 255
+  write_mp4(tmp_path / "stored.mp4", frames, 25)
+  _rotated_copy(tmp_path / "stored.mp4", tmp_path / "phone.mp4")
+  info = media.probe(str(tmp_path / "phone.mp4"))
+  assert (info.width, info.height) == (48, 80)
+  assert media.probe(str(tmp_path / "stored.mp4")).width == 80   # no matrix: as stored
+  got = np.stack([f for _, f in media.frames(str(tmp_path / "phone.mp4"), 25)])
+  assert got.shape == (5, 80, 48, 3)
+  want = np.rot90(frames, 1, axes=(1, 2))
+  assert np.abs(got.astype(int) - want.astype(int)).mean() < 3
