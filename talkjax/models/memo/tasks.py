@@ -166,7 +166,8 @@ class MemoTask:
     x0_hat = x_t - sigma[:, None, None, None, None] * v.astype(jnp.float32)
     motion_weight = float(cfg.get("loss", {}).get("motion_weight", 0.0))
     per_example = weighted_mse(x0_hat, x0, batch["video"], batch["reference"], motion_weight)
-    metrics = {"x0_mse": jnp.mean(per_example),
+    # the plain x0 error beside the (weighted) loss, comparable across weightings
+    metrics = {"x0_mse": jnp.mean((x0_hat - x0) ** 2),
                "velocity_mse": jnp.mean((v - objectives.flow_target(x0, noise)) ** 2)}
     return per_example, metrics
 
