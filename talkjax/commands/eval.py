@@ -31,7 +31,7 @@ examples:
       --controls --report reports/ifmdm_tiny      # metrics vs ground truth: JSON, table, plots
   talkjax eval model --checkpoint runs/infp_tiny_stage1 --data data/heldout_dyadic \\
       --split train --clips 20                    # stage 1: ground truth's motion redrawn
-  talkjax eval model --checkpoint runs/memo_tiny_vae --data data/heldout_memo \
+  talkjax eval model --checkpoint runs/memo_tiny_vae --data data/heldout_memo \\
       --split train --clips 12                    # a VAE: ground truth encoded and decoded
   talkjax eval train-probe --data data/probe_train --steps 5000 --weights probe.msgpack
 """
