@@ -46,12 +46,13 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("workdir", help="a MEMO training folder (any stage)")
   parser.add_argument("data", help="a built SynthTalk set the model was not trained on")
+  parser.add_argument("--step", type=int, help="a saved step (default: the latest)")
   parser.add_argument("--split", default="train")
   parser.add_argument("--windows", type=int, default=8)
   parser.add_argument("--grid", help="write a PNG: portrait, truth, then x0 at sigma 1, 0.7, 0.4")
   args = parser.parse_args(argv)
 
-  trained = stages.read_params(args.workdir, ema=False)
+  trained = stages.read_params(args.workdir, ema=False, step=args.step)
   task = MemoTask(trained.config)
   memo = task.memo
   params = jax.tree.map(jnp.asarray, trained.params)

@@ -17,6 +17,7 @@ talkjax/eval/README.md.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from talkjax.errors import TalkjaxError
@@ -33,6 +34,8 @@ examples:
       --split train --clips 20                    # stage 1: ground truth's motion redrawn
   talkjax eval model --checkpoint runs/memo_tiny_vae --data data/heldout_memo \\
       --split train --clips 12                    # a VAE: ground truth encoded and decoded
+  talkjax eval model --checkpoint runs/memo_tiny --data data/heldout_memo --split train \\
+      --clips 4 --give-emotion --set guidance=1.5  # at other sampling settings
   talkjax eval train-probe --data data/probe_train --steps 5000 --weights probe.msgpack
 """
 
@@ -59,6 +62,9 @@ def add_arguments(parser):
   parser.add_argument("--split", default="test", help="model: which split of --data (default test)")
   parser.add_argument("--clips", type=int, default=0, help="model: score the first N clips (0: all)")
   parser.add_argument("--seed", type=int, default=0, help="model: sampling seed")
+  parser.add_argument("--set", dest="options", nargs="+", default=[], metavar="NAME=VALUE",
+                      help="model: sampling options, as `talkjax sample --set` takes them "
+                           "(e.g. steps=50 guidance=1.5; default: the model's own)")
   parser.add_argument("--give-emotion", action="store_true",
                       help="model: tell the generator each clip's emotion (models that take "
                            "one, e.g. MEMO); without it such a model reads it from the audio")
@@ -172,6 +178,8 @@ def _score_model(args):
     raise TalkjaxError(f"--clips must be >= 0 (0: all), got {args.clips}")
   from talkjax.eval.redrawn import ceiling
   first_stage = ceiling(args.checkpoint)
+  from talkjax.commands.sample import parse_options
+  options = parse_options(args.options)
   if first_stage is not None:
     # A renderer stage or a VAE: each clip's own frames redrawn through it (the ceiling of
     # any generator built on it).
@@ -179,10 +187,14 @@ def _score_model(args):
     if args.give_emotion:
       raise TalkjaxError(f"--give-emotion: a {trained.config.family} first stage takes no "
                          "emotion", path=args.checkpoint, fix="drop --give-emotion")
+    if options:
+      raise TalkjaxError(f"--set: a {trained.config.family} first stage is not sampled",
+                         path=args.checkpoint, fix="drop --set")
     configs = [trained.config]
     resolution, takes_partner = int(trained.config.model.resolution), False
   else:
-    generate, sampler = generator_from_checkpoint(args.checkpoint, seed=args.seed)
+    generate, sampler = generator_from_checkpoint(args.checkpoint, seed=args.seed,
+                                                  options=options)
     configs, resolution = stage_configs(sampler.hook), sampler.resolution
     takes_partner = "partner_audio" in sampler.accepts
     if args.give_emotion and "emotion" not in sampler.accepts:
@@ -200,6 +212,8 @@ def _score_model(args):
                               give_partner=takes_partner, give_truth=first_stage is not None)
   result.update(checkpoint=str(args.checkpoint), data=str(source.path), split=args.split,
                 sampling_seed=args.seed, data_seed=int(source.meta["seed"]))
+  if first_stage is None:
+    result["sampling"] = dataclasses.asdict(sampler.knobs(**options))
   if first_stage is not None:
     result["redrawn"] = redrawn
   if args.report:

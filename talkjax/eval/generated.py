@@ -27,11 +27,13 @@ from talkjax_datasets.synthtalk.spec import EMOTIONS
 CURVE_CLIPS = 3   # clips whose per-frame curves the report keeps (for the plots)
 
 
-def generator_from_checkpoint(checkpoint, seed: int = 0):
+def generator_from_checkpoint(checkpoint, seed: int = 0, options: dict | None = None):
   """(`generate(image, audio, emotion=None) -> frames`, the sampler) of a trained model
-  (folder or file); `emotion` (a name) goes to families that take one."""
+  (folder or file); `emotion` (a name) goes to families that take one; `options`: sampling
+  settings (the family's knobs, checked here, before any sampling; default: the model's)."""
   from talkjax.pipelines.sampler import Sampler
   sampler = Sampler.load(checkpoint)
+  knobs = sampler.knobs(**(options or {}))
 
   def generate(image, audio, emotion=None, partner_audio=None):
     inputs = None
@@ -40,7 +42,7 @@ def generator_from_checkpoint(checkpoint, seed: int = 0):
                 for k, v in sampler.hook.request_inputs(emotion=emotion).items()}
     partner = None if partner_audio is None else np.asarray(partner_audio)[None]
     return sampler.generate(image[None], audio[None], seed=seed, inputs=inputs,
-                            partner_audio=partner)["frames"][0]
+                            partner_audio=partner, knobs=knobs)["frames"][0]
   return generate, sampler
 
 

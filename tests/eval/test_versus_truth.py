@@ -255,3 +255,23 @@ def test_eval_model_refuses_give_emotion_for_a_model_without_one(tmp_path, capsy
   assert main(["eval", "model", "--checkpoint", str(shipped_demo_model("ifmdm")), "--data",
                str(data), "--split", "train", "--give-emotion"]) == 2
   assert "takes no emotion" in capsys.readouterr().err
+
+
+def test_eval_model_samples_at_the_settings_given(tmp_path, capsys):
+  from talkjax.models import shipped_demo_model
+  from talkjax_datasets.synthtalk.builder import build
+  data = build(BuildSpec(identities=3, clips=3, seconds=2.56, resolution=64, seed=779),
+               tmp_path / "heldout", workers=1)
+  base = ["eval", "model", "--checkpoint", str(shipped_demo_model("ifmdm")), "--data",
+          str(data), "--split", "train", "--clips", "1"]
+  runs = {}
+  for steps in (2, 25):
+    out = tmp_path / f"steps{steps}.json"
+    assert main(base + ["--set", f"steps={steps}", "--json", str(out)]) == 0
+    runs[steps] = json.loads(out.read_text())
+  assert [runs[s]["sampling"]["steps"] for s in (2, 25)] == [2, 25]
+  scores = [runs[s]["per_clip"][0]["generated"]["mouth_std"] for s in (2, 25)]
+  assert abs(scores[0] - scores[1]) > 1e-4   # the videos were sampled differently
+  capsys.readouterr()
+  assert main(base + ["--set", "stepz=5"]) == 2
+  assert "unknown IF-MDM sampling option(s) ['stepz']" in capsys.readouterr().err
