@@ -49,7 +49,7 @@ def main(argv=None):
   parser.add_argument("--step", type=int, help="a saved step (default: the latest)")
   parser.add_argument("--split", default="train")
   parser.add_argument("--windows", type=int, default=8)
-  parser.add_argument("--grid", help="write a PNG: portrait, truth, then x0 at sigma 1, 0.7, 0.4")
+  parser.add_argument("--grid", help="write a PNG: portrait, truth, then x0 at sigma 1, 0.7, 0.3")
   args = parser.parse_args(argv)
 
   trained = stages.read_params(args.workdir, ema=False, step=args.step)
