@@ -214,7 +214,7 @@ def _score_model(args):
                 sampling_seed=args.seed, data_seed=int(source.meta["seed"]))
   if first_stage is None:
     result["sampling"] = dataclasses.asdict(sampler.knobs(**options))
-  if first_stage is not None:
+  else:
     result["redrawn"] = redrawn
   if args.report:
     from talkjax.eval import report
