@@ -36,7 +36,8 @@ def memo_config(*, unet: dict, vae: dict, resolution: int):
   # paper: 1.68 B); two blocks would give 2.09 B. Positional encoding is off here; the
   # release's checkpoint tells (a `pos_encoder.pe` buffer), and its importer sets it.
   m.memory = ml_collections.ConfigDict(dict(heads=8, blocks=1, attentions=2,
-                                            position_max_len=0, decay=0.9, groups=32))
+                                            position_max_len=0, decay=0.9, groups=32,
+                                            backprop_past=False))
   # Speech: wav2vec2-base, 12 hidden layers x 768, a 5-frame window -> 32 tokens of 768.
   m.audio = ml_collections.ConfigDict(dict(kind="wav2vec2", wav2vec2="", dim=768, tokens=32,
                                            window=5, layers=12, channels=768, hidden=512))

@@ -72,5 +72,11 @@ def get_config(arg=None):
     # noise (experiments/memo/README.md). The joint stage is where every layer that branch
     # uses learns (the warm-up freezes the reference side).
     c.model.dropout.unguided = 0.1
+    # Deviation, labelled: the gradient also flows through the past frames' path into the
+    # memory (their ReferenceNet features, the keys and values written), which the release,
+    # fine-tuning pretrained modules, holds fixed. Measured from the same checkpoint on the
+    # same batches (experiments/memo/README.md): after 300 joint steps the clean-frame error
+    # from pure noise was 0.076 with it, 0.088 without.
+    c.model.memory.backprop_past = True
   return stage2(c, arg, stage1_workdir="runs/memo_tiny_stage1",
                 warmup_workdir="runs/memo_tiny_warmup", warmup_steps=300)

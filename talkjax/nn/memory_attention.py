@@ -20,7 +20,9 @@ proj_in, transformer blocks of [LayerNorm -> memory attention] x n + GEGLU feed-
 proj_out (zero-initialised, so a new module starts as the identity), residual. Its
 submodules are named like the release's (`transformer_blocks_0/attention_blocks_1/to_q`,
 `norms_1`, `ff`, `ff_norm`) so a checkpoint converts by renaming. The past frames' features
-go through the same GroupNorm, proj_in and per-attention LayerNorm, without gradients.
+go through the same GroupNorm, proj_in and per-attention LayerNorm, without gradients
+(as the release trains it), or with them when `backprop_past` is set (a deviation for
+models trained from scratch: the keys and values then learn what the memory should hold).
 """
 
 from __future__ import annotations
@@ -106,11 +108,12 @@ class MemoryAttention(nn.Module):
                            state, self.decay)
     return self.to_out_0(out.astype(x.dtype))
 
-  def remember(self, state, past):
-    """past: (batch, P, dim) normalised past frames -> the updated state (no gradient)."""
-    past = jax.lax.stop_gradient(past)
-    return jax.lax.stop_gradient(
-        update_state(state, key_map(self.to_k(past)), self.to_v(past), self.decay))
+  def remember(self, state, past, gradient: bool = False):
+    """past: (batch, P, dim) normalised past frames -> the updated state (no gradient
+    unless `gradient`)."""
+    hold = (lambda x: x) if gradient else jax.lax.stop_gradient
+    past = hold(past)
+    return hold(update_state(state, key_map(self.to_k(past)), self.to_v(past), self.decay))
 
 
 class TemporalMemoryBlock(nn.Module):
@@ -135,8 +138,9 @@ class TemporalMemoryBlock(nn.Module):
       x = attn(norm(x), states[f"attention_blocks_{i}"]) + x
     return self.ff(self.ff_norm(x)) + x
 
-  def remember(self, states, past):
-    return {f"attention_blocks_{i}": attn.remember(states[f"attention_blocks_{i}"], norm(past))
+  def remember(self, states, past, gradient: bool = False):
+    return {f"attention_blocks_{i}": attn.remember(states[f"attention_blocks_{i}"], norm(past),
+                                                   gradient)
             for i, (attn, norm) in enumerate(zip(self.attention_blocks, self.norms))}
 
 
@@ -156,6 +160,7 @@ class TemporalMemoryTransformer(nn.Module):
   position_max_len: int = 0
   head_dim_div: int = 1
   zero_init: bool = True
+  backprop_past: bool = False    # gradients through `remember` (see the module's docstring)
   dtype: Any = None
 
   @property
@@ -189,7 +194,8 @@ class TemporalMemoryTransformer(nn.Module):
 
   def remember(self, memory, past):
     tokens = self._tokens(past)
-    return {f"transformer_blocks_{j}": block.remember(memory[f"transformer_blocks_{j}"], tokens)
+    return {f"transformer_blocks_{j}": block.remember(memory[f"transformer_blocks_{j}"], tokens,
+                                                      self.backprop_past)
             for j, block in enumerate(self.transformer_blocks)}
 
   def empty_memory(self, batch: int, height: int, width: int) -> dict:

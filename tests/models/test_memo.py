@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -18,6 +19,7 @@ from talkjax.data.synthtalk import SynthTalkClips
 from talkjax.errors import TalkjaxError
 from talkjax.models import make_task
 from talkjax.models.memo.generate import MemoGeneration, lively
+from talkjax.nn.unet import layer_sites
 from talkjax.pipelines.sampler import Sampler
 
 TINY = ["data.synthtalk.identities=3", "data.synthtalk.clips=4", "data.synthtalk.seconds=1.6",
@@ -162,6 +164,28 @@ def test_an_unguided_example_sees_hears_and_feels_none_of_its_conditions(config,
   gaps = np.abs(guided[1:] - guided[:1]).max(axis=1) / guided[0].mean()
   # the portrait, the speech, the emotion each matter (random weights: the portrait least)
   assert (gaps > 1e-4).all(), gaps
+
+
+def test_the_tiny_joint_stage_trains_what_the_memory_holds_and_the_paper_config_does_not(
+    config, params):
+  """model.memory.backprop_past (the tiny joint stage's labelled deviation) lets the loss's
+  gradient reach the past frames' features through `remember`; the release's setting,
+  kept by the paper configs, holds them fixed."""
+  paper = cfg.load_config("memo/paper_512_stage2")
+  assert config.model.memory.backprop_past and not paper.model.memory.backprop_past
+  for flag in (True, False):
+    c = config.copy_and_resolve_references()
+    c.model.memory.backprop_past = flag
+    memo = make_task(c).memo
+    memory = memo.empty_memory(1, 4, 4)
+    sites = {s.name: s for s in layer_sites(memo.config.unet, 1, 4, 4)}
+    past = {name: np.random.default_rng(0).standard_normal(
+        (1, 3, sites[name].height, sites[name].width, sites[name].channels)).astype(np.float32)
+        for name in memory}
+    total = lambda p: sum(jnp.sum(leaf ** 2) for leaf in jax.tree.leaves(
+        memo.remember(params["trainable"]["diffusion_net"], memory, p)))
+    grads = jax.grad(total)(past)
+    assert all(bool(np.any(g != 0)) == flag for g in grads.values()), flag
 
 
 @pytest.fixture(scope="module")

@@ -182,3 +182,26 @@ def test_new_module_is_the_identity_and_no_gradient_reaches_the_past():
     return module.apply({"params": params}, x, m).sum()
   grad = jax.jit(jax.grad(loss))(np.float32(rng.standard_normal((1, 4, 2, 2, 16))))
   assert np.all(grad == 0)
+
+
+def test_backprop_past_lets_the_exact_gradient_through_and_changes_no_value():
+  rng = np.random.default_rng(4)
+  shut, open_ = (TemporalMemoryTransformer(16, heads=2, groups=4, backprop_past=flag)
+                 for flag in (False, True))
+  x = np.float32(rng.standard_normal((1, 3, 2, 2, 16)))
+  past = np.float32(rng.standard_normal((1, 4, 2, 2, 16)))
+  direction = np.float32(rng.standard_normal(past.shape))
+  memory = shut.empty_memory(1, 2, 2)
+  params = nn.meta.unbox(jax.jit(shut.init)(jax.random.PRNGKey(0), x, memory)["params"])
+  params = _random_params(params, rng)
+
+  def loss(module, past):
+    m = module.apply({"params": params}, memory, past, method=TemporalMemoryTransformer.remember)
+    return (module.apply({"params": params}, x, m) ** 2).sum()
+  assert loss(shut, past) == loss(open_, past)
+  grad = jax.grad(lambda p: loss(open_, p))(past)
+  h = 1e-2       # a central difference along one direction (float32: h^2 truncation)
+  numeric = (float(loss(open_, past + h * direction))
+             - float(loss(open_, past - h * direction))) / (2 * h)
+  assert abs(float(np.sum(grad * direction)) - numeric) < 2e-3 * abs(numeric)
+  assert abs(numeric) > 1.0

@@ -100,7 +100,8 @@ class Memo:
                                       frames.shape[1], *frames.shape[2:4])
 
   def remember(self, diffusion_params, memory: dict, past: dict) -> dict:
-    """Folds the past frames' features into every motion module's memory (no gradient)."""
+    """Folds the past frames' features into every motion module's memory (no gradient unless
+    the memory config's `backprop_past`)."""
     out = {}
     for name, state in memory.items():
       block, layer = name.split("/")

@@ -50,6 +50,10 @@ class MemoryConfig:
   position_max_len: int = 0         # temporal_position_encoding(_max_len); 0 = off
   decay: float = 0.9
   groups: int = 32
+  # Deviation when True (False in the release, which fine-tunes pretrained modules): the loss's
+  # gradient also reaches the past frames' path into the memory (their ReferenceNet
+  # features and the keys and values written), not only the queries that read it.
+  backprop_past: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +171,7 @@ def memory_module(config: MemoryConfig, channels: int, dtype=None) -> TemporalMe
   return TemporalMemoryTransformer(channels, heads=config.heads, blocks=config.blocks,
                                    attentions=config.attentions, groups=config.groups,
                                    decay=config.decay, position_max_len=config.position_max_len,
-                                   dtype=dtype)
+                                   backprop_past=config.backprop_past, dtype=dtype)
 
 
 class Collect(nn.Module):

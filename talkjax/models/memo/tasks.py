@@ -25,7 +25,8 @@ Recipe (paper + the authors' released training code), per step:
   keeps the face embedding and the reference keys; the independent draws meet in ~0.1 %
   of examples); a model trained from scratch then guides against an untrained branch.
 - the memory is built from the past frames with the step's own weights (no gradient
-  through it), as the release does at every training step.
+  through it), as the release does at every training step; `model.memory.backprop_past`
+  (deviation, labelled where set) lets the gradient through.
 - `loss.motion_weight` (deviation, labelled where set; 0 in the paper configs): each latent
   pixel's squared error weighs 1 + motion_weight x how much its frame differs from the
   portrait there (mean absolute pixel difference over the latent pixel's f x f patch), as
