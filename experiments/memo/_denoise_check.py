@@ -9,7 +9,8 @@ memory, zero audio, the past frames replaced by copies of the portrait as the sa
 first clip has them), and two copies that need no network (every frame = the portrait's
 latent, = the last past frame's). A model whose error at sigma = 1 is above the copy of the
 last past frame has not learnt to carry the face forward: its samples start from a face it
-cannot draw.
+cannot draw. The last line splits the error at sigma 1 over four noise draws: how much the
+clean frame changes with the draw (noise leaking through) and the error of their mean.
 
     python experiments/memo/_denoise_check.py runs/memo_tiny data/heldout_memo4s \
         --windows 8 --grid denoise.png
@@ -109,6 +110,13 @@ def main(argv=None):
       if name == "the model" and s in (1.0, 0.7, 0.3):
         pictures.append(x0_hat[:, 0])
     print(f"{name:>20} " + " ".join(f"{v:7.4f}" for v in row))
+  # At sigma 1 the input is pure noise and carries nothing of the frame: whatever of the
+  # clean frame changes with the draw is noise leaking through, the rest is the model's face.
+  ones = jnp.ones((b,))
+  draws = jnp.stack([n - denoise(n, ones, variants["the model"]) for n in
+                     (jax.random.normal(jax.random.PRNGKey(k), x0.shape) for k in range(4))])
+  print(f"sigma 1, 4 noise draws: spread across them {float(jnp.mean(jnp.var(draws, 0))):.4f}"
+        f", error of their mean {mse(jnp.mean(draws, 0)):.4f}")
   if args.grid:
     from PIL import Image
     decode = lambda z: task.vae.apply({"params": vae}, unscale_latents(task.vae_config, z),
