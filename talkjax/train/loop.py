@@ -162,11 +162,19 @@ def train(config, task, workdir: str | pathlib.Path, *, hooks: list[Hook] = (),
              dynamic_ncols=True)
   last = {}
   t0, examples = time.perf_counter(), 0
+  running = None   # the loss of the last step dispatched
   try:
     with parallel.use_mesh(mesh, rules), _Preemption() as preemption:
       for step in range(start, tc.steps):
         batch = parallel.global_batch(next(data), batch_sh)
         state, metrics = step_fn(state, batch)
+        # At most this step waits behind the one running: without a bound the host queues
+        # dozens of steps (each holding its batch in device memory), and the progress bar
+        # and hooks run that far ahead of the finished work, so the logged rate and ETA
+        # swing wildly. One queued step keeps the device busy.
+        if running is not None:
+          jax.block_until_ready(running)
+        running = metrics["loss"]
         done = step + 1
         examples += config.data.batch_size
         extra = {}
