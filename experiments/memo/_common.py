@@ -54,7 +54,9 @@ def memo_config(*, unet: dict, vae: dict, resolution: int):
   # unguided: how often an example is exactly the sampler's unguided branch (0 = the
   # release, whose draws are independent; talkjax/models/memo/tasks.py)
   m.dropout = ml_collections.ConfigDict(dict(image=0.05, audio=0.05, past=0.05, unguided=0.0))
-  m.flow = ml_collections.ConfigDict(dict(logit_mean=0.0, logit_std=1.0))
+  # output: what the DiffusionNet predicts, "velocity" (the release) or "preconditioned"
+  # (EDM-style scalings, talkjax/models/memo/model.py)
+  m.flow = ml_collections.ConfigDict(dict(logit_mean=0.0, logit_std=1.0, output="velocity"))
   m.remat = False
   # Pretrained weights (talkjax/models/memo/weights.py): vae (required) and, for stage 1,
   # the SD 1.5 UNet that fills both nets' spatial layers.

@@ -9,6 +9,7 @@ from talkjax.nn.vae import VAEConfig
 
 IDENTITY_ENCODERS = ("learned", "given")
 MODULES = ("reference", "audio", "memory")
+OUTPUTS = ("velocity", "preconditioned")
 
 
 def memo_config(model) -> MemoConfig:
@@ -23,6 +24,10 @@ def memo_config(model) -> MemoConfig:
   if unet.in_channels != unet.out_channels:
     raise ConfigError(f"model.unet in_channels {unet.in_channels} != out_channels "
                       f"{unet.out_channels}", fix="MEMO denoises latents in place: make them equal")
+  output = model.flow.get("output", "velocity")
+  if output not in OUTPUTS:
+    raise ConfigError(f"unknown model.flow.output {output!r}",
+                      fix=f"use one of {OUTPUTS}: 'velocity' is the release's")
   modules = tuple(model.get("modules", ("reference", "audio", "memory")))
   unknown = sorted(set(modules) - set(MODULES))
   if unknown or "reference" not in modules:
@@ -35,7 +40,7 @@ def memo_config(model) -> MemoConfig:
                     audio_dim=a.dim, audio_tokens=a.tokens, audio_window=a.window,
                     audio_layers=a.layers, audio_channels=a.channels, audio_hidden=a.hidden,
                     identity_dim=i.dim, image_tokens=i.tokens, emotions=e.classes,
-                    emotion_dropout=e.dropout)
+                    emotion_dropout=e.dropout, output=output)
 
 
 def vae_config(model) -> VAEConfig:

@@ -114,11 +114,25 @@ class Memo:
 
   def denoise(self, diffusion_params, x_t, sigma, tokens, hook_inputs, *, rng=None):
     """Velocity prediction for latents x_t (B, F, h, w, C) at noise levels sigma (B,).
-    With `rng` the emotion labels drop to null per module (training)."""
+    With `rng` the emotion labels drop to null per module (training).
+
+    `output = "velocity"` (the release): the DiffusionNet's output is v. With
+    "preconditioned" (EDM's c_in / c_skip / c_out, written for x_t = (1 - s) x0 + s n with
+    unit-variance latents, d = (1 - s)^2 + s^2): the net reads x_t / sqrt(d) and its output
+    F gives x0 = (1 - s) / d x_t + s / sqrt(d) F, returned as the velocity
+    (x_t - x0) / s = (2 s - 1) / d x_t - F / sqrt(d). Its target has unit variance at every
+    level, and from pure noise (s = 1) F is the clean frame itself: a velocity net must
+    instead pass the noise through exactly, and what it misses leaks into the frame."""
     net = self.diffusion_net if rng is None else self.diffusion_net_train
     rngs = None if rng is None else {"dropout": rng}
-    return net.apply({"params": diffusion_params}, x_t, sigma * FLOW_TIMESTEPS, tokens,
-                     hook_inputs, rngs=rngs)
+    run = lambda x: net.apply({"params": diffusion_params}, x, sigma * FLOW_TIMESTEPS, tokens,
+                              hook_inputs, rngs=rngs)
+    if self.config.output == "velocity":
+      return run(x_t)
+    s = sigma.astype(jnp.float32)[:, None, None, None, None]
+    d = (1 - s) ** 2 + s ** 2
+    f = run((x_t * jax.lax.rsqrt(d)).astype(x_t.dtype)).astype(jnp.float32)
+    return (2 * s - 1) / d * x_t - f * jax.lax.rsqrt(d)
 
   def image_tokens(self, params, identity):
     return self.image_proj.apply({"params": params["image_proj"]}, identity)

@@ -74,6 +74,9 @@ class MemoConfig:
   # The DiffusionNet's added modules: stage 1 (face-domain adaptation) trains with the
   # reference attention only; stage 2 adds the audio and memory modules.
   modules: tuple[str, ...] = ("reference", "audio", "memory")
+  # What the DiffusionNet's output means (Memo.denoise): "velocity" (the release) or
+  # "preconditioned" (EDM-style scalings around the net; no parameter changes shape).
+  output: str = "velocity"
 
   @property
   def audio(self) -> bool:
