@@ -50,7 +50,9 @@ def memo_config(*, unet: dict, vae: dict, resolution: int):
   # classifier: an audio_emotion training folder that reads the emotion from the audio when
   # a request names none ("" = the null label)
   m.emotion = ml_collections.ConfigDict(dict(classes=9, dropout=0.3, classifier=""))
-  m.clip = ml_collections.ConfigDict(dict(frames=16, past=16))
+  # past_noise: in training, each example's past latents get Gaussian noise of a std drawn
+  # uniformly in [0, past_noise] (0 = the release; talkjax/models/memo/tasks.py)
+  m.clip = ml_collections.ConfigDict(dict(frames=16, past=16, past_noise=0.0))
   # unguided: how often an example is exactly the sampler's unguided branch (0 = the
   # release, whose draws are independent; talkjax/models/memo/tasks.py)
   m.dropout = ml_collections.ConfigDict(dict(image=0.05, audio=0.05, past=0.05, unguided=0.0))
