@@ -50,8 +50,8 @@ def test_preconditioned_output_is_the_edm_scaling_of_the_same_net(tmp_path):
   v = np.asarray(pre.denoise(tr["diffusion_net"], x_t, sigma, tokens, hooks), np.float64)
   s = np.asarray(sigma, np.float64)[:, None, None, None, None]
   d = (1 - s) ** 2 + s ** 2
-  f = np.asarray(raw.denoise(tr["diffusion_net"], x_t / jnp.sqrt(d), sigma, tokens,
-                                      hooks), np.float64)
+  f = np.asarray(raw.denoise(tr["diffusion_net"], x_t / jnp.sqrt(d), sigma, tokens, hooks),
+                 np.float64)
   x = np.asarray(x_t, np.float64)
   x0 = x - s * v
   want = (1 - s) / d * x + s / np.sqrt(d) * f

@@ -180,7 +180,6 @@ def test_eval_hook_logs_eval_loss_and_best_checkpoint_is_kept(tmp_path):
   assert kept == sorted({best, 6})
 
 
-
 class HeavyTask(testbed.TestbedTask):
   """The test-bed with a few hundred milliseconds of matrix products in every step."""
 
@@ -195,8 +194,8 @@ def test_the_loop_runs_at_most_one_step_ahead_of_the_finished_ones(tmp_path):
   """Hooks and the progress bar follow finished steps, not a queue of dispatched ones: an
   unbounded queue made the log's rate and ETA swing between 5 steps/s and 100 s/step, and
   every queued step holds its batch in device memory. Unbounded, all 12 hooks ran within
-  a few milliseconds and the loop then waited for the queue (hooks over 5 % of the run);
-  bounded, they spread over it."""
+  a few milliseconds (4 % of the run) and the loop then waited for the queue; bounded,
+  they spread over it."""
   config = tiny_config("train.steps=12", "checkpoint.every=12", "train.log_every=12")
   called = []
   hook = Hook(every=1, fn=lambda step, state: called.append(time.perf_counter()))
