@@ -24,7 +24,8 @@ def memo_config(model) -> MemoConfig:
   if unet.in_channels != unet.out_channels:
     raise ConfigError(f"model.unet in_channels {unet.in_channels} != out_channels "
                       f"{unet.out_channels}", fix="MEMO denoises latents in place: make them equal")
-  output = model.flow.get("output", "velocity")
+  # a converted release's model config has no training recipe (model.flow): velocity
+  output = (model.get("flow") or {}).get("output", "velocity")
   if output not in OUTPUTS:
     raise ConfigError(f"unknown model.flow.output {output!r}",
                       fix=f"use one of {OUTPUTS}: 'velocity' is the release's")
