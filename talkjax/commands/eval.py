@@ -72,8 +72,9 @@ def add_arguments(parser):
                       help="model: also score control videos made from each clip's ground "
                            "truth (still portrait, 2 frames late, mouth halved, another "
                            "person) to show what each pass mark rejects")
-  parser.add_argument("--report", help="model: write metrics.json, table.md (Markdown) and "
-                                       "curves.png (plots) to this folder")
+  parser.add_argument("--report", help="model: write metrics.json, curves.json (per-frame "
+                                       "identity, mouth and lip-sync of the first clips), "
+                                       "table.md (Markdown) and curves.png to this folder")
   suite = parser.add_argument_group(
       "standard metrics (model)", "the field's metrics, next to ground truth's value on the "
       "same clips; see talkjax/eval/README.md for each protocol")

@@ -1,4 +1,5 @@
-"""Reports of `talkjax eval model`: JSON, a Markdown table for a README or paper, PNG plots.
+"""Reports of `talkjax eval model`: JSON (metrics and per-frame curves), a Markdown table for a
+README or paper, PNG plots.
 
 The table puts every metric next to ground truth's value on the same clips, with 95 %
 intervals over clips, the pass mark, and (when controls were scored) what the mark says
@@ -121,12 +122,33 @@ def plot_curves(result: dict, path) -> pathlib.Path:
   return path
 
 
+def curves_json(result: dict) -> dict:
+  """The plotted per-frame curves as numbers (identity drift, mouth opening, lip-sync over
+  time), so that a curve can be compared or re-plotted without reading it off the PNG."""
+  clips = []
+  for clip in result["curves"]:
+    row = {"clip": clip["clip"]}
+    for side in ("generated", "truth"):
+      c = clip[side]
+      row[side] = {k: np.round(np.asarray(v, np.float64), 4).tolist() for k, v in c.items()}
+      row[side]["lipsync_rolling"] = np.round(
+          rolling_sync(c["mouth_open"], c["implied_mouth"], result["fps"]), 4).tolist()
+    if "syncnet" in clip:
+      row["syncnet"] = {k: np.round(np.asarray(v, np.float64), 4).tolist()
+                        for k, v in clip["syncnet"].items()}
+    clips.append(row)
+  return {"fps": result["fps"], "lipsync_window_s": ROLLING_S, "clips": clips}
+
+
 def write(result: dict, out_dir) -> dict[str, pathlib.Path]:
-  """metrics.json (all but the curves), table.md, curves.png in `out_dir`."""
+  """metrics.json (all but the curves), curves.json (the per-frame curves), table.md and
+  curves.png in `out_dir`."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  files = {"json": out / "metrics.json", "markdown": out / "table.md", "plot": out / "curves.png"}
+  files = {"json": out / "metrics.json", "curves": out / "curves.json",
+           "markdown": out / "table.md", "plot": out / "curves.png"}
   files["json"].write_text(json.dumps(to_json(result), indent=2) + "\n")
+  files["curves"].write_text(json.dumps(curves_json(result)) + "\n")
   files["markdown"].write_text(markdown(result))
   plot_curves(result, files["plot"])
   return files

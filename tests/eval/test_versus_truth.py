@@ -194,6 +194,17 @@ def test_eval_model_command_writes_json_table_and_plots(tmp_path, capsys):
   metrics = json.loads((report / "metrics.json").read_text())
   assert metrics["clips"] == 1 and metrics["data_seed"] == 777
   assert set(metrics["comparison"]["metrics"]) >= {"lipsync_corr0", "mouth_std", "identity_sim"}
+  curves = json.loads((report / "curves.json").read_text())
+  clip = curves["clips"][0]
+  frames = len(clip["truth"]["identity"])
+  assert curves["fps"] == 25 and frames == 64        # 2.56 s at 25 fps, every frame
+  assert all(len(clip[side][k]) == frames for side in ("generated", "truth")
+             for k in ("identity", "mouth_open", "implied_mouth", "lipsync_rolling"))
+  # the numbers are the scores': ground truth is itself at the first frame, and the
+  # curve's mean is the clip's identity score
+  assert clip["truth"]["identity"][0] > 0.99
+  np.testing.assert_allclose(np.mean(clip["generated"]["identity"]),
+                             metrics["per_clip"][0]["generated"]["identity_sim"], atol=1e-3)
   png = (report / "curves.png").read_bytes()
   assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
   table = (report / "table.md").read_text()
