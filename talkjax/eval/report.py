@@ -125,17 +125,17 @@ def plot_curves(result: dict, path) -> pathlib.Path:
 def curves_json(result: dict) -> dict:
   """The plotted per-frame curves as numbers (identity drift, mouth opening, lip-sync over
   time), so that a curve can be compared or re-plotted without reading it off the PNG."""
+  numbers = lambda curves: {k: np.round(np.asarray(v, np.float64), 4).tolist()
+                            for k, v in curves.items()}
   clips = []
   for clip in result["curves"]:
     row = {"clip": clip["clip"]}
     for side in ("generated", "truth"):
       c = clip[side]
-      row[side] = {k: np.round(np.asarray(v, np.float64), 4).tolist() for k, v in c.items()}
-      row[side]["lipsync_rolling"] = np.round(
-          rolling_sync(c["mouth_open"], c["implied_mouth"], result["fps"]), 4).tolist()
+      row[side] = numbers({**c, "lipsync_rolling": rolling_sync(
+          c["mouth_open"], c["implied_mouth"], result["fps"])})
     if "syncnet" in clip:
-      row["syncnet"] = {k: np.round(np.asarray(v, np.float64), 4).tolist()
-                        for k, v in clip["syncnet"].items()}
+      row["syncnet"] = numbers(clip["syncnet"])
     clips.append(row)
   return {"fps": result["fps"], "lipsync_window_s": ROLLING_S, "clips": clips}
 

@@ -42,8 +42,8 @@ def task(config):
 @pytest.fixture(scope="module")
 def params(task):
   """Initialised once for the module. The key is an RBG one: with threefry's per-parameter
-  hashing XLA compiled the tiny MEMO's init for 92 s, with RBG bits for 37 s (the values
-  are as random; nothing here needs the trainer's exact draw)."""
+  hashing XLA compiled the tiny MEMO's init for 92 s, with RBG bits for 37 s (both beside a
+  training job; the values are as random, and nothing here needs the trainer's draw)."""
   key = jax.random.key(0, impl="unsafe_rbg")
   return nn.meta.unbox(jax.jit(task.init)(key, task.example_batch(1)))
 
