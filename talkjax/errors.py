@@ -36,3 +36,10 @@ class ConfigError(TalkjaxError):
 
 class MissingCapabilityError(TalkjaxError):
   """A command needs a part of talkjax that is not built yet."""
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+  """The first line of an exception's message, cut to `limit` characters (tensorstore's
+  read errors run to kilobytes of JSON spec after it), or its type's name when empty."""
+  text = str(error).strip()
+  return text.splitlines()[0][:limit] if text else type(error).__name__

@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 
 from talkjax import trees
-from talkjax.errors import TalkjaxError
+from talkjax.errors import TalkjaxError, first_line
 
 
 @dataclasses.dataclass
@@ -84,7 +84,13 @@ def read_params(workdir, *, ema: bool = True, step: int | None = None) -> Traine
   try:
     step = _pick_step(ckpt, step)
     config = ml_collections.ConfigDict(ckpt.read_meta(step)["config"])
-    state = ckpt.restore_parts(step, ("params", "frozen", "ema_params"))
+    try:
+      state = ckpt.restore_parts(step, ("params", "frozen", "ema_params"))
+    except (ValueError, OSError) as e:  # tensorstore's NOT_FOUND arrives as a ValueError
+      raise TalkjaxError(
+          f"checkpoint {step} could not be read ({first_line(e)})", path=ckpt.directory / str(step),
+          fix="rerun `talkjax train` on this folder (it sets a damaged newest checkpoint aside "
+          "and resumes from the one before), or move that folder out of checkpoints/") from e
   finally:
     ckpt.close()
   if "params" not in state:

@@ -1,7 +1,8 @@
 """Orbax checkpoints: model state + Grain iterator state + the resolved config, as one.
 
 Saves are asynchronous and atomic (Orbax writes to a temporary folder and renames it when
-every process has finished), so an interrupted save never becomes the latest checkpoint.
+every process has finished), so an interrupted save never becomes the latest checkpoint;
+a committed one that still fails to read back is set aside on resume (`restore_latest`).
 Restore places every array straight into the current mesh's layout, so a run saved on 8
 devices resumes on 4, 2 or 1.
 """
@@ -16,8 +17,9 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
-from talkjax.errors import TalkjaxError
+from talkjax.errors import TalkjaxError, first_line
 
 ITEMS = ("state", "data", "meta")
 
@@ -74,10 +76,43 @@ class Checkpointer:
     try:
       restored = self.manager.restore(step, args=ocp.args.Composite(**items))
     except (ValueError, KeyError) as e:
-      raise TalkjaxError(f"checkpoint {step} does not match this model: {e}",
+      raise TalkjaxError(f"checkpoint {step} does not match this model: {first_line(e)}",
                          path=self.directory / str(step),
                          fix="resume with the config that wrote it, or use a new --workdir") from e
     return restored["state"], restore_data
+
+  def restore_latest(self, abstract_state, data_iterator=None):
+    """Restores the newest checkpoint that reads back: (step, state, data_restored,
+    set_aside), or None when there is none.
+
+    A checkpoint can be committed yet unreadable (seen once after a SIGTERM save: Orbax
+    wrote the commit marker and metadata but no array data). When the newest fails and the
+    one before it restores into the same model, the newest is damaged rather than from
+    another config: it is moved to `<step>.unreadable` beside the others (kept, not
+    deleted; Orbax ignores the name) and `set_aside` names it with the error. When both
+    fail, the newest's error is raised: the config, not the folder, is what changed."""
+    steps = sorted(self.all_steps(), reverse=True)
+    if not steps:
+      return None
+    try:
+      return (steps[0], *self.restore(steps[0], abstract_state, data_iterator), None)
+    except Exception as newest_error:  # noqa: BLE001 -- any read failure; re-raised below
+      if len(steps) < 2:
+        raise
+      try:
+        state, data_restored = self.restore(steps[1], abstract_state, data_iterator)
+      except Exception:  # noqa: BLE001
+        raise newest_error from None
+      return steps[1], state, data_restored, self._set_aside(steps[0], newest_error)
+
+  def _set_aside(self, step: int, error: Exception) -> dict:
+    target = self.directory / f"{step}.unreadable"
+    if jax.process_index() == 0:
+      (self.directory / str(step)).rename(target)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"talkjax_set_aside_{step}")
+    self.manager.reload()
+    return {"step": step, "path": target, "error": first_line(error)}
 
   def restore_parts(self, step: int, names) -> dict:
     """Some top-level fields of the saved state (e.g. "params"), as numpy arrays on the

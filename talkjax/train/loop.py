@@ -137,14 +137,17 @@ def train(config, task, workdir: str | pathlib.Path, *, hooks: list[Hook] = (),
                        worker_count=config.data.worker_count)
   data = iter(loader)
   ckpt = Checkpointer(workdir / "checkpoints", config.checkpoint)
-  start = ckpt.latest_step()
-  if start is None:
+  resumed = ckpt.restore_latest(abstract_state, data)
+  if resumed is None:
     start = 0
     state, _ = parallel.shard_init(init, mesh, rules, rng)
     state = with_values(state, state_sh, initial_values(task, config, abstract_state))
   else:
-    state, data_restored = ckpt.restore(start, abstract_state, data)
+    start, state, data_restored, set_aside = resumed
     _trim_metrics(workdir, start)
+    if is_main and set_aside:
+      print(f"warning: checkpoint {set_aside['step']} could not be read ({set_aside['error']}); "
+            f"moved to {set_aside['path']} and resuming from the one before", file=sys.stderr)
     if is_main:
       print(f"resumed from {ckpt.directory / str(start)} (step {start})", file=sys.stderr)
       if not data_restored:

@@ -1,4 +1,5 @@
-"""2 processes x 2 devices train and save; 1 process x 4 devices (and x 1) restores."""
+"""2 processes x 2 devices train and save (and set a damaged newest checkpoint aside on
+resume, together); 1 process x 4 devices (and x 1) restores."""
 
 import subprocess
 import sys
@@ -10,10 +11,10 @@ import pytest
 
 from train_helpers import restore_params, tiny_config
 
-OVERRIDES = ["train.steps=6", "checkpoint.every=6", "data.num_examples=256", "train.log_every=1"]
+OVERRIDES = ["train.steps=6", "checkpoint.every=3", "data.num_examples=256", "train.log_every=1"]
 
 SCRIPT = textwrap.dedent("""
-    import pathlib, sys
+    import pathlib, shutil, sys
     import jax, numpy as np
     from jax.experimental import multihost_utils
     from talkjax import parallel
@@ -28,6 +29,16 @@ SCRIPT = textwrap.dedent("""
     task = make_task(config)
     assert jax.process_count() == 2 and jax.device_count() == 4
     train(config, task, out / "run", progress=False)
+
+    # Step 6 committed but unreadable (what one SIGTERM save left: metadata, no arrays):
+    # both processes fall back to step 3, process 0 sets 6 aside, and they train on together.
+    if jax.process_index() == 0:
+        for p in (out / "run" / "checkpoints" / "6" / "state").iterdir():
+            if p.name not in ("_METADATA", "_sharding", "commit_success.txt"):
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    multihost_utils.sync_global_devices("damaged")
+    train(config, task, out / "run", progress=False)
+    assert (out / "run" / "checkpoints" / "6.unreadable").is_dir()
 
     # The examples this process reads in one epoch of the training loader.
     loader = make_loader(task.data_source("train"), global_batch_size=config.data.batch_size,
@@ -61,6 +72,7 @@ def test_two_processes_train_and_one_process_restores(tmp_path):
        sys.executable, str(script), str(tmp_path), *OVERRIDES],
       capture_output=True, text=True, timeout=450)
   assert proc.returncode == 0, proc.stderr
+  assert "warning: checkpoint 6 could not be read" in (tmp_path / "logs" / "process_0.log").read_text()
 
   # Each process read a disjoint shard; together they cover the epoch.
   a, b = (np.load(tmp_path / f"indices_{i}.npy") for i in range(2))

@@ -1,6 +1,8 @@
-"""Exact resume after SIGKILL, clean exit on SIGTERM, and atomic checkpoints."""
+"""Exact resume after SIGKILL, clean exit on SIGTERM, atomic checkpoints, and a damaged
+newest checkpoint set aside on resume."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -8,7 +10,10 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
+from talkjax import stages
+from talkjax.errors import TalkjaxError
 from talkjax.models import make_task
 from talkjax.train.checkpoint import Checkpointer
 from talkjax.train.loop import train
@@ -98,3 +103,42 @@ def test_an_interrupted_save_never_becomes_the_latest(tmp_path):
   ckpt.close()
   params, step = restore_params(run_dir, config, jax.devices()[:1])
   assert step == 10
+
+
+def _damage(checkpoint):
+  """What one SIGTERM save left behind: Orbax's commit marker and metadata, no array data."""
+  for path in (checkpoint / "state").iterdir():
+    if path.name not in ("_METADATA", "_sharding", "commit_success.txt"):
+      shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def test_a_committed_but_unreadable_newest_checkpoint_is_set_aside_on_resume(tmp_path, capsys):
+  devices = jax.devices()[:1]
+  config = tiny_config("train.steps=20", "checkpoint.every=10")
+  train(config, make_task(config), tmp_path, progress=False, devices=devices)
+  _damage(tmp_path / "checkpoints" / "20")
+  with pytest.raises(TalkjaxError, match="checkpoint 20 could not be read"):
+    stages.read_params(tmp_path)
+  capsys.readouterr()
+
+  config = tiny_config("train.steps=30", "checkpoint.every=10")
+  last = train(config, make_task(config), tmp_path, progress=False, devices=devices)
+  err = capsys.readouterr().err
+  assert "warning: checkpoint 20 could not be read" in err
+  assert "(step 10)" in err  # resumed from the one before
+  assert last["step"] == 30
+  aside = tmp_path / "checkpoints" / "20.unreadable"
+  assert (aside / "state" / "_METADATA").is_file()  # kept for inspection, not deleted
+  assert stages.read_params(tmp_path).step == 30
+  steps_logged = [r["step"] for r in read_metrics(tmp_path)]
+  assert steps_logged == list(range(1, 31))  # the damaged timeline's rows were replaced
+
+
+def test_a_changed_config_is_not_mistaken_for_a_damaged_checkpoint(tmp_path):
+  devices = jax.devices()[:1]
+  config = tiny_config("train.steps=20", "checkpoint.every=10")
+  train(config, make_task(config), tmp_path, progress=False, devices=devices)
+  wider = tiny_config("train.steps=30", "checkpoint.every=10", "model.embed=48")
+  with pytest.raises(TalkjaxError, match="checkpoint 20 does not match this model"):
+    train(wider, make_task(wider), tmp_path, progress=False, devices=devices)
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["10", "20"]
