@@ -49,8 +49,7 @@ def _checkpointer(workdir: pathlib.Path):
     raise TalkjaxError("no checkpoints in this training folder", path=workdir,
                        fix="train it first (talkjax train --config ... --workdir "
                            f"{workdir}) or point to the folder that holds checkpoints/")
-  return Checkpointer(folder, ml_collections.ConfigDict(dict(keep=1, best_metric="",
-                                                             best_mode="min", async_save=False)))
+  return Checkpointer(folder, read_only=True)   # never touches a live run's save in flight
 
 
 def _pick_step(ckpt, step: int | None) -> int:

@@ -25,7 +25,17 @@ ITEMS = ("state", "data", "meta")
 
 
 class Checkpointer:
-  def __init__(self, directory: str | pathlib.Path, checkpoint_config):
+  def __init__(self, directory: str | pathlib.Path, checkpoint_config=None, *,
+               read_only: bool = False):
+    """`read_only` for everything but the training run itself (sampling, evaluation,
+    stage chaining): a writer's manager deletes unfinished temporary folders when it opens,
+    and one opened beside a live run once deleted the save in flight, which Orbax then
+    committed without its arrays."""
+    self.directory = pathlib.Path(directory).absolute()
+    if read_only:
+      self.manager = ocp.CheckpointManager(
+          self.directory, options=ocp.CheckpointManagerOptions(read_only=True), item_names=ITEMS)
+      return
     c = checkpoint_config
     policies = [ocp.checkpoint_managers.LatestN(n=int(c.keep))]
     if c.best_metric:
@@ -40,7 +50,6 @@ class Checkpointer:
         enable_async_checkpointing=bool(c.async_save), create=True,
         cleanup_tmp_directories=True,
         preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies))
-    self.directory = pathlib.Path(directory).absolute()
     self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
 
   def latest_step(self) -> int | None:
@@ -86,7 +95,8 @@ class Checkpointer:
     set_aside), or None when there is none.
 
     A checkpoint can be committed yet unreadable (seen once after a SIGTERM save: Orbax
-    wrote the commit marker and metadata but no array data). When the newest fails and the
+    wrote the commit marker and metadata but no array data, its temporary folder deleted
+    mid-save by a reader that opened the folder as a writer, which `read_only` now avoids). When the newest fails and the
     one before it restores into the same model, the newest is damaged rather than from
     another config: it is moved to `<step>.unreadable` beside the others (kept, not
     deleted; Orbax ignores the name) and `set_aside` names it with the error. When both

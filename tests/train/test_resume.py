@@ -98,6 +98,10 @@ def test_an_interrupted_save_never_becomes_the_latest(tmp_path):
   partial = run_dir / "checkpoints" / "20.orbax-checkpoint-tmp-1234567890"
   (partial / "state").mkdir(parents=True)
   (partial / "state" / "garbage").write_bytes(b"\0" * 100)
+  # A reader (sampling, evaluation, the next stage) opened beside a live run leaves such a
+  # folder alone: it may be the save in flight.
+  assert stages.read_params(run_dir).step == 10 and stages.checkpoint_config(run_dir)[1] == 10
+  assert (partial / "state" / "garbage").is_file()
   ckpt = Checkpointer(run_dir / "checkpoints", config.checkpoint)
   assert ckpt.latest_step() == 10 and ckpt.all_steps() == [10]
   ckpt.close()
