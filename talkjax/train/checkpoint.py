@@ -96,8 +96,8 @@ class Checkpointer:
 
     A checkpoint can be committed yet unreadable (seen once after a SIGTERM save: Orbax
     wrote the commit marker and metadata but no array data, its temporary folder deleted
-    mid-save by a reader that opened the folder as a writer, which `read_only` now avoids). When the newest fails and the
-    one before it restores into the same model, the newest is damaged rather than from
+    mid-save by a reader that opened the folder as a writer, which `read_only` now
+    avoids). When the newest fails and the one before it restores into the same model, the newest is damaged rather than from
     another config: it is moved to `<step>.unreadable` beside the others (kept, not
     deleted; Orbax ignores the name) and `set_aside` names it with the error. When both
     fail, the newest's error is raised: the config, not the folder, is what changed."""
@@ -116,7 +116,10 @@ class Checkpointer:
       return steps[1], state, data_restored, self._set_aside(steps[0], newest_error)
 
   def _set_aside(self, step: int, error: Exception) -> dict:
-    target = self.directory / f"{step}.unreadable"
+    target, n = self.directory / f"{step}.unreadable", 1
+    while target.exists():  # the same step set aside before: keep both
+      n += 1
+      target = self.directory / f"{step}.unreadable-{n}"
     if jax.process_index() == 0:
       (self.directory / str(step)).rename(target)
     if jax.process_count() > 1:

@@ -136,6 +136,13 @@ def test_a_committed_but_unreadable_newest_checkpoint_is_set_aside_on_resume(tmp
   assert stages.read_params(tmp_path).step == 30
   steps_logged = [r["step"] for r in read_metrics(tmp_path)]
   assert steps_logged == list(range(1, 31))  # the damaged timeline's rows were replaced
+  # The same step damaged again is set aside beside the first, not over it.
+  shutil.rmtree(tmp_path / "checkpoints" / "30")
+  _damage(tmp_path / "checkpoints" / "20")
+  config = tiny_config("train.steps=20", "checkpoint.every=10")
+  train(config, make_task(config), tmp_path, progress=False, devices=devices)
+  assert "20.unreadable-2" in capsys.readouterr().err
+  assert (aside / "state" / "_METADATA").is_file()
 
 
 def test_a_changed_config_is_not_mistaken_for_a_damaged_checkpoint(tmp_path):
