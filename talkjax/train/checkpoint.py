@@ -34,7 +34,10 @@ class Checkpointer:
     self.directory = pathlib.Path(directory).absolute()
     if read_only:
       self.manager = ocp.CheckpointManager(
-          self.directory, options=ocp.CheckpointManagerOptions(read_only=True), item_names=ITEMS)
+          self.directory, item_names=ITEMS, options=ocp.CheckpointManagerOptions(
+              # what read_only implies anyway, spelled out so Orbax logs no warning for each
+              read_only=True, create=False, cleanup_tmp_directories=False,
+              save_interval_steps=0))
       return
     c = checkpoint_config
     policies = [ocp.checkpoint_managers.LatestN(n=int(c.keep))]
