@@ -10,6 +10,7 @@ devices resumes on 4, 2 or 1.
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
 
 import grain
@@ -24,6 +25,10 @@ from talkjax.errors import TalkjaxError, first_line
 ITEMS = ("state", "data", "meta")
 
 
+def _not_read_only_notice(record: logging.LogRecord) -> bool:
+  return not record.getMessage().startswith("Given directory is read only")
+
+
 class Checkpointer:
   def __init__(self, directory: str | pathlib.Path, checkpoint_config=None, *,
                read_only: bool = False):
@@ -33,11 +38,18 @@ class Checkpointer:
     committed without its arrays."""
     self.directory = pathlib.Path(directory).absolute()
     if read_only:
-      self.manager = ocp.CheckpointManager(
-          self.directory, item_names=ITEMS, options=ocp.CheckpointManagerOptions(
-              # what read_only implies anyway, spelled out so Orbax logs no warning for each
-              read_only=True, create=False, cleanup_tmp_directories=False,
-              save_interval_steps=0))
+      # Orbax warns "Given directory is read only" on every read-only open: for a reader
+      # that is the point, not news, so that one message is kept out of the user's log.
+      absl_log = logging.getLogger("absl")
+      absl_log.addFilter(_not_read_only_notice)
+      try:
+        self.manager = ocp.CheckpointManager(
+            self.directory, item_names=ITEMS, options=ocp.CheckpointManagerOptions(
+                # what read_only implies anyway, spelled out so Orbax logs no warning for each
+                read_only=True, create=False, cleanup_tmp_directories=False,
+                save_interval_steps=0))
+      finally:
+        absl_log.removeFilter(_not_read_only_notice)
       return
     c = checkpoint_config
     policies = [ocp.checkpoint_managers.LatestN(n=int(c.keep))]
