@@ -59,3 +59,33 @@ def test_a_vae_redraws_each_frame_through_its_latents(vae_dir, tmp_path, capsys)
   assert main(["eval", "model", "--checkpoint", str(vae_dir), "--data", str(data),
                "--split", "train", "--give-emotion"]) == 2
   assert "a vae first stage takes no emotion" in capsys.readouterr().err
+
+
+def test_the_decoder_fine_tune_leaves_the_latents_alone_and_decodes_noisy_ones(vae_dir,
+                                                                                tmp_path):
+  """`synthtalk_tiny_vae:decoder`: the encoder (what a latent model's latents are made of)
+  is frozen bit for bit, the decoder trains on latents with noise of a diffusion model's
+  size (models/vae/tasks.py)."""
+  from talkjax import stages
+  from talkjax.models.vae.tasks import latent_noise
+  root = vae_dir.parent
+  assert main(["train", "--config", "memo/synthtalk_tiny_vae:decoder", "--workdir",
+               str(tmp_path / "decoder"), "--set", f"init_from.workdir={vae_dir}",
+               f"data.path={root / 'synthtalk'}", "data.synthtalk.identities=3",
+               "data.synthtalk.clips=3", "data.synthtalk.seconds=1.0", "data.batch_size=8",
+               "train.steps=2", "train.log_every=1", "checkpoint.every=2"]) == 0
+  before = stages.read_params(vae_dir).params["trainable"]["vae"]
+  after = stages.read_params(tmp_path / "decoder").params["trainable"]["vae"]
+  for part in ("encoder", "quant_conv"):
+    for a, b in zip(jax.tree.leaves(before[part]), jax.tree.leaves(after[part])):
+      np.testing.assert_array_equal(a, b)
+  changed = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before["decoder"]),
+                                                      jax.tree.leaves(after["decoder"]))]
+  assert all(changed)
+
+  keys = jax.random.split(jax.random.PRNGKey(0), 2)
+  assert not np.any(latent_noise(*keys, (4, 8, 8, 4), 0.0, 0.5))
+  noise = np.asarray(latent_noise(*keys, (400, 8, 8, 4), 0.3, 0.5), np.float64)
+  std = noise.reshape(400, -1).std(axis=1)   # per frame; raw units = scaled / 0.5
+  assert std.max() <= 0.6 * 1.15 and std.min() < 0.06
+  assert abs(std.mean() - 0.3) < 0.03       # uniform in [0, 0.6]

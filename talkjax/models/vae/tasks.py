@@ -5,6 +5,15 @@ Loss per frame: L1 of the reconstruction from a posterior sample + `loss.percept
 image, as latent-diffusion VAEs weigh it: small, so latents stay informative). The
 parameters sit at trainable/vae; a latent family names this training folder as its VAE
 (MEMO: model.weights.vae) and reads them frozen.
+
+`loss.latent_noise` (0 = off): the decoder reads the posterior sample plus Gaussian noise
+of a std drawn per frame uniformly in [0, latent_noise], in the scaled units a latent
+diffusion model works in (x scaling_factor). A diffusion model's latents are off by about
+that much (the tiny MEMO's clean-latent error from pure noise is ~0.07 in mean square,
+std ~0.26), and a decoder that never saw such latents turns that error into
+high-frequency colour speckles. With the encoder frozen (`optimizer.freeze` over
+vae/encoder and vae/quant_conv: experiments/memo/synthtalk_tiny_vae.py:decoder) the
+latents stay exactly the same, so a latent model trained on them is unaffected.
 """
 
 from __future__ import annotations
@@ -49,7 +58,10 @@ class VAETask:
     vae = {"params": params["trainable"]["vae"]}
     mean, logvar = self.vae.apply(vae, x, method=AutoencoderKL.encode)
     mean, logvar = mean.astype(jnp.float32), logvar.astype(jnp.float32)
-    z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape)
+    sample_rng, level_rng, noise_rng = jax.random.split(rng, 3)
+    z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(sample_rng, mean.shape)
+    z = z + latent_noise(level_rng, noise_rng, z.shape, float(w.get("latent_noise", 0.0)),
+                         self.vae_config.scaling_factor)
     out = self.vae.apply(vae, z, method=AutoencoderKL.decode).astype(jnp.float32)
     l1 = jnp.mean(jnp.abs(out - x), axis=(1, 2, 3))
     kl = 0.5 * jnp.sum(mean ** 2 + jnp.exp(logvar) - 1.0 - logvar, axis=(1, 2, 3))
@@ -67,6 +79,15 @@ class VAETask:
     from talkjax.data.prepare import windows
     return Frames(windows(self.config.data, "train" if split == "train" else "val", window=1,
                           seed=self.config.seed))
+
+
+def latent_noise(level_rng, noise_rng, shape, max_std: float, scaling_factor: float):
+  """Noise for raw latents `shape` (B, h, w, C): std per frame uniform in [0, max_std]
+  in scaled units (raw = scaled / scaling_factor); zeros when max_std is 0."""
+  if not max_std:
+    return jnp.zeros(shape, jnp.float32)
+  std = max_std / scaling_factor * jax.random.uniform(level_rng, (shape[0], 1, 1, 1))
+  return std * jax.random.normal(noise_rng, shape)
 
 
 class Frames:
