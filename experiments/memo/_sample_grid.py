@@ -18,6 +18,7 @@ from PIL import Image
 from talkjax.data.prepare import open_clips
 from talkjax.eval import probe as probe_lib
 from talkjax.eval.generated import generator_from_checkpoint
+from talkjax_experiments.memo._sampling_arms import apply_arm
 from talkjax_datasets.synthtalk.spec import EMOTIONS
 
 
@@ -34,9 +35,12 @@ def main(argv=None):
   parser.add_argument("--clips", default="0", help="comma-separated clip indices")
   parser.add_argument("--split", default="train")
   parser.add_argument("--every", type=int, default=8, help="one column every N frames")
+  parser.add_argument("--arm", default="carried",
+                      help="a sampling change from _sampling_arms.py (e.g. decoder=FOLDER)")
   parser.add_argument("--set", nargs="*", default=[], metavar="KNOB=VALUE",
                       help="sampling settings, e.g. guidance=1.0 steps=5")
   args = parser.parse_args(argv)
+  apply_arm(args.arm)
   options = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)} or None
   source = open_clips(args.data, args.split)
   generate, _ = generator_from_checkpoint(args.checkpoint, options=options)

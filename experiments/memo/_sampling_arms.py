@@ -33,8 +33,8 @@ def chained(change):
   return changed
 
 
-def main():
-  arm, rest = sys.argv[1], sys.argv[sys.argv.index("--") + 1:]
+def apply_arm(arm: str) -> None:
+  """Patches the MEMO sampler for `arm` (the module docstring's list)."""
   if arm == "last_past":
     generate.MemoGeneration.chunk = chained(
         lambda carry, keys: dict(carry, memory=jax.tree.map(jnp.zeros_like, carry["memory"])))
@@ -59,6 +59,11 @@ def main():
     generate.MemoGeneration._vae = with_decoder
   elif arm != "carried":
     raise SystemExit(f"ARM: carried, last_past, past_noise=S or decoder=FOLDER, not {arm!r}")
+
+
+def main():
+  arm, rest = sys.argv[1], sys.argv[sys.argv.index("--") + 1:]
+  apply_arm(arm)
   sys.argv = ["talkjax"] + rest
   return cli.main()
 

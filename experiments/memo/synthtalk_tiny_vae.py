@@ -6,7 +6,8 @@ exists at this size). Stage 0 of experiments/memo/synthtalk_tiny_stage2.py:
 
 `:decoder` fine-tunes that VAE's decoder alone on latents with noise of a diffusion model's
 size (loss.latent_noise; the encoder frozen, so the latents, and any model trained on them,
-stay the same); MEMO samples decode with it (model.weights.decoder):
+stay the same). A MEMO chain may name it as model.weights.vae; tried on the tiny chain and
+not kept in its recipe (experiments/memo/README.md: cleaner frames, no better marks):
 
   talkjax train --config experiments/memo/synthtalk_tiny_vae.py:decoder \
       --workdir runs/memo_tiny_decoder --set init_from.workdir=runs/memo_tiny_vae
