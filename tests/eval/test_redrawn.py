@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -83,9 +84,20 @@ def test_the_decoder_fine_tune_leaves_the_latents_alone_and_decodes_noisy_ones(v
                                                       jax.tree.leaves(after["decoder"]))]
   assert all(changed)
 
-  keys = jax.random.split(jax.random.PRNGKey(0), 2)
-  assert not np.any(latent_noise(*keys, (4, 8, 8, 4), 0.0, 0.5))
-  noise = np.asarray(latent_noise(*keys, (400, 8, 8, 4), 0.3, 0.5), np.float64)
+  # off (0, the plain VAE's config), the loss draws exactly the plain posterior sample
+  from talkjax.nn.vae import AutoencoderKL
+  trained = stages.read_params(vae_dir)
+  task, rng = make_task(trained.config), jax.random.PRNGKey(3)
+  assert float(trained.config.loss.latent_noise) == 0.0
+  x = jax.random.uniform(jax.random.PRNGKey(4), (2, 64, 64, 3), minval=-1.0, maxval=1.0)
+  params = {"params": trained.params["trainable"]["vae"]}
+  mean, logvar = task.vae.apply(params, x, method=AutoencoderKL.encode)
+  z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape)
+  l1 = jnp.mean(jnp.abs(task.vae.apply(params, z, method=AutoencoderKL.decode) - x), axis=(1, 2, 3))
+  _, metrics = task.loss(trained.params, {"image": x}, rng)
+  np.testing.assert_allclose(float(metrics["l1"]), float(jnp.mean(l1)), rtol=1e-5)
+
+  noise = np.asarray(latent_noise(jax.random.PRNGKey(0), (400, 8, 8, 4), 0.3, 0.5), np.float64)
   std = noise.reshape(400, -1).std(axis=1)   # per frame; raw units = scaled / 0.5
   assert std.max() <= 0.6 * 1.15 and std.min() < 0.06
   assert abs(std.mean() - 0.3) < 0.03       # uniform in [0, 0.6]

@@ -58,10 +58,11 @@ class VAETask:
     vae = {"params": params["trainable"]["vae"]}
     mean, logvar = self.vae.apply(vae, x, method=AutoencoderKL.encode)
     mean, logvar = mean.astype(jnp.float32), logvar.astype(jnp.float32)
-    sample_rng, level_rng, noise_rng = jax.random.split(rng, 3)
-    z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(sample_rng, mean.shape)
-    z = z + latent_noise(level_rng, noise_rng, z.shape, float(w.get("latent_noise", 0.0)),
-                         self.vae_config.scaling_factor)
+    z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape)
+    max_std = float(w.get("latent_noise", 0.0))
+    if max_std:   # off: the step and its draws are exactly those of a plain VAE
+      z = z + latent_noise(jax.random.fold_in(rng, 1), z.shape, max_std,
+                           self.vae_config.scaling_factor)
     out = self.vae.apply(vae, z, method=AutoencoderKL.decode).astype(jnp.float32)
     l1 = jnp.mean(jnp.abs(out - x), axis=(1, 2, 3))
     kl = 0.5 * jnp.sum(mean ** 2 + jnp.exp(logvar) - 1.0 - logvar, axis=(1, 2, 3))
@@ -81,11 +82,10 @@ class VAETask:
                           seed=self.config.seed))
 
 
-def latent_noise(level_rng, noise_rng, shape, max_std: float, scaling_factor: float):
+def latent_noise(rng, shape, max_std: float, scaling_factor: float):
   """Noise for raw latents `shape` (B, h, w, C): std per frame uniform in [0, max_std]
-  in scaled units (raw = scaled / scaling_factor); zeros when max_std is 0."""
-  if not max_std:
-    return jnp.zeros(shape, jnp.float32)
+  in scaled units (raw = scaled / scaling_factor)."""
+  level_rng, noise_rng = jax.random.split(rng)
   std = max_std / scaling_factor * jax.random.uniform(level_rng, (shape[0], 1, 1, 1))
   return std * jax.random.normal(noise_rng, shape)
 
