@@ -57,8 +57,12 @@ def memo_config(*, unet: dict, vae: dict, resolution: int):
   # release, whose draws are independent; talkjax/models/memo/tasks.py)
   m.dropout = ml_collections.ConfigDict(dict(image=0.05, audio=0.05, past=0.05, unguided=0.0))
   # output: what the DiffusionNet predicts, "velocity" (the release) or "preconditioned"
-  # (EDM-style scalings, talkjax/models/memo/model.py)
-  m.flow = ml_collections.ConfigDict(dict(logit_mean=0.0, logit_std=1.0, output="velocity"))
+  # (EDM-style scalings, talkjax/models/memo/model.py); anchor "last_past" (preconditioned
+  # only; a deviation where set: the release has none) makes that output a residual on the
+  # last past frame, of std anchor_std; anchor_noised: in training the anchor carries the
+  # past noise (model.clip.past_noise) as the past frames do
+  m.flow = ml_collections.ConfigDict(dict(logit_mean=0.0, logit_std=1.0, output="velocity",
+                                          anchor="none", anchor_std=1.0, anchor_noised=False))
   m.remat = False
   # Pretrained weights (talkjax/models/memo/weights.py): vae (required) and, for stage 1,
   # the SD 1.5 UNet that fills both nets' spatial layers.

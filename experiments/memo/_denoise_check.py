@@ -90,8 +90,12 @@ def main(argv=None):
     variants["past = the portrait"] = inputs(jnp.repeat(portrait[:, None], past.shape[1], 1))
 
   noise = jax.random.normal(jax.random.PRNGKey(0), x0.shape)
-  denoise = jax.jit(lambda x_t, s, hook: memo.denoise(net["diffusion_net"], x_t, s, tokens,
-                                                      hook))
+  # the residual output's anchor (model.flow.anchor): the last past frame of each variant
+  anchored = memo.config.anchor != "none"
+  anchors = {name: (portrait if name == "past = the portrait" else past[:, -1])
+             if anchored else None for name in variants}
+  denoise = jax.jit(lambda x_t, s, hook, a: memo.denoise(net["diffusion_net"], x_t, s, tokens,
+                                                         hook, anchor=a))
   mse = lambda a: float(jnp.mean((a - x0) ** 2))
   print(f"{args.workdir} (step {trained.step}) on {b} windows of {args.data}; "
         f"latent variance {float(jnp.var(x0)):.4f}")
@@ -105,7 +109,7 @@ def main(argv=None):
     for s in SIGMAS:
       sigma = jnp.full((b,), s)
       x_t = objectives.flow_sample(x0, noise, sigma)
-      x0_hat = x_t - s * denoise(x_t, sigma, hook)
+      x0_hat = x_t - s * denoise(x_t, sigma, hook, anchors[name])
       row.append(mse(x0_hat))
       if name == "the model" and s in (1.0, 0.7, 0.3):
         pictures.append(x0_hat[:, 0])
@@ -113,7 +117,7 @@ def main(argv=None):
   # At sigma 1 the input is pure noise and carries nothing of the frame: whatever of the
   # clean frame changes with the draw is noise leaking through, the rest is the model's face.
   ones = jnp.ones((b,))
-  draws = jnp.stack([n - denoise(n, ones, variants["the model"]) for n in
+  draws = jnp.stack([n - denoise(n, ones, variants["the model"], anchors["the model"]) for n in
                      (jax.random.normal(jax.random.PRNGKey(k), x0.shape) for k in range(4))])
   print(f"sigma 1, 4 noise draws: spread across them {float(jnp.mean(jnp.var(draws, 0))):.4f}"
         f", error of their mean {mse(jnp.mean(draws, 0)):.4f}")

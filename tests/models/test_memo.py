@@ -18,7 +18,7 @@ from talkjax.convert.torch_names import flatten
 from talkjax.data.synthtalk import SynthTalkClips
 from talkjax.errors import TalkjaxError
 from talkjax.models import make_task
-from talkjax.models.memo.generate import MemoGeneration, lively
+from talkjax.models.memo.generate import MemoGeneration, lively, to_pixels
 from talkjax.nn.unet import layer_sites
 from talkjax.pipelines.sampler import Sampler
 
@@ -224,6 +224,38 @@ def test_later_clips_read_the_earlier_ones_and_never_the_future(sampler):
   c[2 * F * 640 + 3 * 640:] = 0.0                                 # only clip 3's later speech
   out_c = sampler.generate(image, c[None], seed=7)["frames"]
   np.testing.assert_array_equal(out_c[:, :2 * F], out_a[:, :2 * F])   # no clip sees ahead
+
+
+def test_an_anchored_sampler_carries_the_portrait_then_each_clips_last_frame(config, sampler):
+  """model.flow.anchor = "last_past": with the DiffusionNet's output layer at zero and a
+  tiny residual std, every clip's frames are its anchor decoded, the portrait's latents on
+  the first clip (the past is its copies), the previous clip's last frame read back by
+  the VAE after that. The same net unanchored draws something else."""
+  c = config.copy_and_resolve_references()
+  c.model.flow.update(output="preconditioned", anchor="last_past", anchor_std=1e-3)
+  params = jax.tree.map(lambda x: x, sampler.params)
+  out = params["memo"]["diffusion_net"]["conv_out"]
+  out.update({k: np.zeros_like(v) for k, v in out.items()})
+  hook = MemoGeneration(c)
+  image = np.random.default_rng(0).integers(0, 255, (1, 64, 64, 3), dtype=np.uint8)
+  audio = _audio(1, 2 * F * 640)[None]
+  frames = Sampler(hook, params).generate(image, audio, seed=7)["frames"].astype(int)
+
+  anchor = hook.encode(params, to_pixels(image))[:, None]          # (1, 1, h, w, C)
+  want = []
+  for _ in range(2):
+    rgb = hook.decode(params, anchor)
+    want.append(np.asarray(jnp.clip(jnp.round((rgb + 1) * 127.5), 0, 255)).astype(int))
+    anchor = hook.encode(params, jnp.clip(rgb, -1.0, 1.0))
+  for clip, expected in enumerate(want):
+    got = frames[:, clip * F:(clip + 1) * F]
+    gap = np.abs(got - expected)
+    # the residual noise (std 1e-3 in latent units), through a random VAE, moves pixels by a
+    # level or a few
+    assert gap.mean() < 0.5 and gap.max() <= 8, (clip, gap.mean(), gap.max())   # 0.15 2, 0.27 4
+  c.model.flow.anchor = "none"
+  free = Sampler(MemoGeneration(c), params).generate(image, audio, seed=7)["frames"]
+  assert np.abs(free[:, :F].astype(int) - want[0]).mean() > 5
 
 
 def test_the_vae_decodes_and_re_encodes_in_frame_chunks_as_at_once(sampler):

@@ -10,6 +10,7 @@ from talkjax.nn.vae import VAEConfig
 IDENTITY_ENCODERS = ("learned", "given")
 MODULES = ("reference", "audio", "memory")
 OUTPUTS = ("velocity", "preconditioned")
+ANCHORS = ("none", "last_past")
 
 
 def memo_config(model) -> MemoConfig:
@@ -25,10 +26,19 @@ def memo_config(model) -> MemoConfig:
     raise ConfigError(f"model.unet in_channels {unet.in_channels} != out_channels "
                       f"{unet.out_channels}", fix="MEMO denoises latents in place: make them equal")
   # a converted release's model config has no training recipe (model.flow): velocity
-  output = (model.get("flow") or {}).get("output", "velocity")
+  flow = model.get("flow") or {}
+  output = flow.get("output", "velocity")
   if output not in OUTPUTS:
     raise ConfigError(f"unknown model.flow.output {output!r}",
                       fix=f"use one of {OUTPUTS}: 'velocity' is the release's")
+  anchor, anchor_std = flow.get("anchor", "none"), float(flow.get("anchor_std", 1.0))
+  if anchor not in ANCHORS:
+    raise ConfigError(f"unknown model.flow.anchor {anchor!r}", fix=f"use one of {ANCHORS}")
+  if anchor != "none" and (output != "preconditioned" or int(model.clip.past) < 1
+                           or anchor_std <= 0):
+    raise ConfigError(f"model.flow.anchor {anchor!r} needs model.flow.output "
+                      "'preconditioned', model.clip.past >= 1 and anchor_std > 0",
+                      fix="set them, or model.flow.anchor='none'")
   modules = tuple(model.get("modules", ("reference", "audio", "memory")))
   unknown = sorted(set(modules) - set(MODULES))
   if unknown or "reference" not in modules:
@@ -41,7 +51,8 @@ def memo_config(model) -> MemoConfig:
                     audio_dim=a.dim, audio_tokens=a.tokens, audio_window=a.window,
                     audio_layers=a.layers, audio_channels=a.channels, audio_hidden=a.hidden,
                     identity_dim=i.dim, image_tokens=i.tokens, emotions=e.classes,
-                    emotion_dropout=e.dropout, output=output)
+                    emotion_dropout=e.dropout, output=output,
+                    anchor=anchor, anchor_std=anchor_std)
 
 
 def vae_config(model) -> VAEConfig:

@@ -292,10 +292,14 @@ class MemoGeneration:
     shape = (f, h, w, self.task.vae_config.latent_channels)
     noise = jax.vmap(lambda k: jax.random.normal(k, shape))(keys)
 
+    # the residual output's anchor (model.flow.anchor): the last past frame, on the first
+    # clip the portrait (the past is its copies)
+    anchor = past[:, -1] if self.memo.config.anchor != "none" else None
+
     def velocity(x_t, sigma, cond):
       del cond
-      return self.memo.denoise(memo["diffusion_net"], x_t, sigma, tokens,
-                               hook_inputs).astype(jnp.float32)
+      return self.memo.denoise(memo["diffusion_net"], x_t, sigma, tokens, hook_inputs,
+                               anchor=anchor).astype(jnp.float32)
 
     def model(x, sigma):
       if not guided:

@@ -112,7 +112,8 @@ class Memo:
                                method=type(module).remember)
     return out
 
-  def denoise(self, diffusion_params, x_t, sigma, tokens, hook_inputs, *, rng=None):
+  def denoise(self, diffusion_params, x_t, sigma, tokens, hook_inputs, *, rng=None,
+              anchor=None):
     """Velocity prediction for latents x_t (B, F, h, w, C) at noise levels sigma (B,).
     With `rng` the emotion labels drop to null per module (training).
 
@@ -122,7 +123,14 @@ class Memo:
     F gives x0 = (1 - s) / d x_t + s / sqrt(d) F, returned as the velocity
     (x_t - x0) / s = (2 s - 1) / d x_t - F / sqrt(d). Its target has unit variance at every
     level, and from pure noise (s = 1) F is the clean frame itself: a velocity net must
-    instead pass the noise through exactly, and what it misses leaks into the frame."""
+    instead pass the noise through exactly, and what it misses leaks into the frame.
+
+    With `anchor = "last_past"` (a deviation where set) the same scalings are written for
+    the residual y0 = x0 - a on `anchor` a (B, h, w, C), the last past frame's latents, of
+    std r = anchor_std: y_t = x_t - (1 - s) a = (1 - s) y0 + s n, D = (1 - s)^2 r^2 + s^2,
+    x0 = a + (1 - s) r^2 / D y_t + s r / sqrt(D) F; the net still reads x_t / sqrt(d).
+    From pure noise the clean frame is a + r F: the face is carried forward unless the net
+    moves it, where without the anchor it has to redraw it from the conditions."""
     net = self.diffusion_net if rng is None else self.diffusion_net_train
     rngs = None if rng is None else {"dropout": rng}
     run = lambda x: net.apply({"params": diffusion_params}, x, sigma * FLOW_TIMESTEPS, tokens,
@@ -132,7 +140,17 @@ class Memo:
     s = sigma.astype(jnp.float32)[:, None, None, None, None]
     d = (1 - s) ** 2 + s ** 2
     f = run((x_t * jax.lax.rsqrt(d)).astype(x_t.dtype)).astype(jnp.float32)
-    return (2 * s - 1) / d * x_t - f * jax.lax.rsqrt(d)
+    if self.config.anchor == "none":
+      return (2 * s - 1) / d * x_t - f * jax.lax.rsqrt(d)
+    if anchor is None:
+      raise ValueError(f"model.flow.anchor {self.config.anchor!r} needs the anchor latents")
+    a = anchor.astype(jnp.float32)[:, None]
+    r2 = self.config.anchor_std ** 2
+    y_t = x_t - (1 - s) * a
+    big_d = (1 - s) ** 2 * r2 + s ** 2
+    # (x_t - x0) / s written without dividing by s: x_t - x0 = y_t - s a - y0
+    return ((s - (1 - s) * r2) / big_d * y_t - self.config.anchor_std
+            * jax.lax.rsqrt(big_d) * f - a)
 
   def image_tokens(self, params, identity):
     return self.image_proj.apply({"params": params["image_proj"]}, identity)

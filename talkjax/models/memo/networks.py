@@ -77,6 +77,10 @@ class MemoConfig:
   # What the DiffusionNet's output means (Memo.denoise): "velocity" (the release) or
   # "preconditioned" (EDM-style scalings around the net; no parameter changes shape).
   output: str = "velocity"
+  # "last_past": the preconditioned output is a residual on the last past frame's latents
+  # (Memo.denoise); anchor_std is that residual's assumed std. "none" = no anchor.
+  anchor: str = "none"
+  anchor_std: float = 1.0
 
   @property
   def audio(self) -> bool:

@@ -39,6 +39,11 @@ Recipe (paper + the authors' released training code), per step:
   portrait there (mean absolute pixel difference over the latent pixel's f x f patch), as
   the tiny renderers' L1 does. Most of a talking face is the portrait again; a plain mean
   rewards copying it and leaves the mouth, a few latent pixels at 64 px, to the last steps.
+- `model.flow.anchor = "last_past"` (deviation, labelled where set; "none" in the paper
+  configs): the preconditioned output is a residual on the last past frame's latents
+  (Memo.denoise), the portrait's where the past was dropped (`training_anchor`); with
+  `model.flow.anchor_noised` the anchor carries the past noise, so the net learns to take
+  noise out of the frame it carries forward rather than copy it.
 """
 
 from __future__ import annotations
@@ -147,10 +152,15 @@ class MemoTask:
     x0 = self.latents(vae, batch["video"], keys[0])
     reference = self.latents(vae, batch["reference"])
     past = jnp.zeros((b, 0) + reference.shape[1:])
+    anchor = None
     if batch["past"].shape[1]:   # dropped past frames are black, as in the release
       past = self.latents(vae, jnp.where(keep_past[:, None, None, None, None],
                                          batch["past"], 0.0))
+      clean = past
       past = noised_past(past, keys[5], float(cfg.model.clip.get("past_noise", 0.0)))
+      if self.memo_config.anchor != "none":
+        anchor = training_anchor(clean, past, reference, keep_past,
+                                 bool(cfg.model.flow.get("anchor_noised", False)))
     identity = jnp.where(guided[:, None], self.identity(tr, batch), 0.0)
     tokens = memo.image_tokens(tr, identity)
     reference_feats, past_feats = memo.condition_from(tr["reference_net"], reference, past,
@@ -171,7 +181,8 @@ class MemoTask:
     sigma = objectives.logit_normal(keys[2], (b,), fl.logit_mean, fl.logit_std)
     noise = jax.random.normal(keys[3], x0.shape)
     x_t = objectives.flow_sample(x0, noise, sigma)
-    v = memo.denoise(tr["diffusion_net"], x_t, sigma, tokens, hook_inputs, rng=keys[4])
+    v = memo.denoise(tr["diffusion_net"], x_t, sigma, tokens, hook_inputs, rng=keys[4],
+                     anchor=anchor)
     x0_hat = x_t - sigma[:, None, None, None, None] * v.astype(jnp.float32)
     motion_weight = float(cfg.get("loss", {}).get("motion_weight", 0.0))
     per_example = weighted_mse(x0_hat, x0, batch["video"], batch["reference"], motion_weight)
@@ -194,6 +205,15 @@ def noised_past(past, rng, max_std: float):
   level, noise = jax.random.split(rng)
   std = max_std * jax.random.uniform(level, (past.shape[0], 1, 1, 1, 1))
   return past + std * jax.random.normal(noise, past.shape)
+
+
+def training_anchor(clean, noised, reference, keep_past, noised_anchor: bool):
+  """The anchor (model.flow.anchor = "last_past") of each example (B, h, w, C): its last
+  past frame's latents, with the past noise when `noised_anchor` (model.flow.anchor_noised),
+  or the portrait's where the past was dropped (those frames are black; the sampler's first
+  clip anchors on the portrait, whose copies are its past)."""
+  last = (noised if noised_anchor else clean)[:, -1]
+  return jnp.where(keep_past[:, None, None, None], last, reference)
 
 
 def weighted_mse(x0_hat, x0, video, reference, motion_weight: float):
