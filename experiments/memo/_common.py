@@ -55,7 +55,10 @@ def memo_config(*, unet: dict, vae: dict, resolution: int):
   m.clip = ml_collections.ConfigDict(dict(frames=16, past=16, past_noise=0.0))
   # unguided: how often an example is exactly the sampler's unguided branch (0 = the
   # release, whose draws are independent; talkjax/models/memo/tasks.py)
-  m.dropout = ml_collections.ConfigDict(dict(image=0.05, audio=0.05, past=0.05, unguided=0.0))
+  # past_fill: what a dropped past holds, "black" frames (the release) or "portrait" copies
+  # (what the sampler's first clip holds; a deviation where set)
+  m.dropout = ml_collections.ConfigDict(dict(image=0.05, audio=0.05, past=0.05, unguided=0.0,
+                                             past_fill="black"))
   # output: what the DiffusionNet predicts, "velocity" (the release) or "preconditioned"
   # (EDM-style scalings, talkjax/models/memo/model.py); anchor "last_past" (preconditioned
   # only; a deviation where set: the release has none) makes that output a residual on the

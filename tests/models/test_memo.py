@@ -169,6 +169,28 @@ def test_an_unguided_example_sees_hears_and_feels_none_of_its_conditions(config,
   assert (gaps > 1e-4).all(), gaps
 
 
+def test_a_dropped_past_can_be_copies_of_the_portrait_as_the_first_clip_has(config, batch,
+                                                                            params):
+  """model.dropout.past_fill = "portrait": a dropped past is the portrait's copies (what the
+  sampler's first clip reads), not the release's black frames."""
+  params = lively({"trainable": params["trainable"]}, scale=0.2) | {"frozen": params["frozen"]}
+  rng = jax.random.PRNGKey(3)
+
+  def loss(**dropout):
+    c = config.copy_and_resolve_references()
+    c.model.dropout.update(**dropout)
+    task = make_task(c)
+    return jax.jit(lambda b: task.loss(params, b, rng)[0])
+
+  copies = batch | {"past": np.repeat(batch["reference"][:, None], batch["past"].shape[1], 1)}
+  dropped = np.asarray(loss(past=1.0, past_fill="portrait")(batch))
+  kept = loss(past=0.0)
+  np.testing.assert_allclose(dropped, np.asarray(kept(copies)), rtol=1e-5)
+  assert np.abs(dropped - np.asarray(kept(batch))).max() > 1e-4 * dropped.mean()
+  with pytest.raises(TalkjaxError, match="past_fill"):
+    loss(past_fill="grey")
+
+
 def test_the_tiny_joint_stage_trains_what_the_memory_holds_and_the_paper_config_does_not(
     config, params):
   """model.memory.backprop_past (the tiny joint stage's labelled deviation) lets the loss's

@@ -15,8 +15,9 @@ Recipe (paper + the authors' released training code), per step:
   masks noisy examples out of the mean;
 - condition dropout, each with its own probability (default 5 %): the image (the
   ReferenceNet sees zero latents), the audio (zero speech features into audio_proj), the
-  past frames (zeros: the first clip of a video); every EmoAdaLN drops its label to null
-  with p = 0.3. Deviations, labelled: sigma is continuous (the release quantises it to
+  past frames (zeros: the first clip of a video; `model.dropout.past_fill = "portrait"`,
+  a deviation where set: copies of the portrait, as the sampler's first clip has them);
+  every EmoAdaLN drops its label to null with p = 0.3. Deviations, labelled: sigma is continuous (the release quantises it to
   1000 levels), and dropout is drawn per example (the release draws once per batch).
 - `dropout.unguided` (deviation, labelled; 0 in the paper configs, as the release): with
   this probability an example gets exactly the sampler's unguided branch — zero-embedding
@@ -54,10 +55,14 @@ import numpy as np
 
 from talkjax.audio.emotion import NULL_EMOTION
 from talkjax.diffusion import objectives
+from talkjax.errors import ConfigError
 from talkjax.models.memo.builders import memo_config, vae_config
 from talkjax.models.memo.model import Memo
 from talkjax.models.memo.networks import IdentityEncoder
 from talkjax.nn.vae import AutoencoderKL, scale_latents
+
+# what a dropped past holds (model.dropout.past_fill)
+PAST_FILLS = ("black", "portrait")
 
 
 class MemoTask:
@@ -70,6 +75,10 @@ class MemoTask:
     self.vae_config = vae_config(m)
     self.vae = AutoencoderKL(self.vae_config, dtype=dtype)
     self.learned_identity = m.identity.encoder == "learned"
+    self.past_fill = m.dropout.get("past_fill", "black")
+    if self.past_fill not in PAST_FILLS:
+      raise ConfigError(f"unknown model.dropout.past_fill {self.past_fill!r}",
+                        fix=f"use one of {PAST_FILLS}: 'black' is the release's")
     self.identity_encoder = (IdentityEncoder(tuple(m.identity.channels),
                                              self.memo_config.identity_dim, dtype)
                              if self.learned_identity else None)
@@ -154,8 +163,9 @@ class MemoTask:
     past = jnp.zeros((b, 0) + reference.shape[1:])
     anchor = None
     if batch["past"].shape[1]:   # dropped past frames are black, as in the release
+      fill = batch["reference"][:, None] if self.past_fill == "portrait" else 0.0
       past = self.latents(vae, jnp.where(keep_past[:, None, None, None, None],
-                                         batch["past"], 0.0))
+                                         batch["past"], fill))
       clean = past
       past = noised_past(past, keys[5], float(cfg.model.clip.get("past_noise", 0.0)))
       if self.memo_config.anchor != "none":
