@@ -17,8 +17,9 @@ Recipe (paper + the authors' released training code), per step:
   ReferenceNet sees zero latents), the audio (zero speech features into audio_proj), the
   past frames (zeros: the first clip of a video; `model.dropout.past_fill = "portrait"`,
   a deviation where set: copies of the portrait, as the sampler's first clip has them);
-  every EmoAdaLN drops its label to null with p = 0.3. Deviations, labelled: sigma is continuous (the release quantises it to
-  1000 levels), and dropout is drawn per example (the release draws once per batch).
+  every EmoAdaLN drops its label to null with p = 0.3. Deviations, labelled: sigma is
+  continuous (the release quantises it to 1000 levels), and dropout is drawn per example
+  (the release draws once per batch).
 - `dropout.unguided` (deviation, labelled; 0 in the paper configs, as the release): with
   this probability an example gets exactly the sampler's unguided branch — zero-embedding
   image tokens, no reference keys in attn1, zero audio, the null emotion. The release
