@@ -66,6 +66,9 @@ def memo_config(*, unet: dict, vae: dict, resolution: int):
   # past noise (model.clip.past_noise) as the past frames do
   m.flow = ml_collections.ConfigDict(dict(logit_mean=0.0, logit_std=1.0, output="velocity",
                                           anchor="none", anchor_std=1.0, anchor_noised=False))
+  # portrait_input (a deviation where True: the release has none): the portrait's latents
+  # also enter the DiffusionNet through a zero-initialised conv added to conv_in's output
+  m.portrait_input = False
   m.remat = False
   # Pretrained weights (talkjax/models/memo/weights.py): vae (required) and, for stage 1,
   # the SD 1.5 UNet that fills both nets' spatial layers.

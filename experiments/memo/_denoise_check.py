@@ -78,7 +78,7 @@ def main(argv=None):
       if memory:
         state = memo.remember(net["diffusion_net"], state, past_feats)
     heard = None if audio is None else (jnp.zeros_like(audio) if zero_audio else audio)
-    return memo.hook_inputs(ref_feats, keep, heard, batch["emotion"], state)
+    return memo.hook_inputs(ref_feats, keep, heard, batch["emotion"], state, portrait)
 
   variants = {"the model": inputs(past)}
   variants["no reference keys"] = inputs(past, keep=jnp.zeros((b,), bool))

@@ -14,7 +14,8 @@ Anyone, AnimateDiff) build on, so one module covers their three uses:
   folded into the batch (timesteps and a (B, L, D) context repeat per frame; a
   (B, F, L, D) context gives each frame its own), and the `hooks` a family supplies run
   inside the blocks: at every attn1 (reference attention) and after every layer (audio
-  cross-attention, temporal modules over the frame axis). See `Hook` for the contract.
+  cross-attention, temporal modules over the frame axis), and once after conv_in (a
+  condition added at the input). See `Hook` for the contract.
 
 A family adds its modules by name; their parameters sit beside the UNet's own, which stay
 convertible from diffusers checkpoints (talkjax/convert/diffusers_unet.py):
@@ -73,6 +74,7 @@ from talkjax.nn.unet_blocks import (
   check_hooks,
   conv,
   group_norm,
+  run_hooks,
   timestep_features,
 )
 
@@ -280,7 +282,10 @@ class UNet2DConditionModel(nn.Module):
     temb = timestep_features(t, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift)
     temb = TimestepEmbedding(cfg.time_embed_dim, dtype, name="time_embedding")(temb.astype(dtype))
     x = conv(cfg.block_out_channels[0], 3, dtype, "conv_in")(x.astype(dtype))
-    x = nn.with_logical_constraint(x, MAP_AXES)
+    site = HookSite("conv_in", "input", frames, *x.shape[1:])
+    x, hook_inputs = run_hooks(self.hooks, site, x.reshape((b, frames) + x.shape[1:]),
+                               hook_inputs)
+    x = nn.with_logical_constraint(x.reshape((b * frames,) + x.shape[2:]), MAP_AXES)
 
     block_cls = nn.remat(UNetBlock) if self.remat else UNetBlock
     common = {"frames": frames, "dtype": dtype, "implementation": self.attention_impl,

@@ -31,14 +31,15 @@ from talkjax.nn.layers import Dense, logical_init
 
 # None, "xla", "cudnn": jax.nn.dot_product_attention(implementation=...); "reference": einsums.
 ATTENTION_IMPLEMENTATIONS = (None, "xla", "cudnn", "reference")
-HOOK_POINTS = ("attn1", "layer")
+HOOK_POINTS = ("input", "attn1", "layer")
 TOKEN_AXES = ("batch", "length", "embed")
 HEAD_AXES = ("batch", "length", "heads", "kv")
 
 
 @dataclasses.dataclass(frozen=True)
 class HookSite:
-  """Where a hook runs. `name` is the Flax path of the layer it follows (point "layer":
+  """Where a hook runs. `name` is "conv_in" for point "input", else the Flax path of the
+  layer it follows (point "layer":
   "down_blocks_0/attentions_0", "down_blocks_1/resnets_0", "mid_block/attentions_0") or of
   the transformer block whose attn1 it feeds (point "attn1":
   "down_blocks_0/attentions_0/transformer_blocks_0")."""
@@ -60,13 +61,17 @@ class Hook:
   - point "attn1": x is the attn1 input (batch*frames, height*width, channels); the
     module returns the tokens attn1 takes keys and values from (queries stay x), e.g.
     x with reference features appended along axis 1. Returning x changes nothing.
+  - point "input": x is conv_in's output (batch, frames, height, width, channels), before
+    the first block; the module returns the same shape (e.g. x plus a condition's
+    features, SD-inpainting-style conditioning without widening conv_in).
   - point "layer": x is a layer's output (batch, frames, height, width, channels), frames
     being 1 for a 4-D sample; the module returns the same shape, or (x, updates): a dict
     whose entries replace those of `hook_inputs` for every hook after it in forward order
     (a stream carried from module to module, such as MEMO's audio tokens). A layer is a
     resnet and its transformer where the block has transformers (then the hook follows
     the transformer), else the resnet.
-  Parameters live beside the site: .../transformer_blocks_0/<hook name> for "attn1",
+  Parameters live beside the site: <hook name> at the UNet's top for "input",
+  .../transformer_blocks_0/<hook name> for "attn1",
   <block>/<hook name>_<layer index> for "layer" (AnimateDiff's motion_modules_0 layout).
   """
   point: str
@@ -81,7 +86,8 @@ def check_hooks(hooks: Mapping[str, Hook] | None) -> None:
   for name, hook in (hooks or {}).items():
     if not isinstance(hook, Hook) or hook.point not in HOOK_POINTS:
       raise TalkjaxError(f"UNet hook {name!r} is not a Hook at one of {HOOK_POINTS}",
-                         fix="pass hooks={'name': Hook('attn1' or 'layer', factory)}")
+                         fix="pass hooks={'name': Hook('input', 'attn1' or 'layer', "
+                             "factory)}")
     if not name.isidentifier() or name in _RESERVED or re.fullmatch(r".*_\d+", name):
       raise TalkjaxError(f"UNet hook name {name!r} would clash with the UNet's own modules",
                          fix="use a plain identifier such as 'reference' or 'motion_modules'")

@@ -280,6 +280,26 @@ def test_an_anchored_sampler_carries_the_portrait_then_each_clips_last_frame(con
   assert np.abs(free[:, :F].astype(int) - want[0]).mean() > 5
 
 
+def test_the_sampler_feeds_the_portrait_input_path(config, sampler):
+  """model.portrait_input: the sampler hands the DiffusionNet the portrait's latents;
+  zero at init the path leaves every frame as the model without it drew them."""
+  c = config.copy_and_resolve_references()
+  c.model.portrait_input = True
+  net = sampler.params["memo"]["diffusion_net"]
+  conv = lambda k, bias: {"conv": {"kernel": k, "bias": np.zeros(bias, np.float32)}}
+  kernel = np.random.default_rng(3).standard_normal((3, 3, 4, net["conv_in"]["bias"].shape[0]))
+  image = np.random.default_rng(0).integers(0, 255, (1, 64, 64, 3), dtype=np.uint8)
+  audio = _audio(1, F * 640)[None]
+  plain = sampler.generate(image, audio, seed=7)["frames"]
+  hook, frames = MemoGeneration(c), []
+  for k in (np.zeros_like(kernel), kernel):
+    params = sampler.params | {"memo": sampler.params["memo"] | {
+        "diffusion_net": net | {"portrait_in": conv(k.astype(np.float32), k.shape[-1])}}}
+    frames.append(Sampler(hook, params).generate(image, audio, seed=7)["frames"].astype(int))
+  np.testing.assert_array_equal(frames[0], plain)
+  assert np.abs(frames[1] - plain).mean() > 1.0
+
+
 def test_the_vae_decodes_and_re_encodes_in_frame_chunks_as_at_once(sampler):
   hook, params = sampler.hook, sampler.params
   latents = np.random.default_rng(5).standard_normal((2, 5, 16, 16, 4)).astype(np.float32)

@@ -1,5 +1,6 @@
 """MEMO's DiffusionNet output parametrisations (`model.flow.output`): the preconditioned
-one against its formula in float64 NumPy, around the very same network."""
+one against its formula in float64 NumPy, around the very same network; and the portrait's
+input path (`model.portrait_input`)."""
 
 from __future__ import annotations
 
@@ -16,19 +17,20 @@ from talkjax.errors import ConfigError
 from talkjax.models import make_task
 from talkjax.models.memo.builders import memo_config
 from talkjax.models.memo.model import Memo
+from talkjax.models.memo.networks import PortraitInput
 from talkjax.models.memo.tasks import training_anchor
+from talkjax.nn.unet import HookSite
 
 
-def _lively_net(tmp_path, overrides=()):
-  """The tiny stage-2 Memo at 32 px with random weights, lively everywhere (a fresh UNet's
+def _lively_setup(tmp_path, overrides=()):
+  """The tiny stage-1 Memo at 32 px with random weights, lively everywhere (a fresh UNet's
   zero output layer would hide any mistake; norms' scales near 1; initialising for real
-  compiles for a minute), its raw twin (output "velocity": the net's own output), and
-  ready conditioning for 3 rows."""
+  compiles for a minute), and ready conditioning for 3 rows: (memo, params, reference
+  latents, x_t, image tokens, reference features, a spare key)."""
   config = cfg.load_config("memo/synthtalk_tiny_stage1", [f"data.path={tmp_path}",
                                                          "model.flow.output=preconditioned",
                                                          "model.resolution=32", *overrides])
   pre = make_task(config).memo
-  raw = Memo(dataclasses.replace(pre.config, output="velocity", anchor="none"))
   b, h = 3, int(config.model.resolution) // 4
   example = {"latents": jnp.zeros((1, 1, h, h, 4)), "reference": jnp.zeros((1, h, h, 4)),
              "past": jnp.zeros((1, 0, h, h, 4)), "speech": None, "emotion": None,
@@ -45,6 +47,14 @@ def _lively_net(tmp_path, overrides=()):
   tokens = pre.image_tokens(tr, jax.random.normal(keys[2], (b, pre.config.identity_dim)))
   feats, _ = pre.condition_from(tr["reference_net"], reference, jnp.zeros((b, 0, h, h, 4)),
                                 tokens)
+  return pre, tr, reference, x_t, tokens, feats, keys[3]
+
+
+def _lively_net(tmp_path, overrides=()):
+  """`_lively_setup`'s Memo, its raw twin (output "velocity": the net's own output)
+  evaluated, and a function running the Memo at three noise levels."""
+  pre, tr, _, x_t, tokens, feats, key = _lively_setup(tmp_path, overrides)
+  raw = Memo(dataclasses.replace(pre.config, output="velocity", anchor="none"))
   hooks = pre.hook_inputs(feats, None, None, None, None)
   sigma = jnp.array([1.0, 0.7, 0.2])
   s = np.asarray(sigma, np.float64)[:, None, None, None, None]
@@ -54,7 +64,7 @@ def _lively_net(tmp_path, overrides=()):
   assert np.abs(f).mean() > 0.1   # the net says something
   run = lambda **kw: np.asarray(pre.denoise(tr["diffusion_net"], x_t, sigma, tokens, hooks,
                                             **kw), np.float64)
-  return pre, run, np.asarray(x_t, np.float64), s, f, keys[3]
+  return pre, run, np.asarray(x_t, np.float64), s, f, key
 
 
 def test_preconditioned_output_is_the_edm_scaling_of_the_same_net(tmp_path):
@@ -117,3 +127,57 @@ def test_the_training_anchor_is_the_last_past_frame_or_the_portrait_where_it_was
     got = np.asarray(training_anchor(clean, noised, reference, keep, noised_anchor))
     np.testing.assert_array_equal(got[[0, 2]], np.asarray(last)[[0, 2]])
     np.testing.assert_array_equal(got[1], np.asarray(reference[1]))
+
+
+def test_the_portrait_input_is_a_conv_of_the_portrait_added_to_kept_rows():
+  """PortraitInput against float64 NumPy: x + a 3x3 'same' convolution of the portrait's
+  latents on every frame, nothing for rows whose reference keys are dropped; zero at
+  init, so a checkpoint trained without it samples the same after init_from."""
+  rng = np.random.default_rng(4)
+  b, f, h, c_in, c = 3, 2, 6, 4, 8
+  site = HookSite("conv_in", "input", f, h, h, c)
+  x = jnp.asarray(rng.standard_normal((b, f, h, h, c)), jnp.float32)
+  portrait = rng.standard_normal((b, h, h, c_in))
+  keep = np.array([True, False, True])
+  inputs = {"portrait": jnp.asarray(portrait, jnp.float32), "reference_keep": jnp.asarray(keep)}
+  module = PortraitInput(site)
+  params = nn.meta.unbox(module.init(jax.random.PRNGKey(0), x, inputs))
+  assert all(not np.any(np.asarray(v)) for v in jax.tree_util.tree_leaves(params))
+  kernel, bias = rng.standard_normal((3, 3, c_in, c)), rng.standard_normal(c)
+  got = np.asarray(module.apply({"params": {"conv": {"kernel": jnp.asarray(kernel, jnp.float32),
+                                                     "bias": jnp.asarray(bias, jnp.float32)}}},
+                                x, inputs), np.float64)
+  padded = np.pad(portrait, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  conv = sum(np.einsum("bhwi,io->bhwo", padded[:, i:i + h, j:j + h], kernel[i, j])
+             for i in range(3) for j in range(3)) + bias
+  want = np.asarray(x, np.float64) + np.where(keep[:, None, None, None], conv, 0.0)[:, None]
+  assert np.max(np.abs(got - want)) / np.abs(want).max() < 1e-5
+
+
+def test_the_portrait_input_path_reaches_the_denoiser_and_starts_as_none(tmp_path):
+  """model.portrait_input adds diffusion_net/portrait_in (a deviation; the release's layout
+  is unchanged without it): zeroed it leaves the net as it was, lively it makes the guided
+  rows' output depend on the portrait and the unguided row's not."""
+  pre, tr, reference, x_t, tokens, feats, key = _lively_setup(tmp_path,
+                                                              ["model.portrait_input=True"])
+  assert pre.config.portrait_input
+  path = tr["diffusion_net"]["portrait_in"]["conv"]
+  assert path["kernel"].shape == (3, 3, 4, 32)
+  plain = Memo(dataclasses.replace(pre.config, portrait_input=False))
+  sigma, keep = jnp.array([1.0, 0.7, 0.2]), jnp.array([True, False, True])
+
+  def run(memo, net, portrait):
+    hooks = memo.hook_inputs(feats, keep, None, None, None, portrait)
+    return np.asarray(memo.denoise(net, x_t, sigma, tokens, hooks), np.float64)
+
+  without = {k: v for k, v in tr["diffusion_net"].items() if k != "portrait_in"}
+  zeroed = without | {"portrait_in": jax.tree_util.tree_map(jnp.zeros_like,
+                                                            tr["diffusion_net"]["portrait_in"])}
+  base = run(plain, without, None)
+  np.testing.assert_allclose(run(pre, zeroed, reference), base, rtol=1e-5, atol=1e-6)
+  other = jax.random.normal(key, reference.shape)
+  a, b = run(pre, tr["diffusion_net"], reference), run(pre, tr["diffusion_net"], other)
+  gap = np.abs(a - b).max(axis=(1, 2, 3, 4)) / np.abs(a).max()
+  assert gap[0] > 1e-3 and gap[2] > 1e-3 and gap[1] == 0.0, gap
+  with pytest.raises(ValueError, match="portrait_input"):
+    run(pre, tr["diffusion_net"], None)

@@ -52,7 +52,8 @@ def memo_config(model) -> MemoConfig:
                     audio_layers=a.layers, audio_channels=a.channels, audio_hidden=a.hidden,
                     identity_dim=i.dim, image_tokens=i.tokens, emotions=e.classes,
                     emotion_dropout=e.dropout, output=output,
-                    anchor=anchor, anchor_std=anchor_std)
+                    anchor=anchor, anchor_std=anchor_std,
+                    portrait_input=bool(model.get("portrait_input", False)))
 
 
 def vae_config(model) -> VAEConfig:

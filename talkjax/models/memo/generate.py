@@ -287,7 +287,7 @@ class MemoGeneration:
                                                      tokens)
     memory = self.memo.remember(memo["diffusion_net"], carry["memory"], past_feats)
     hook_inputs = self.memo.hook_inputs(ref_feats, jnp.arange(rows) < b, audio, emotion,
-                                        memory)
+                                        memory, reference)
     h, w = reference.shape[1:3]
     shape = (f, h, w, self.task.vae_config.latent_channels)
     noise = jax.vmap(lambda k: jax.random.normal(k, shape))(keys)

@@ -65,18 +65,24 @@ class Memo:
       audio = nn.meta.unbox(self.audio_proj.apply(boxed, example["speech"]))
     b, f, h, w = example["latents"].shape[:4]
     cond = self.hook_inputs(reference, None, audio, example["emotion"],
-                            self.empty_memory(b, h, w) if self.config.memory_on else None)
+                            self.empty_memory(b, h, w) if self.config.memory_on else None,
+                            example["reference"])
     out["diffusion_net"] = self.diffusion_net.init(r[3], example["latents"], t, tokens,
                                                    cond)["params"]
     return out
 
-  def hook_inputs(self, reference, keep, audio, emotion, memory) -> dict:
+  def hook_inputs(self, reference, keep, audio, emotion, memory, portrait=None) -> dict:
     """What the DiffusionNet's hooks read: reference features, which rows keep them
     (None: all), audio tokens (B, F, La, D) and emotion labels (B,) when the audio
-    modules are on, the memory when the memory modules are."""
+    modules are on, the memory when the memory modules are, the portrait's latents
+    (B, h, w, C) when `portrait_input` is."""
     b = next(iter(reference.values())).shape[0]
     out = {"reference": reference,
            "reference_keep": jnp.ones((b,), bool) if keep is None else keep}
+    if self.config.portrait_input:
+      if portrait is None:
+        raise ValueError("portrait_input needs the portrait's latents in hook_inputs")
+      out["portrait"] = portrait
     if self.config.audio:
       out["audio"] = audio.reshape((-1,) + audio.shape[2:])
       out["emotion"] = jnp.asarray(emotion, jnp.int32)

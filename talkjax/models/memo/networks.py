@@ -10,7 +10,8 @@
   emotion-aware audio module after every transformer layer (`audio_modules_i`,
   talkjax/nn/audio_module.py, the audio stream carried from module to module) and the
   memory-guided temporal module after every layer (`motion_modules_i/temporal_transformer`,
-  talkjax/nn/memory_attention.py).
+  talkjax/nn/memory_attention.py). With `portrait_input` (a deviation, off in the paper
+  configs) the portrait's latents also enter after conv_in (`portrait_in`, PortraitInput).
 - `image_proj`: identity embedding (512) -> 4 tokens x 768, LayerNorm;
   `audio_proj`: a 5-frame window of 12 wav2vec2 layers x 768 -> 512 -> 512 -> 32 x 768.
 
@@ -33,7 +34,7 @@ import jax.numpy as jnp
 
 from talkjax.nn.audio_module import AudioModule
 from talkjax.nn.latent_blocks import conv
-from talkjax.nn.layers import Dense
+from talkjax.nn.layers import Dense, logical_init
 from talkjax.nn.memory_attention import TemporalMemoryTransformer
 from talkjax.nn.unet import Hook, HookSite, UNet2DConditionModel, UNetConfig, layer_sites
 from talkjax.nn.unet_blocks import layer_norm
@@ -81,6 +82,10 @@ class MemoConfig:
   # (Memo.denoise); anchor_std is that residual's assumed std. "none" = no anchor.
   anchor: str = "none"
   anchor_std: float = 1.0
+  # Deviation when True (the release has no such path): the portrait's latents reach the
+  # DiffusionNet's input too, through a zero-initialised 3x3 conv added to conv_in's output
+  # (`PortraitInput`), beside the reference attention.
+  portrait_input: bool = False
 
   @property
   def audio(self) -> bool:
@@ -133,6 +138,26 @@ class ReferenceAttention(nn.Module):
                      axis=0)
     keep = jnp.repeat(inputs["reference_keep"], self.site.frames)[:, None, None]
     return jnp.concatenate([h, jnp.where(keep, ref, h)], axis=1)
+
+
+class PortraitInput(nn.Module):
+  """The portrait's latents (B, h, w, C) through a 3x3 conv, zero at init, added to every
+  frame's conv_in output: a pixel-aligned path for what the face looks like, where
+  reference attention has to find each place by content. Rows whose `reference_keep` is
+  False (the unguided branch) get nothing."""
+  site: HookSite
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x, inputs):
+    keep = inputs["reference_keep"][:, None, None, None]
+    y = nn.Conv(self.site.channels, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
+                name="conv",
+                kernel_init=logical_init(nn.initializers.zeros,
+                                         (None, None, "channels", "embed")),
+                bias_init=logical_init(nn.initializers.zeros, ("embed",)))(
+                    inputs["portrait"].astype(x.dtype))
+    return x + jnp.where(keep, y, 0.0)[:, None]
 
 
 class AudioHook(nn.Module):
@@ -202,6 +227,9 @@ def diffusion_net(config: MemoConfig, *, train: bool = False, dtype=jnp.float32,
   audio = lambda site, name: AudioHook(site, config, train, dtype, implementation, name=name)
   motion = lambda site, name: MotionHook(site, config.memory, dtype, name=name)
   hooks = {"reference": Hook("attn1", ReferenceAttention)}
+  if config.portrait_input:
+    hooks["portrait_in"] = Hook("input", lambda site, name: PortraitInput(site, dtype,
+                                                                            name=name))
   if config.audio:
     hooks["audio_modules"] = Hook("layer", audio, where=AUDIO_SITES)
   if config.memory_on:

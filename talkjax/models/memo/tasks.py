@@ -46,6 +46,9 @@ Recipe (paper + the authors' released training code), per step:
   (Memo.denoise), the portrait's where the past was dropped (`training_anchor`); with
   `model.flow.anchor_noised` the anchor carries the past noise, so the net learns to take
   noise out of the frame it carries forward rather than copy it.
+- `model.portrait_input` (deviation, labelled where set; off in the paper configs): the
+  portrait's latents also enter the DiffusionNet after conv_in (networks.PortraitInput),
+  dropped with the image.
 """
 
 from __future__ import annotations
@@ -186,7 +189,10 @@ class MemoTask:
     emotion = batch.get("emotion")
     if emotion is not None:
       emotion = jnp.where(guided, emotion, NULL_EMOTION)
-    hook_inputs = memo.hook_inputs(reference_feats, guided, audio, emotion, memory)
+    # the portrait's input path (model.portrait_input) drops with the image, as the
+    # ReferenceNet's latents do
+    portrait = jnp.where(keep_image[:, None, None, None], reference, 0.0)
+    hook_inputs = memo.hook_inputs(reference_feats, guided, audio, emotion, memory, portrait)
 
     fl = cfg.model.flow
     sigma = objectives.logit_normal(keys[2], (b,), fl.logit_mean, fl.logit_std)
