@@ -10,7 +10,7 @@ from PIL import Image
 from talkjax.cli import main
 from talkjax.commands.demo import shipped_model
 from talkjax.errors import TalkjaxError
-from talkjax.pipelines.pipeline import Pipeline, Request
+from talkjax.pipelines.pipeline import Failure, Pipeline, Request
 from talkjax_datasets.synthtalk.clip import make_clip
 from talkjax_datasets.synthtalk.spec import BuildSpec
 
@@ -40,6 +40,8 @@ def test_a_manifest_gives_the_frames_of_one_by_one_sampling(pipe, tmp_path):
     image, audio = write_inputs(tmp_path, name, seconds, seed)
     requests.append(Request(str(image), str(audio), seed=seed, name=name))
   batched = {r.name: r for r in pipe.run(requests, progress=False)}
+  failed = {name: r.error for name, r in batched.items() if isinstance(r, Failure)}
+  assert not failed, failed    # the reason, where a bare Failure would hide it
   for name, seconds, seed in specs:
     single = pipe(str(tmp_path / f"{name}.png"), str(tmp_path / f"{name}.wav"), seed=seed)
     samples = soundfile.info(str(tmp_path / f"{name}.wav")).frames
