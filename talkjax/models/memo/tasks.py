@@ -191,7 +191,8 @@ class MemoTask:
       emotion = jnp.where(guided, emotion, NULL_EMOTION)
     # the portrait's input path (model.portrait_input) drops with the image, as the
     # ReferenceNet's latents do
-    portrait = jnp.where(keep_image[:, None, None, None], reference, 0.0)
+    portrait = (jnp.where(keep_image[:, None, None, None], reference, 0.0)
+                if self.memo_config.portrait_input else None)
     hook_inputs = memo.hook_inputs(reference_feats, guided, audio, emotion, memory, portrait)
 
     fl = cfg.model.flow
