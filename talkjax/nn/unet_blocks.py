@@ -86,8 +86,8 @@ def check_hooks(hooks: Mapping[str, Hook] | None) -> None:
   for name, hook in (hooks or {}).items():
     if not isinstance(hook, Hook) or hook.point not in HOOK_POINTS:
       raise TalkjaxError(f"UNet hook {name!r} is not a Hook at one of {HOOK_POINTS}",
-                         fix="pass hooks={'name': Hook('input', 'attn1' or 'layer', "
-                             "factory)}")
+                         fix="pass hooks={'name': Hook(point, factory)}, point 'input', "
+                             "'attn1' or 'layer'")
     if not name.isidentifier() or name in _RESERVED or re.fullmatch(r".*_\d+", name):
       raise TalkjaxError(f"UNet hook name {name!r} would clash with the UNet's own modules",
                          fix="use a plain identifier such as 'reference' or 'motion_modules'")

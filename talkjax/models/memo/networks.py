@@ -34,7 +34,8 @@ import jax.numpy as jnp
 
 from talkjax.nn.audio_module import AudioModule
 from talkjax.nn.latent_blocks import conv
-from talkjax.nn.layers import Dense, logical_init
+from talkjax.nn import convs
+from talkjax.nn.layers import Dense
 from talkjax.nn.memory_attention import TemporalMemoryTransformer
 from talkjax.nn.unet import Hook, HookSite, UNet2DConditionModel, UNetConfig, layer_sites
 from talkjax.nn.unet_blocks import layer_norm
@@ -151,12 +152,8 @@ class PortraitInput(nn.Module):
   @nn.compact
   def __call__(self, x, inputs):
     keep = inputs["reference_keep"][:, None, None, None]
-    y = nn.Conv(self.site.channels, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
-                name="conv",
-                kernel_init=logical_init(nn.initializers.zeros,
-                                         (None, None, "channels", "embed")),
-                bias_init=logical_init(nn.initializers.zeros, ("embed",)))(
-                    inputs["portrait"].astype(x.dtype))
+    y = convs.conv(self.site.channels, 3, name="conv", dtype=self.dtype,
+                   zero_init=True)(inputs["portrait"].astype(x.dtype))
     return x + jnp.where(keep, y, 0.0)[:, None]
 
 
