@@ -53,9 +53,10 @@ def _lively_setup(tmp_path, overrides=()):
 def _lively_net(tmp_path, overrides=()):
   """`_lively_setup`'s Memo, its raw twin (output "velocity": the net's own output)
   evaluated, and a function running the Memo at three noise levels."""
-  pre, tr, _, x_t, tokens, feats, key = _lively_setup(tmp_path, overrides)
+  pre, tr, reference, x_t, tokens, feats, key = _lively_setup(tmp_path, overrides)
   raw = Memo(dataclasses.replace(pre.config, output="velocity", anchor="none"))
-  hooks = pre.hook_inputs(feats, None, None, None, None)
+  # the tiny configs feed the portrait's latents at the input too (model.portrait_input)
+  hooks = pre.hook_inputs(feats, jnp.ones(3, bool), None, None, None, reference)
   sigma = jnp.array([1.0, 0.7, 0.2])
   s = np.asarray(sigma, np.float64)[:, None, None, None, None]
   d = (1 - s) ** 2 + s ** 2
@@ -158,9 +159,8 @@ def test_the_portrait_input_path_reaches_the_denoiser_and_starts_as_none(tmp_pat
   """model.portrait_input adds diffusion_net/portrait_in (a deviation; the release's layout
   is unchanged without it): zeroed it leaves the net as it was, lively it makes the guided
   rows' output depend on the portrait and the unguided row's not."""
-  pre, tr, reference, x_t, tokens, feats, key = _lively_setup(tmp_path,
-                                                              ["model.portrait_input=True"])
-  assert pre.config.portrait_input
+  pre, tr, reference, x_t, tokens, feats, key = _lively_setup(tmp_path)
+  assert pre.config.portrait_input   # on in the tiny configs
   path = tr["diffusion_net"]["portrait_in"]["conv"]
   assert path["kernel"].shape == (3, 3, 4, 32)
   plain = Memo(dataclasses.replace(pre.config, portrait_input=False))
